@@ -1,0 +1,1 @@
+//! Configuration schema: TOML + serde, defaults, validation with clear errors.

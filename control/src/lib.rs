@@ -1,0 +1,1 @@
+//! Control plane: multicast join engine, neighbour/path cache, port events.

@@ -1,0 +1,7 @@
+//! The poll-mode datapath: memory, rings, wire formats, providers and lcores.
+//!
+//! Nothing here knows about the control plane except two queues: join and
+//! resolution requests going out, published multicast/neighbour tables coming in.
+
+pub mod tables;
+pub mod wire;
