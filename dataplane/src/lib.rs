@@ -3,5 +3,6 @@
 //! Nothing here knows about the control plane except two queues: join and
 //! resolution requests going out, published multicast/neighbour tables coming in.
 
+pub mod ring;
 pub mod tables;
 pub mod wire;

@@ -1,0 +1,1 @@
+//! Bounded rings (placeholder until the ring modes land).
