@@ -1,0 +1,105 @@
+use super::{Mbuf, Mempool};
+use arrayvec::ArrayVec;
+
+/// Per-lcore stash of free buffers of one pool (the DPDK mempool cache):
+/// alloc and free touch only this lcore's memory until it runs dry or full,
+/// then move half a cache to or from the shared list.
+pub struct LcoreCache {
+    pool: &'static Mempool,
+    items: Vec<u32>,
+    size: usize,
+}
+
+impl LcoreCache {
+    pub(super) fn new(pool: &'static Mempool, size: usize) -> LcoreCache {
+        let size = size.min(pool.capacity());
+        LcoreCache { pool, items: Vec::with_capacity(size), size }
+    }
+
+    pub fn pool(&self) -> &'static Mempool {
+        self.pool
+    }
+    /// Buffers currently held by this cache.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    #[inline]
+    pub fn alloc(&mut self) -> Option<Mbuf> {
+        if self.items.is_empty() {
+            self.refill();
+        }
+        match self.items.pop() {
+            Some(idx) => Some(self.pool.take(idx)),
+            None => self.pool.alloc(),
+        }
+    }
+
+    /// Appends up to `n` fresh mbufs to `dst`; returns how many.
+    #[inline]
+    pub fn alloc_burst<const N: usize>(&mut self, dst: &mut ArrayVec<Mbuf, N>, n: usize) -> usize {
+        let want = n.min(dst.remaining_capacity());
+        for i in 0..want {
+            match self.alloc() {
+                Some(m) => dst.push(m),
+                None => return i,
+            }
+        }
+        want
+    }
+
+    /// Frees into this cache if the mbuf belongs to this cache's pool, else
+    /// into its own pool: a wrong-pool free cannot happen.
+    #[inline]
+    pub fn free(&mut self, m: Mbuf) {
+        if !std::ptr::eq(m.pool(), self.pool) {
+            drop(m);
+            return;
+        }
+        if let Some(idx) = m.into_released() {
+            if self.items.len() == self.size {
+                self.flush(self.size / 2 + 1);
+            }
+            if self.size == 0 {
+                self.pool.put_shared(idx);
+            } else {
+                self.items.push(idx);
+            }
+        }
+    }
+
+    /// Frees every mbuf in `src`.
+    #[inline]
+    pub fn free_burst<const N: usize>(&mut self, src: &mut ArrayVec<Mbuf, N>) {
+        for m in src.drain(..) {
+            self.free(m);
+        }
+    }
+
+    fn refill(&mut self) {
+        let want = (self.size / 2).max(1).min(self.size);
+        for _ in 0..want {
+            match self.pool.pop_shared() {
+                Some(idx) => self.items.push(idx),
+                None => break,
+            }
+        }
+    }
+
+    fn flush(&mut self, n: usize) {
+        for _ in 0..n.min(self.items.len()) {
+            if let Some(idx) = self.items.pop() {
+                self.pool.put_shared(idx);
+            }
+        }
+    }
+}
+
+impl Drop for LcoreCache {
+    fn drop(&mut self) {
+        self.flush(self.items.len());
+    }
+}

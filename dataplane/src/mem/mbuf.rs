@@ -1,0 +1,162 @@
+use super::{Mempool, HEADROOM};
+
+/// A move-only handle to one buffer: pool, index, and the data window.
+///
+/// Dropping an `Mbuf` returns it to its own pool's shared list; lcores free
+/// through their `LcoreCache` for speed. `share` adds an owner for multicast
+/// fan-out; shared data is read-only.
+pub struct Mbuf {
+    pool: &'static Mempool,
+    idx: u32,
+    off: u16,
+    len: u16,
+}
+
+// SAFETY: the handle owns (or co-owns, read-only) its buffer; the pool is Sync.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    #[inline]
+    pub(super) fn new(pool: &'static Mempool, idx: u32) -> Mbuf {
+        Mbuf { pool, idx, off: HEADROOM as u16, len: 0 }
+    }
+
+    pub fn pool(&self) -> &'static Mempool {
+        self.pool
+    }
+    /// Buffer index inside the pool (stable for the buffer's life).
+    pub fn index(&self) -> u32 {
+        self.idx
+    }
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.off as usize
+    }
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        self.pool.buf_size() - self.off as usize - self.len as usize
+    }
+    /// More than one handle refers to this buffer (multicast fan-out).
+    #[inline]
+    pub fn is_shared(&self) -> bool {
+        self.pool.refs(self.idx) > 1
+    }
+
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        // SAFETY: off+len <= buf_size is an invariant of every mutator below.
+        unsafe {
+            std::slice::from_raw_parts(self.pool.buf_ptr(self.idx).add(self.off as usize), self.len as usize)
+        }
+    }
+
+    /// Writable data, or `None` when the buffer is shared.
+    #[inline]
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        if self.is_shared() {
+            return None;
+        }
+        // SAFETY: sole owner, window inside the buffer.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.pool.buf_ptr(self.idx).add(self.off as usize),
+                self.len as usize,
+            )
+        })
+    }
+
+    /// Grows the window by `n` bytes at the front (a header goes there) and
+    /// returns them; `None` without headroom or when shared.
+    #[inline]
+    pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.off as usize || self.is_shared() {
+            return None;
+        }
+        self.off -= n as u16;
+        self.len += n as u16;
+        self.data_mut().map(|d| &mut d[..n])
+    }
+
+    /// Grows the window by `n` bytes at the end and returns them.
+    #[inline]
+    pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.tailroom() || self.is_shared() {
+            return None;
+        }
+        let old = self.len as usize;
+        self.len += n as u16;
+        self.data_mut().map(|d| &mut d[old..])
+    }
+
+    /// Drops `n` bytes from the front (strip a header). False if too short.
+    #[inline]
+    pub fn adj(&mut self, n: usize) -> bool {
+        if n > self.len as usize {
+            return false;
+        }
+        self.off += n as u16;
+        self.len -= n as u16;
+        true
+    }
+
+    /// Drops `n` bytes from the end. False if too short.
+    #[inline]
+    pub fn trim(&mut self, n: usize) -> bool {
+        if n > self.len as usize {
+            return false;
+        }
+        self.len -= n as u16;
+        true
+    }
+
+    /// Empties the window and restores the full headroom (for reuse).
+    #[inline]
+    pub fn reset(&mut self) {
+        self.off = HEADROOM as u16;
+        self.len = 0;
+    }
+
+    /// Another handle to the same bytes (refcount + 1), for multicast fan-out.
+    #[inline]
+    pub fn share(&self) -> Mbuf {
+        self.pool.add_ref(self.idx);
+        Mbuf { pool: self.pool, idx: self.idx, off: self.off, len: self.len }
+    }
+
+    /// Consumes the handle without running `Drop`; returns the index if this
+    /// was the last owner. Used by `LcoreCache`.
+    #[inline]
+    pub(super) fn into_released(self) -> Option<u32> {
+        let last = self.pool.release(self.idx);
+        let idx = self.idx;
+        std::mem::forget(self);
+        last.then_some(idx)
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        if self.pool.release(self.idx) {
+            self.pool.put_shared(self.idx);
+        }
+    }
+}
+
+impl std::fmt::Debug for Mbuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mbuf")
+            .field("pool", &self.pool.name())
+            .field("idx", &self.idx)
+            .field("off", &self.off)
+            .field("len", &self.len)
+            .finish()
+    }
+}

@@ -1,0 +1,139 @@
+use super::region::{HugepageMode, MemError, Region};
+use super::{LcoreCache, Mbuf, HEADROOM};
+use crossbeam_queue::ArrayQueue;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// Geometry of a pool.
+#[derive(Debug, Clone)]
+pub struct MempoolConfig {
+    pub name: String,
+    /// Number of buffers.
+    pub count: u32,
+    /// Bytes per buffer, headroom included.
+    pub buf_size: u32,
+    pub hugepages: HugepageMode,
+}
+
+/// A fixed set of equal-sized buffers in one region. Created once and kept for
+/// the life of the process (see the module docs).
+pub struct Mempool {
+    name: String,
+    region: Region,
+    buf_size: u32,
+    count: u32,
+    /// Owners per buffer: > 1 while a multicast fan-out shares it.
+    refcnt: Box<[AtomicU16]>,
+    /// Shared free list; lcores mostly hit their own `LcoreCache`.
+    free: ArrayQueue<u32>,
+}
+
+impl Mempool {
+    pub fn new(cfg: MempoolConfig) -> Result<&'static Mempool, MemError> {
+        if cfg.count == 0 {
+            return Err(MemError::Geometry("a pool needs at least one buffer"));
+        }
+        if (cfg.buf_size as usize) <= HEADROOM || cfg.buf_size > u16::MAX as u32 {
+            return Err(MemError::Geometry("buffer size must exceed the 128-byte headroom and fit in 16 bits"));
+        }
+        let region = Region::new(cfg.count as usize * cfg.buf_size as usize, cfg.hugepages)?;
+        let free = ArrayQueue::new(cfg.count as usize);
+        for idx in 0..cfg.count {
+            // Cannot fail: the queue holds exactly `count` entries.
+            let _ = free.push(idx);
+        }
+        let refcnt = (0..cfg.count).map(|_| AtomicU16::new(0)).collect();
+        let pool = Mempool {
+            name: cfg.name,
+            region,
+            buf_size: cfg.buf_size,
+            count: cfg.count,
+            refcnt,
+            free,
+        };
+        Ok(Box::leak(Box::new(pool)))
+    }
+
+    /// A per-lcore cache of up to `size` free buffers.
+    pub fn cache(&'static self, size: usize) -> LcoreCache {
+        LcoreCache::new(self, size)
+    }
+
+    /// Takes one buffer straight from the shared list (slow path; lcores use a cache).
+    pub fn alloc(&'static self) -> Option<Mbuf> {
+        self.free.pop().map(|idx| self.take(idx))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn capacity(&self) -> usize {
+        self.count as usize
+    }
+    pub fn buf_size(&self) -> usize {
+        self.buf_size as usize
+    }
+    /// Buffers in the shared free list. Equals `capacity()` when every mbuf has
+    /// been freed and every cache dropped: the leak check.
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+    pub fn is_hugepage(&self) -> bool {
+        self.region.is_hugepage()
+    }
+    /// The region to register once with a provider.
+    pub fn region(&self) -> (*mut u8, usize) {
+        (self.region.as_ptr(), self.region.len())
+    }
+
+    pub(super) fn take(&'static self, idx: u32) -> Mbuf {
+        self.refcnt[idx as usize].store(1, Ordering::Relaxed);
+        Mbuf::new(self, idx)
+    }
+
+    /// Drops one owner of `idx`; true when it was the last and the buffer is free.
+    #[inline]
+    pub(super) fn release(&self, idx: u32) -> bool {
+        let rc = &self.refcnt[idx as usize];
+        // Sole owner: nobody else can share it any more, so no RMW is needed.
+        rc.load(Ordering::Acquire) == 1 || rc.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    #[inline]
+    pub(super) fn add_ref(&self, idx: u32) {
+        self.refcnt[idx as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(super) fn refs(&self, idx: u32) -> u16 {
+        self.refcnt[idx as usize].load(Ordering::Acquire)
+    }
+
+    pub(super) fn put_shared(&self, idx: u32) {
+        // Cannot fail: at most `count` indices exist.
+        let _ = self.free.push(idx);
+    }
+
+    pub(super) fn pop_shared(&self) -> Option<u32> {
+        self.free.pop()
+    }
+
+    /// Start of buffer `idx`.
+    #[inline]
+    pub(super) fn buf_ptr(&self, idx: u32) -> *mut u8 {
+        debug_assert!(idx < self.count);
+        // SAFETY: idx < count, so the offset stays inside the region.
+        unsafe { self.region.as_ptr().add(idx as usize * self.buf_size as usize) }
+    }
+}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool")
+            .field("name", &self.name)
+            .field("count", &self.count)
+            .field("buf_size", &self.buf_size)
+            .field("available", &self.available())
+            .field("hugepage", &self.is_hugepage())
+            .finish()
+    }
+}
