@@ -1,0 +1,136 @@
+//! Slot storage shared by every ring mode: a power-of-two array of possibly
+//! uninitialised items addressed by free-running indices (`index & mask`).
+//!
+//! Which slots hold a live item is tracked by the ring's head/tail indices,
+//! not here; every method that touches items is `unsafe` and states what the
+//! caller must guarantee about those indices.
+
+use std::mem::MaybeUninit;
+use std::ptr;
+
+use super::sync::UnsafeCell;
+
+pub(crate) struct Slots<T> {
+    cells: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    mask: usize,
+}
+
+impl<T> Slots<T> {
+    /// Allocates `capacity` slots; `capacity` must be a power of two.
+    pub(crate) fn new(capacity: usize) -> Self {
+        debug_assert!(capacity.is_power_of_two());
+        let cells = (0..capacity)
+            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+            .collect();
+        Self {
+            cells,
+            mask: capacity - 1,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    #[cfg(not(loom))]
+    /// Splits `n` slots starting at free-running index `start` into the run
+    /// up to the end of the array and the run that wraps to its beginning.
+    #[inline(always)]
+    fn runs(&self, start: usize, n: usize) -> (usize, usize, usize) {
+        let first = start & self.mask;
+        let first_len = n.min(self.capacity() - first);
+        (first, first_len, n - first_len)
+    }
+
+    /// Moves `n` items from `src` into the slots starting at `start`.
+    ///
+    /// # Safety
+    /// The slots `start..start + n` must be owned by the caller and empty,
+    /// `n <= capacity`, and `src` must point to `n` initialised items that the
+    /// caller will not use or drop again.
+    #[inline(always)]
+    pub(crate) unsafe fn write_from(&self, start: usize, src: *const T, n: usize) {
+        #[cfg(not(loom))]
+        {
+            let (first, first_len, second_len) = self.runs(start, n);
+            let base = self.base();
+            ptr::copy_nonoverlapping(src, base.add(first), first_len);
+            ptr::copy_nonoverlapping(src.add(first_len), base, second_len);
+        }
+        #[cfg(loom)]
+        for offset in 0..n {
+            let value = ptr::read(src.add(offset));
+            self.cell(start.wrapping_add(offset))
+                .with_mut(|slot| (*slot).write(value));
+        }
+    }
+
+    /// Moves `n` items out of the slots starting at `start` into `dst`.
+    ///
+    /// # Safety
+    /// The slots `start..start + n` must be owned by the caller and hold
+    /// initialised items, which are then considered moved out; `dst` must be
+    /// valid for writing `n` items.
+    #[inline(always)]
+    pub(crate) unsafe fn read_into(&self, start: usize, dst: *mut T, n: usize) {
+        #[cfg(not(loom))]
+        {
+            let (first, first_len, second_len) = self.runs(start, n);
+            let base = self.base();
+            ptr::copy_nonoverlapping(base.add(first), dst, first_len);
+            ptr::copy_nonoverlapping(base, dst.add(first_len), second_len);
+        }
+        #[cfg(loom)]
+        for offset in 0..n {
+            let value = self
+                .cell(start.wrapping_add(offset))
+                .with_mut(|slot| (*slot).assume_init_read());
+            ptr::write(dst.add(offset), value);
+        }
+    }
+
+    /// Stores one item.
+    ///
+    /// # Safety
+    /// As [`Self::write_from`] with `n == 1`.
+    #[inline(always)]
+    pub(crate) unsafe fn write(&self, index: usize, value: T) {
+        self.cell(index).with_mut(|slot| (*slot).write(value));
+    }
+
+    /// Takes one item.
+    ///
+    /// # Safety
+    /// As [`Self::read_into`] with `n == 1`.
+    #[inline(always)]
+    pub(crate) unsafe fn read(&self, index: usize) -> T {
+        self.cell(index).with_mut(|slot| (*slot).assume_init_read())
+    }
+
+    /// Drops the items in the slots `start..end` (free-running indices).
+    ///
+    /// # Safety
+    /// Those slots must hold initialised items that nobody else will read.
+    pub(crate) unsafe fn drop_range(&self, start: usize, end: usize) {
+        let mut index = start;
+        while index != end {
+            self.cell(index).with_mut(|slot| (*slot).assume_init_drop());
+            index = index.wrapping_add(1);
+        }
+    }
+
+    #[inline(always)]
+    fn cell(&self, index: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        // SAFETY: masking keeps the index inside the power-of-two array.
+        unsafe { self.cells.get_unchecked(index & self.mask) }
+    }
+
+    /// Base of the slot array as one buffer; the std `UnsafeCell` wrapper is
+    /// `repr(transparent)`, so the cells are laid out exactly as `[T]` slots.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    fn base(&self) -> *mut T {
+        self.cells.as_ptr().cast::<T>().cast_mut()
+    }
+}
