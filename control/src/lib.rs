@@ -1,1 +1,13 @@
 //! Control plane: multicast join engine, neighbour/path cache, port events.
+
+pub mod clock;
+pub mod mcast;
+pub mod sync;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use mcast::{
+    Engine, EngineBuilder, EngineConfig, EngineStats, FlushLevel, FlushReport, GroupFlags,
+    GroupInfo, GroupStatus, GroupsTable, JoinError, JoinParams, JoinResult, JoinState,
+    JoinTaskReport, McastAttach, McastRecord, Membership, MulticastService, Probe, ProbeEvent,
+    RecordingAttach,
+};
