@@ -3,7 +3,10 @@
 //! Nothing here knows about the control plane except two queues: join and
 //! resolution requests going out, published multicast/neighbour tables coming in.
 
+pub mod lcore;
 pub mod mem;
+pub mod provider;
 pub mod ring;
+pub mod stats;
 pub mod tables;
 pub mod wire;

@@ -1,0 +1,266 @@
+//! One interface on one lcore: its UD QP, the ring producers fill, the ring
+//! the application drains, and the per-burst TX and RX paths.
+
+use super::mcast_tx::McastTx;
+use super::neigh::NeighTable;
+use crate::mem::{LcoreCache, Mbuf};
+use crate::provider::{AhAttr, PortAttr, Provider, RecvCompletion, SendWr, BURST, MCAST_QPN};
+use crate::ring::spsc;
+use crate::stats::{BurstCounts, DpDrop, IfaceStats};
+use crate::tables::{JoinRequestQueue, McastTable, Published};
+use crate::wire::ipoib::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN};
+use crate::wire::mgid::mgid_for_ip;
+use arrayvec::ArrayVec;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// Static facts about an interface.
+#[derive(Debug, Clone)]
+pub struct IfaceConfig {
+    pub name: String,
+    pub ifindex: u16,
+    /// IPoIB MTU: the largest IP packet.
+    pub mtu: u16,
+    pub pkey: u16,
+    /// Multicast scope nibble of the link (2 = link-local).
+    pub scope: u8,
+}
+
+/// The channels an interface is wired to.
+pub struct IfaceWiring<A> {
+    /// Packets (IP, headroom intact) from producers.
+    pub tx_in: spsc::Consumer<Mbuf>,
+    /// Received IP packets for the application; `None` makes this a sink.
+    pub rx_out: Option<spsc::Producer<Mbuf>>,
+    pub neigh: Published<NeighTable<A>>,
+    pub mcast: Published<McastTable>,
+    pub join_requests: Arc<JoinRequestQueue>,
+    pub stats: Arc<IfaceStats>,
+}
+
+pub struct Iface<P: Provider> {
+    cfg: IfaceConfig,
+    provider: P,
+    port: PortAttr,
+    tx_in: spsc::Consumer<Mbuf>,
+    rx_out: Option<spsc::Producer<Mbuf>>,
+    neigh: arc_swap::Cache<Published<NeighTable<P::Ah>>, Arc<NeighTable<P::Ah>>>,
+    mcast: McastTx<P::Ah>,
+    stats: Arc<IfaceStats>,
+    wrs: ArrayVec<SendWr<P::Ah>, BURST>,
+    pkts: ArrayVec<Mbuf, BURST>,
+    rxc: ArrayVec<RecvCompletion, BURST>,
+}
+
+enum Dest {
+    Unicast4(u32),
+    Unicast6(u128),
+    Multicast(IpAddr),
+}
+
+/// Reads the destination of an IP packet; `None` if it is not one.
+#[inline]
+fn ip_dest(d: &[u8]) -> Option<(u16, Dest)> {
+    match d.first()? >> 4 {
+        4 if d.len() >= 20 => {
+            let a = u32::from_be_bytes([d[16], d[17], d[18], d[19]]);
+            let ip = Ipv4Addr::from(a);
+            let dest = if ip.is_multicast() || ip.is_broadcast() { Dest::Multicast(IpAddr::V4(ip)) } else { Dest::Unicast4(a) };
+            Some((ETHERTYPE_IPV4, dest))
+        }
+        6 if d.len() >= 40 => {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&d[24..40]);
+            let dest = if b[0] == 0xff { Dest::Multicast(IpAddr::V6(Ipv6Addr::from(b))) } else { Dest::Unicast6(u128::from_be_bytes(b)) };
+            Some((ETHERTYPE_IPV6, dest))
+        }
+        _ => None,
+    }
+}
+
+impl<P: Provider> Iface<P> {
+    pub fn new(cfg: IfaceConfig, provider: P, wiring: IfaceWiring<P::Ah>) -> Self {
+        let port = provider.port();
+        Iface {
+            mcast: McastTx::new(cfg.ifindex, wiring.mcast, wiring.join_requests),
+            cfg,
+            provider,
+            port,
+            tx_in: wiring.tx_in,
+            rx_out: wiring.rx_out,
+            neigh: arc_swap::Cache::new(wiring.neigh),
+            stats: wiring.stats,
+            wrs: ArrayVec::new(),
+            pkts: ArrayVec::new(),
+            rxc: ArrayVec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &IfaceConfig {
+        &self.cfg
+    }
+    pub fn port(&self) -> PortAttr {
+        self.port
+    }
+    pub fn provider_mut(&mut self) -> &mut P {
+        &mut self.provider
+    }
+    /// Packets waiting for multicast joins.
+    pub fn mcast_pending(&self) -> usize {
+        self.mcast.pending()
+    }
+
+    /// One TX burst: ring → encapsulate → route → post. Returns packets posted.
+    #[inline]
+    pub fn tx_burst(&mut self, cache: &mut LcoreCache) -> usize {
+        let mut counts = BurstCounts::default();
+        let provider = &mut self.provider;
+        let ready = self.mcast.refresh(
+            |r| provider.create_ah(&AhAttr { dlid: r.mlid, dgid: Some(r.mgid), sl: r.sl }).ok(),
+            cache,
+            &mut counts,
+        );
+        let mut bytes = 0u64;
+        let mut mcast_n = 0u64;
+        if ready {
+            // Packets that waited for a join go first, in order.
+            let wrs = &mut self.wrs;
+            let n = self.mcast.drain_ready(BURST, |ah, route, mbuf| {
+                bytes += mbuf.len() as u64;
+                wrs.push(SendWr { mbuf, ah, remote_qpn: MCAST_QPN, remote_qkey: route.qkey });
+            });
+            mcast_n += n as u64;
+        }
+        if self.wrs.is_empty() {
+            self.tx_in.dequeue_burst(&mut self.pkts);
+        } else {
+            // Pending multicast took part of the burst: take only what still fits.
+            for _ in self.wrs.len()..BURST {
+                match self.tx_in.pop() {
+                    Some(m) => self.pkts.push(m),
+                    None => break,
+                }
+            }
+        }
+        let neigh = self.neigh.load();
+        let mtu = self.cfg.mtu as usize;
+        for mut m in self.pkts.drain(..) {
+            let Some((ethertype, dest)) = ip_dest(m.data()) else {
+                counts.drop(DpDrop::TxMalformed);
+                cache.free(m);
+                continue;
+            };
+            if m.len() > mtu {
+                counts.drop(DpDrop::TxTooBig);
+                cache.free(m);
+                continue;
+            }
+            match m.prepend(HEADER_LEN) {
+                Some(h) => h.copy_from_slice(&[(ethertype >> 8) as u8, ethertype as u8, 0, 0]),
+                None => {
+                    counts.drop(DpDrop::TxNoHeadroom);
+                    cache.free(m);
+                    continue;
+                }
+            }
+            let entry = match dest {
+                Dest::Unicast4(a) => neigh.lookup_v4(a),
+                Dest::Unicast6(a) => neigh.lookup_v6(a),
+                Dest::Multicast(ip) => {
+                    let Ok(mgid) = mgid_for_ip(ip, self.cfg.pkey, self.cfg.scope) else {
+                        counts.drop(DpDrop::TxMalformed);
+                        cache.free(m);
+                        continue;
+                    };
+                    if let Some((ah, route, mbuf)) = self.mcast.classify(mgid, m, cache, &mut counts) {
+                        bytes += mbuf.len() as u64;
+                        mcast_n += 1;
+                        self.wrs.push(SendWr { mbuf, ah, remote_qpn: MCAST_QPN, remote_qkey: route.qkey });
+                    }
+                    continue;
+                }
+            };
+            match entry {
+                Some(e) => {
+                    bytes += m.len() as u64;
+                    self.wrs.push(SendWr { mbuf: m, ah: e.ah, remote_qpn: e.qpn, remote_qkey: self.port.qkey });
+                }
+                None => {
+                    counts.drop(DpDrop::TxNoNeighbour);
+                    cache.free(m);
+                }
+            }
+        }
+        let wanted = self.wrs.len();
+        let posted = if wanted == 0 { 0 } else { self.provider.post_send(&mut self.wrs) };
+        for wr in self.wrs.drain(..) {
+            bytes -= wr.mbuf.len() as u64;
+            counts.drop(DpDrop::TxProviderBusy);
+            cache.free(wr.mbuf);
+        }
+        counts.tx_packets = posted as u64;
+        counts.tx_bytes = bytes;
+        counts.tx_mcast_packets = mcast_n.min(posted as u64);
+        self.stats.add(&counts);
+        posted
+    }
+
+    /// One RX burst: poll → decapsulate → classify → deliver. Returns packets polled.
+    #[inline]
+    pub fn rx_burst(&mut self, cache: &mut LcoreCache) -> usize {
+        let n = self.provider.poll_recv(&mut self.rxc);
+        if n == 0 {
+            return 0;
+        }
+        let mut counts = BurstCounts::default();
+        for c in self.rxc.drain(..) {
+            let mut m = c.mbuf;
+            // Our own multicast comes back from the fabric; the kernel drops it too.
+            if c.src_qpn == self.port.qpn && c.slid == self.port.lid {
+                counts.drop(DpDrop::RxSelfLoop);
+                cache.free(m);
+                continue;
+            }
+            let d = m.data();
+            let ethertype = if d.len() >= HEADER_LEN { u16::from_be_bytes([d[0], d[1]]) } else { 0 };
+            if !matches!(ethertype, ETHERTYPE_IPV4 | ETHERTYPE_IPV6 | ETHERTYPE_ARP) {
+                counts.drop(DpDrop::RxBadHeader);
+                cache.free(m);
+                continue;
+            }
+            m.adj(HEADER_LEN);
+            counts.rx_packets += 1;
+            counts.rx_bytes += m.len() as u64;
+            counts.rx_mcast_packets += c.multicast as u64;
+            self.pkts.push(m);
+        }
+        match self.rx_out.as_mut() {
+            Some(ring) => {
+                ring.enqueue_burst(&mut self.pkts);
+                for m in self.pkts.drain(..) {
+                    counts.drop(DpDrop::RxRingFull);
+                    cache.free(m);
+                }
+            }
+            None => cache.free_burst(&mut self.pkts),
+        }
+        self.stats.add(&counts);
+        n
+    }
+
+    /// Frees what the interface still holds (stop).
+    pub fn drain(&mut self, cache: &mut LcoreCache) {
+        self.mcast.clear(cache);
+        while let Some(m) = self.tx_in.pop() {
+            cache.free(m);
+        }
+        loop {
+            if self.provider.poll_recv(&mut self.rxc) == 0 {
+                break;
+            }
+            for c in self.rxc.drain(..) {
+                cache.free(c.mbuf);
+            }
+        }
+    }
+}

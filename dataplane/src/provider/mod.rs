@@ -1,0 +1,92 @@
+//! Providers: the burst interface to a UD queue pair, and its implementations.
+//!
+//! Lcores are generic over `Provider` (monomorphized: no dynamic dispatch on
+//! the hot path). Every call moves a whole burst.
+
+pub mod fabric;
+pub mod null;
+
+use crate::mem::Mbuf;
+use crate::wire::Gid;
+use arrayvec::ArrayVec;
+
+/// Default burst size, as in DPDK.
+pub const BURST: usize = 32;
+pub type Burst<T> = ArrayVec<T, BURST>;
+
+/// Multicast destinations use this QPN (IBA 10.8.1).
+pub const MCAST_QPN: u32 = 0xFF_FFFF;
+/// LIDs at and above this value are multicast LIDs.
+pub const MLID_BASE: u16 = 0xC000;
+
+/// What a port and its UD QP look like to the layer above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortAttr {
+    pub lid: u16,
+    pub gid: Gid,
+    pub qpn: u32,
+    pub pkey: u16,
+    pub qkey: u32,
+    /// Largest UD message (the IB MTU, e.g. 2048).
+    pub max_msg: u16,
+}
+
+/// Attributes an address handle is created from (a path record's essentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AhAttr {
+    pub dlid: u16,
+    /// Present for global routing and for multicast (the MGID).
+    pub dgid: Option<Gid>,
+    pub sl: u8,
+}
+
+/// A UD send work request: the mbuf moves into the provider.
+#[derive(Debug)]
+pub struct SendWr<A> {
+    pub mbuf: Mbuf,
+    pub ah: A,
+    pub remote_qpn: u32,
+    pub remote_qkey: u32,
+}
+
+/// A received UD message with what the completion and GRH tell about it.
+#[derive(Debug)]
+pub struct RecvCompletion {
+    pub mbuf: Mbuf,
+    pub src_qpn: u32,
+    pub slid: u16,
+    pub sgid: Gid,
+    /// The destination GID: the MGID for multicast.
+    pub dgid: Gid,
+    pub multicast: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("no port with LID {0:#x} on this fabric")]
+    NoSuchLid(u16),
+    #[error("no port with GID {0} on this fabric")]
+    NoSuchGid(Gid),
+    #[error("invalid address handle: {0}")]
+    InvalidAh(&'static str),
+    #[error("port index {0} does not exist")]
+    NoSuchPort(usize),
+}
+
+/// One UD queue pair driven by one lcore.
+pub trait Provider: Send {
+    /// The provider's address handle: created once per path, copied per send.
+    type Ah: Copy + Send + Sync + std::fmt::Debug + 'static;
+
+    fn port(&self) -> PortAttr;
+
+    fn create_ah(&mut self, attr: &AhAttr) -> Result<Self::Ah, ProviderError>;
+
+    /// Posts work requests from the front of `wrs`; returns how many were taken.
+    /// Requests left in `wrs` were not accepted (send queue full): the caller
+    /// retries or drops them.
+    fn post_send<const N: usize>(&mut self, wrs: &mut ArrayVec<SendWr<Self::Ah>, N>) -> usize;
+
+    /// Appends up to `out.remaining_capacity()` received messages.
+    fn poll_recv<const N: usize>(&mut self, out: &mut ArrayVec<RecvCompletion, N>) -> usize;
+}
