@@ -71,12 +71,26 @@ fn write_interface(out: &mut String, iface: &Interface) -> fmt::Result {
     writeln!(out, "qkey = 0x{:04X}", iface.qkey)?;
     writeln!(out, "mtu = {}", iface.mtu)?;
     writeln!(out, "guid = {}", u64_literal(iface.guid, true))?;
-    let cidrs4 = iface.ipv4.iter().map(|c| format!("{}/{}", c.addr, c.prefix));
+    let cidrs4 = iface
+        .ipv4
+        .iter()
+        .map(|c| format!("{}/{}", c.addr, c.prefix));
     writeln!(out, "ipv4 = {}", quoted_list(cidrs4))?;
-    let cidrs6 = iface.ipv6.iter().map(|c| format!("{}/{}", c.addr, c.prefix));
+    let cidrs6 = iface
+        .ipv6
+        .iter()
+        .map(|c| format!("{}/{}", c.addr, c.prefix));
     writeln!(out, "ipv6 = {}", quoted_list(cidrs6))?;
-    writeln!(out, "groups = {}", quoted_list(iface.groups.iter().map(IpAddr::to_string)))?;
-    writeln!(out, "sendonly = {}", quoted_list(iface.sendonly.iter().map(IpAddr::to_string)))?;
+    writeln!(
+        out,
+        "groups = {}",
+        quoted_list(iface.groups.iter().map(IpAddr::to_string))
+    )?;
+    writeln!(
+        out,
+        "sendonly = {}",
+        quoted_list(iface.sendonly.iter().map(IpAddr::to_string))
+    )?;
     for n in &iface.neighbours {
         writeln!(out, "\n[[interface.neighbour]]")?;
         writeln!(out, "ip = {}", quote(&n.ip.to_string()))?;

@@ -143,11 +143,20 @@ mod tests {
     #[test]
     fn offsets_map_to_one_based_lines_and_char_columns() {
         let src = "a = 1\nbé = 2\n";
-        assert_eq!(Location::from_offset(src, 0), Location { line: 1, column: 1 });
-        assert_eq!(Location::from_offset(src, 6), Location { line: 2, column: 1 });
+        assert_eq!(
+            Location::from_offset(src, 0),
+            Location { line: 1, column: 1 }
+        );
+        assert_eq!(
+            Location::from_offset(src, 6),
+            Location { line: 2, column: 1 }
+        );
         // 'é' is two bytes but one column.
         let eq = src.find(" = 2").unwrap();
-        assert_eq!(Location::from_offset(src, eq), Location { line: 2, column: 3 });
+        assert_eq!(
+            Location::from_offset(src, eq),
+            Location { line: 2, column: 3 }
+        );
         // Past the end and mid-character offsets are clamped, never panic.
         assert_eq!(Location::from_offset(src, 999).line, 3);
         assert_eq!(Location::from_offset(src, 8).column, 2);

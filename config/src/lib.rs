@@ -35,8 +35,8 @@ pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default>";
 
 /// Parses and validates `source`; `file_name` is only used in error messages.
 pub fn from_str(source: &str, file_name: &str) -> Result<Config, ConfigError> {
-    let raw: raw::RawConfig = toml::from_str(source)
-        .map_err(|e| translate::toml_error(&e, source, file_name))?;
+    let raw: raw::RawConfig =
+        toml::from_str(source).map_err(|e| translate::toml_error(&e, source, file_name))?;
     let ctx = validate::Ctx {
         source,
         file: file_name,
@@ -48,7 +48,11 @@ pub fn from_str(source: &str, file_name: &str) -> Result<Config, ConfigError> {
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let file_name = path.display().to_string();
     let source = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(ErrorKind::Io, &file_name, format!("cannot read the file: {e}"))
+        ConfigError::new(
+            ErrorKind::Io,
+            &file_name,
+            format!("cannot read the file: {e}"),
+        )
     })?;
     from_str(&source, &file_name)
 }

@@ -20,7 +20,12 @@ struct Found {
     width: usize,
 }
 
-fn consider(best: &mut Option<Found>, span: Option<std::ops::Range<usize>>, offset: usize, path: &str) {
+fn consider(
+    best: &mut Option<Found>,
+    span: Option<std::ops::Range<usize>>,
+    offset: usize,
+    path: &str,
+) {
     let Some(span) = span else { return };
     // An empty span still marks a position (e.g. end of input).
     let covers = span.contains(&offset) || (span.is_empty() && span.start == offset);
@@ -28,7 +33,11 @@ fn consider(best: &mut Option<Found>, span: Option<std::ops::Range<usize>>, offs
         return;
     }
     let width = span.len();
-    if best.as_ref().map_or(true, |b| width <= b.width) {
+    let narrower = match best {
+        Some(b) => width <= b.width,
+        None => true,
+    };
+    if narrower {
         *best = Some(Found {
             path: path.to_owned(),
             width,
@@ -107,7 +116,10 @@ mod tests {
         assert_eq!(path_of(src, "burst").as_deref(), Some("dataplane.burst"));
         assert_eq!(path_of(src, "3").as_deref(), Some("dataplane.burst"));
         assert_eq!(path_of(src, "pkey").as_deref(), Some("interface[1].pkey"));
-        assert_eq!(path_of(src, "9").as_deref(), Some("interface[1].neighbour[0].qpn"));
+        assert_eq!(
+            path_of(src, "9").as_deref(),
+            Some("interface[1].neighbour[0].qpn")
+        );
     }
 
     #[test]

@@ -314,7 +314,10 @@ impl Default for Run {
 impl Run {
     /// `None` means run until a signal.
     pub fn duration(&self) -> Option<Duration> {
-        (self.duration_s > 0.0).then(|| Duration::from_secs_f64(self.duration_s))
+        // `try_` so that a hand-built NaN or negative value cannot panic.
+        Duration::try_from_secs_f64(self.duration_s)
+            .ok()
+            .filter(|d| !d.is_zero())
     }
 
     pub fn stats_interval(&self) -> Duration {

@@ -38,7 +38,12 @@ impl fmt::Display for IntRange {
         if self.hi == i64::MAX {
             write!(f, ">= {}", self.fmt_value(self.lo))
         } else {
-            write!(f, "{}..={}", self.fmt_value(self.lo), self.fmt_value(self.hi))
+            write!(
+                f,
+                "{}..={}",
+                self.fmt_value(self.lo),
+                self.fmt_value(self.hi)
+            )
         }
     }
 }
@@ -237,7 +242,10 @@ mod tests {
     fn reference_documents_every_key() {
         let reference = include_str!("../REFERENCE.md");
         for key in ALL_KEYS {
-            assert!(reference.contains(&format!("`{key}`")), "REFERENCE.md lacks {key}");
+            assert!(
+                reference.contains(&format!("`{key}`")),
+                "REFERENCE.md lacks {key}"
+            );
         }
     }
 }

@@ -37,9 +37,8 @@ fn schema_message(
         Some(text) if !text.is_empty() => text,
         _ => fallback.to_owned(),
     };
-    let expected = |serde_expected: &str| {
-        expected_at(&path).unwrap_or_else(|| plain_expected(serde_expected))
-    };
+    let expected =
+        |serde_expected: &str| expected_at(&path).unwrap_or_else(|| plain_expected(serde_expected));
 
     if let Some(rest) = message.strip_prefix("unknown field ") {
         // "unknown field `x`, expected one of `a`, `b`": the path already names `x`.
@@ -63,14 +62,22 @@ fn schema_message(
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some(rest) = message.strip_prefix(prefix) {
             if let Some((unexpected, serde_expected)) = rest.split_once(", expected ") {
-                let message = format!("expected {}, got {}", expected(serde_expected), got(unexpected));
+                let message = format!(
+                    "expected {}, got {}",
+                    expected(serde_expected),
+                    got(unexpected)
+                );
                 return (path, message);
             }
         }
     }
     if let Some(rest) = message.strip_prefix("unknown variant ") {
         if let Some((variant, serde_expected)) = rest.split_once(", expected ") {
-            let message = format!("expected {}, got {}", expected(serde_expected), got(variant));
+            let message = format!(
+                "expected {}, got {}",
+                expected(serde_expected),
+                got(variant)
+            );
             return (path, message);
         }
     }
@@ -128,7 +135,10 @@ mod tests {
 
     #[test]
     fn patterns_drop_indices() {
-        assert_eq!(pattern("interface[1].neighbour[0].qpn"), "interface.neighbour.qpn");
+        assert_eq!(
+            pattern("interface[1].neighbour[0].qpn"),
+            "interface.neighbour.qpn"
+        );
         assert_eq!(pattern("dataplane.lcores[3]"), "dataplane.lcores");
     }
 }

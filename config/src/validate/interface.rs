@@ -41,15 +41,16 @@ fn check_unique(
     path: &str,
     ctx: &Ctx<'_>,
 ) -> Result<()> {
-    let clash = |key: &str, span: Range<usize>, same: &dyn Fn(&Interface) -> bool| {
-        match earlier.iter().position(same) {
-            Some(first) => Err(ctx.invalid_msg(
-                &span,
-                &format!("{path}.{key}"),
-                format!("expected a unique {key}, got one already used by interface[{first}]"),
-            )),
-            None => Ok(()),
-        }
+    let clash = |key: &str, span: Range<usize>, same: &dyn Fn(&Interface) -> bool| match earlier
+        .iter()
+        .position(same)
+    {
+        Some(first) => Err(ctx.invalid_msg(
+            &span,
+            &format!("{path}.{key}"),
+            format!("expected a unique {key}, got one already used by interface[{first}]"),
+        )),
+        None => Ok(()),
     };
     clash("name", raw.name.span(), &|o| o.name == iface.name)?;
     clash("port", raw.port.span(), &|o| o.port == iface.port)?;
@@ -79,7 +80,8 @@ fn interface(
     let pkey = match &raw.pkey {
         None => 0xFFFF,
         Some(v) => {
-            let pkey: u16 = ctx.int_with(v, &key("pkey"), schema::PKEY, &schema::pkey_expected())?;
+            let pkey: u16 =
+                ctx.int_with(v, &key("pkey"), schema::PKEY, &schema::pkey_expected())?;
             if pkey & 0x7FFF == 0 {
                 return Err(ctx.invalid(&v.span(), &key("pkey"), &schema::pkey_expected()));
             }
@@ -161,7 +163,12 @@ fn mtu(raw: &RawInterface, path: &str, provider: &Provider, ctx: &Ctx<'_>) -> Re
     Ok(mtu)
 }
 
-fn multicast_groups(raws: &[Str], path: &str, exclude: &[IpAddr], ctx: &Ctx<'_>) -> Result<Vec<IpAddr>> {
+fn multicast_groups(
+    raws: &[Str],
+    path: &str,
+    exclude: &[IpAddr],
+    ctx: &Ctx<'_>,
+) -> Result<Vec<IpAddr>> {
     let mut out: Vec<IpAddr> = Vec::with_capacity(raws.len());
     for (i, v) in raws.iter().enumerate() {
         let here = format!("{path}[{i}]");
@@ -212,7 +219,9 @@ fn neighbour(
         return Err(ctx.invalid_msg(
             &raw.ip.span(),
             &ip_path,
-            format!("expected a unique neighbour address, got {ip} again (first at neighbour[{first}])"),
+            format!(
+                "expected a unique neighbour address, got {ip} again (first at neighbour[{first}])"
+            ),
         ));
     }
     Ok(Neighbour {

@@ -11,7 +11,9 @@ use toml::Spanned;
 
 use crate::error::{snippet, ConfigError, ErrorKind};
 use crate::model::{Config, Control, Dataplane, Fabric, Log, Provider, Run};
-use crate::raw::{Float, Int, RawConfig, RawControl, RawDataplane, RawProvider, RawRun, U64Literal};
+use crate::raw::{
+    Float, Int, RawConfig, RawControl, RawDataplane, RawProvider, RawRun, U64Literal,
+};
 use crate::schema::{self, IntRange};
 
 pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
@@ -149,7 +151,12 @@ fn dataplane(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Dataplane> {
         rx_ring_size: ring_size(&raw.rx_ring_size, "dataplane.rx_ring_size", ctx)?,
         mempool_size,
         mempool_cache,
-        buf_size: ctx.int_or(&raw.buf_size, "dataplane.buf_size", schema::BUF_SIZE, d.buf_size)?,
+        buf_size: ctx.int_or(
+            &raw.buf_size,
+            "dataplane.buf_size",
+            schema::BUF_SIZE,
+            d.buf_size,
+        )?,
         hugepages: raw.hugepages.unwrap_or_default(),
     })
 }
@@ -196,7 +203,11 @@ fn provider(raw: &RawProvider, ctx: &Ctx<'_>) -> Result<Provider> {
             ctx.int(v, "provider.fabric.ib_mtu", IntRange::dec(256, 4096))?
         }
         Some(v) => {
-            return Err(ctx.invalid(&v.span(), "provider.fabric.ib_mtu", &schema::ib_mtu_expected()))
+            return Err(ctx.invalid(
+                &v.span(),
+                "provider.fabric.ib_mtu",
+                &schema::ib_mtu_expected(),
+            ))
         }
     };
     let seed = match &f.seed {
@@ -258,7 +269,12 @@ fn control(raw: &RawControl, ctx: &Ctx<'_>) -> Result<Control> {
 fn run(raw: &RawRun, ctx: &Ctx<'_>) -> Result<Run> {
     let d = Run::default();
     Ok(Run {
-        duration_s: ctx.float_or(&raw.duration_s, "run.duration_s", schema::DURATION_S, d.duration_s)?,
+        duration_s: ctx.float_or(
+            &raw.duration_s,
+            "run.duration_s",
+            schema::DURATION_S,
+            d.duration_s,
+        )?,
         stats_interval_ms: ctx.int_or(
             &raw.stats_interval_ms,
             "run.stats_interval_ms",
