@@ -1,1 +1,183 @@
-fn main() {}
+//! `ipoibctl`: command-line tool for the IPoIB dataplane.
+//!
+//! Errors are one line on stderr (`ipoibctl: error: ...`) and exit status 2,
+//! the status clap uses for usage errors.
+
+use std::fmt;
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use ipoib_dataplane::wire::mgid::MAX_SCOPE;
+use ipoib_dataplane::wire::{mgid_for_ip, HwAddr};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ipoibctl",
+    version,
+    about = "Inspect and drive the IPoIB dataplane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the IPoIB multicast GID (MGID) of an IP multicast group.
+    Mgid(MgidArgs),
+}
+
+#[derive(Args, Debug)]
+struct MgidArgs {
+    /// IPv4 or IPv6 multicast group; 255.255.255.255 gives the broadcast MGID.
+    address: String,
+    /// Partition key, hex (0x...) or decimal; the MGID always carries the
+    /// full-member bit.
+    #[arg(long, default_value = "0xFFFF")]
+    pkey: String,
+    /// The link's multicast scope nibble, 0-15 (2 = link-local).
+    #[arg(long, default_value = "2")]
+    scope: String,
+    /// Print a JSON object with the MGID, its bytes and the hardware address.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An error the user can fix: bad input or an address with no MGID.
+#[derive(Debug)]
+struct CliError(String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(output) => {
+            let mut stdout = std::io::stdout().lock();
+            match writeln!(stdout, "{output}") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+        Err(err) => {
+            eprintln!("ipoibctl: error: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<String, CliError> {
+    match &cli.command {
+        Command::Mgid(args) => mgid(args),
+    }
+}
+
+/// A number in hex (`0x` prefix) or decimal; digits only, no sign.
+fn parse_number(text: &str) -> Option<u64> {
+    let (digits, radix) = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None => (text, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
+
+fn parse_pkey(text: &str) -> Result<u16, CliError> {
+    let value = parse_number(text)
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| {
+            CliError(format!(
+                "invalid P_Key '{text}': expected 0x0001-0xffff in hex (0x...) or decimal"
+            ))
+        })?;
+    // 0x0000 and 0x8000 are the invalid P_Key (IBA 10.9.1).
+    if value & 0x7fff == 0 {
+        return Err(CliError(format!(
+            "invalid P_Key {value:#06x}: its low 15 bits are zero"
+        )));
+    }
+    Ok(value)
+}
+
+fn parse_scope(text: &str) -> Result<u8, CliError> {
+    let value = parse_number(text).ok_or_else(|| {
+        CliError(format!(
+            "invalid scope '{text}': expected a number from 0 to 15"
+        ))
+    })?;
+    u8::try_from(value)
+        .ok()
+        .filter(|&s| s <= MAX_SCOPE)
+        .ok_or_else(|| CliError(format!("scope {value} is out of range (0-15)")))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+fn mgid(args: &MgidArgs) -> Result<String, CliError> {
+    let address: IpAddr = args
+        .address
+        .parse()
+        .map_err(|_| CliError(format!("invalid IP address '{}'", args.address)))?;
+    let pkey = parse_pkey(&args.pkey)?;
+    let scope = parse_scope(&args.scope)?;
+    let mgid = mgid_for_ip(address, pkey, scope).map_err(|e| CliError(e.to_string()))?;
+    if !args.json {
+        return Ok(mgid.to_string());
+    }
+    // Written by hand to keep the documented key order.
+    Ok(format!(
+        "{{\"address\":{},\"pkey\":{},\"scope\":{},\"mgid\":{},\"mgid_hex\":{},\"hwaddr_hex\":{}}}",
+        json_string(&address.to_string()),
+        json_string(&format!("{pkey:#06x}")),
+        scope,
+        json_string(&mgid.to_string()),
+        json_string(&hex(mgid.as_bytes())),
+        json_string(&hex(&HwAddr::multicast(mgid).to_bytes())),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_hex_or_decimal() {
+        assert_eq!(parse_number("0xFFFF"), Some(0xffff));
+        assert_eq!(parse_number("0X8001"), Some(0x8001));
+        assert_eq!(parse_number("32769"), Some(32769));
+        for bad in ["", "0x", "+5", "-1", "0x+f", "1.0", "ff", " 1"] {
+            assert_eq!(parse_number(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pkey_range() {
+        assert_eq!(parse_pkey("0x7fff").unwrap(), 0x7fff);
+        assert!(parse_pkey("0x10000").is_err());
+        assert!(parse_pkey("0").is_err());
+        assert!(parse_pkey("0x8000").is_err());
+    }
+
+    #[test]
+    fn scope_range() {
+        assert_eq!(parse_scope("15").unwrap(), 15);
+        assert!(parse_scope("16").is_err());
+        assert!(parse_scope("300").is_err());
+    }
+}
