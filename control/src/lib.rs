@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod mcast;
+pub mod sa;
 pub mod sync;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -11,3 +12,4 @@ pub use mcast::{
     JoinTaskReport, McastAttach, McastRecord, Membership, MulticastService, Probe, ProbeEvent,
     RecordingAttach,
 };
+pub use sa::{FaultSpec, FaultSpecError, SaStats, SoftSa, SoftSaConfig};
