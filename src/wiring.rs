@@ -1,0 +1,178 @@
+//! From a validated configuration to running lcores: one mempool for the
+//! process, one provider QP per interface, rings, neighbour tables, sources.
+
+use ipoib_config::{Config, Hugepages, ProviderKind};
+use ipoib_dataplane::lcore::{FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, TrafficSource};
+use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig};
+use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
+use ipoib_dataplane::provider::null::{NullMode, NullProvider};
+use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
+use ipoib_dataplane::ring::spsc;
+use ipoib_dataplane::stats::IfaceStats;
+use ipoib_dataplane::tables::{published, JoinRequestQueue, McastTable, Published};
+use ipoib_dataplane::wire::Gid;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// On the soft fabric, port P's UD QP number is 0x100 + P (static neighbours rely on it).
+pub fn fabric_qpn(port: u16) -> u32 {
+    0x100 + u32::from(port)
+}
+
+/// What the reporter and the control plane need of one interface.
+pub struct HostInfo {
+    pub name: String,
+    pub port: PortAttr,
+    pub fabric_port: Option<usize>,
+    pub stats: Vec<Arc<IfaceStats>>,
+    pub mcast: Published<McastTable>,
+    pub join_requests: Arc<JoinRequestQueue>,
+    pub groups: Vec<IpAddr>,
+    pub sendonly: Vec<IpAddr>,
+}
+
+pub struct Built<P: Provider> {
+    pub pool: &'static Mempool,
+    pub lcores: Vec<Lcore<P>>,
+    pub hosts: Vec<HostInfo>,
+    pub fabric: Option<Arc<Fabric>>,
+}
+
+fn hugepage_mode(h: Hugepages) -> HugepageMode {
+    match h {
+        Hugepages::Auto => HugepageMode::Auto,
+        Hugepages::On => HugepageMode::On,
+        Hugepages::Off => HugepageMode::Off,
+    }
+}
+
+fn port_specs(cfg: &Config) -> Vec<PortSpec> {
+    cfg.interfaces
+        .iter()
+        .map(|i| PortSpec {
+            lid: i.port,
+            gid: Gid::from(i.port_gid()),
+            qpn: fabric_qpn(i.port),
+            pkey: i.pkey,
+            qkey: i.qkey,
+        })
+        .collect()
+}
+
+/// Builds hosts on the soft fabric.
+pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
+    let f = &cfg.provider.fabric;
+    let fabric = Fabric::new(
+        FabricConfig {
+            ib_mtu: f.ib_mtu,
+            injection: Injection { loss: f.loss, reorder: f.reorder, seed: f.seed },
+            rx_depth: cfg.dataplane.rx_ring_size as usize,
+        },
+        &port_specs(cfg),
+    )?;
+    let qps = (0..cfg.interfaces.len()).map(|i| fabric.open(i).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+    let mut built = build(cfg, qps)?;
+    for (i, h) in built.hosts.iter_mut().enumerate() {
+        h.fabric_port = Some(i);
+    }
+    built.fabric = Some(fabric);
+    Ok(built)
+}
+
+/// Builds hosts on the null provider (sink): the software path alone.
+pub fn build_null(cfg: &Config, pool_for_sink: &'static Mempool) -> Result<Built<NullProvider>, String> {
+    let providers = port_specs(cfg)
+        .into_iter()
+        .map(|s| {
+            let port = PortAttr { lid: s.lid, gid: s.gid, qpn: s.qpn, pkey: s.pkey, qkey: s.qkey, max_msg: 4096 };
+            NullProvider::new(port, NullMode::Sink, pool_for_sink.cache(cfg.dataplane.mempool_cache as usize), 0)
+        })
+        .collect();
+    build_with_pool(cfg, providers, pool_for_sink)
+}
+
+/// The process-wide pool sized for `cfg`.
+pub fn make_pool(cfg: &Config) -> Result<&'static Mempool, String> {
+    let d = &cfg.dataplane;
+    Mempool::new(MempoolConfig {
+        name: "ipoib".into(),
+        count: d.mempool_size.saturating_mul(cfg.interfaces.len().max(1) as u32),
+        buf_size: d.buf_size,
+        hugepages: hugepage_mode(d.hugepages),
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn build<P: Provider>(cfg: &Config, providers: Vec<P>) -> Result<Built<P>, String> {
+    let pool = make_pool(cfg)?;
+    build_with_pool(cfg, providers, pool)
+}
+
+fn build_with_pool<P: Provider>(cfg: &Config, mut providers: Vec<P>, pool: &'static Mempool) -> Result<Built<P>, String> {
+    if cfg.provider.kind != ProviderKind::Fabric && cfg.provider.kind != ProviderKind::Null {
+        return Err(format!("provider \"{}\" is not available in this build yet", cfg.provider.kind.as_str()));
+    }
+    let d = &cfg.dataplane;
+    let mut lcores: Vec<Lcore<P>> =
+        (0..d.lcores.len()).map(|id| Lcore::new(id, pool.cache(d.mempool_cache as usize))).collect();
+    let mut hosts = Vec::new();
+    for (idx, (icfg, mut provider)) in cfg.interfaces.iter().zip(providers.drain(..)).enumerate() {
+        let mut entries = Vec::new();
+        for n in &icfg.neighbours {
+            let ah = provider
+                .create_ah(&AhAttr { dlid: 0, dgid: Some(Gid::from(n.gid)), sl: 0 })
+                .map_err(|e| format!("interface {}: neighbour {}: {e}", icfg.name, n.ip))?;
+            entries.push((n.ip, NeighEntry { ah, qpn: n.qpn }));
+        }
+        let neigh = published(NeighTable::new(entries));
+        let mcast = published(McastTable::default());
+        let join_requests = Arc::new(JoinRequestQueue::new(cfg.control.request_queue as usize));
+        let stats = Arc::new(IfaceStats::default());
+        let mut tx_in = Vec::new();
+        for t in cfg.traffic.iter().filter(|t| t.from == icfg.name) {
+            let (prod, cons) = spsc::channel::<Mbuf>(d.tx_ring_size as usize);
+            let src = icfg
+                .ipv4
+                .first()
+                .map(|c| IpAddr::V4(c.addr))
+                .filter(|_| t.to.is_ipv4())
+                .or_else(|| icfg.ipv6.first().map(|c| IpAddr::V6(c.addr)).filter(|_| t.to.is_ipv6()))
+                .ok_or_else(|| format!("traffic from {} to {}: the interface has no address of that family", t.from, t.to))?;
+            let flow = FlowSpec {
+                src,
+                dst: t.to,
+                src_port: t.src_port,
+                dst_port: t.dst_port,
+                size: t.size as usize,
+                rate_pps: t.rate_pps,
+            };
+            lcores[icfg.lcore].add_source(TrafficSource::new(&flow, prod)?);
+            tx_in.push(cons);
+        }
+        let port = provider.port();
+        let iface = Iface::new(
+            IfaceConfig { name: icfg.name.clone(), ifindex: idx as u16, mtu: icfg.mtu, pkey: icfg.pkey, scope: 2 },
+            provider,
+            IfaceWiring {
+                tx_in,
+                rx_out: None,
+                neigh,
+                mcast: mcast.clone(),
+                join_requests: join_requests.clone(),
+                stats: stats.clone(),
+            },
+        );
+        lcores[icfg.lcore].add_iface(iface);
+        hosts.push(HostInfo {
+            name: icfg.name.clone(),
+            port,
+            fabric_port: None,
+            stats: vec![stats],
+            mcast,
+            join_requests,
+            groups: icfg.groups.clone(),
+            sendonly: icfg.sendonly.clone(),
+        });
+    }
+    Ok(Built { pool, lcores, hosts, fabric: None })
+}
