@@ -110,6 +110,22 @@ impl Recorder {
             );
         }
     }
+    /// Blocks until the recorded history satisfies `cond`.
+    pub fn wait_until(&self, what: &str, cond: impl Fn(&[ProbeEvent]) -> bool) {
+        let mut evs = lock(&self.events);
+        while !cond(&evs) {
+            let (g, t) = self
+                .cv
+                .wait_timeout(evs, STUCK)
+                .unwrap_or_else(|e| e.into_inner());
+            evs = g;
+            assert!(
+                !t.timed_out() || cond(&evs),
+                "stuck waiting for {what}; saw {:?}",
+                *evs
+            );
+        }
+    }
     pub fn count(&self, pred: impl Fn(&ProbeEvent) -> bool) -> usize {
         lock(&self.events).iter().filter(|e| pred(e)).count()
     }
