@@ -78,3 +78,35 @@ impl Clock for ManualClock {
         done.wait_while_pending(|| self.now() < deadline)
     }
 }
+
+/// Real time sped up `scale` times: lets a fault scenario run seconds of
+/// backoff and join timeouts in milliseconds.
+pub struct ScaledClock {
+    origin: Instant,
+    scale: u32,
+}
+
+impl ScaledClock {
+    pub fn new(scale: u32) -> Self {
+        ScaledClock {
+            origin: Instant::now(),
+            scale: scale.max(1),
+        }
+    }
+    /// Real time until the clock shows `t`.
+    pub fn real_until(&self, t: Duration) -> Duration {
+        t.saturating_sub(self.now()) / self.scale
+    }
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> Duration {
+        self.origin.elapsed() * self.scale
+    }
+    fn wait(&self, done: &Arc<Completion>, deadline: Duration) -> bool {
+        done.wait_with(|| {
+            let left = self.real_until(deadline);
+            (!left.is_zero()).then_some(left)
+        })
+    }
+}

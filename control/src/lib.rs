@@ -3,9 +3,10 @@
 pub mod clock;
 pub mod mcast;
 pub mod sa;
+pub mod scenario;
 pub mod sync;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
 pub use mcast::{
     Engine, EngineBuilder, EngineConfig, EngineStats, FlushLevel, FlushReport, GroupFlags,
     GroupInfo, GroupStatus, GroupsTable, JoinError, JoinParams, JoinResult, JoinState,
@@ -13,3 +14,4 @@ pub use mcast::{
     RecordingAttach,
 };
 pub use sa::{FaultSpec, FaultSpecError, SaStats, SoftSa, SoftSaConfig};
+pub use scenario::{run_fault_scenario, ScenarioSummary};
