@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The project's test command: everything a change must pass, on a fresh
+# machine with only the Rust toolchain. Each step prints what it runs.
+#   ./run-tests.sh          unit, property, integration and CLI tests, then the
+#                           model checkers (loom, shuttle) and the broken-engine check
+#   SOAK=1 ./run-tests.sh   also the long variants (more model-checking schedules)
+set -euo pipefail
+cd "$(dirname "$0")"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Leave room for the busy-polling tests on small machines.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "workspace tests (unit, property, integration, CLI)"
+cargo test --workspace --all-targets
+
+step "doc tests"
+cargo test --workspace --doc
+
+step "loom model tests of the rings"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test -p ipoib-dataplane --release --test ring_loom
+
+step "shuttle model checking of the join engine"
+if [ "${SOAK:-0}" = 1 ]; then export SHUTTLE_ITERATIONS="${SHUTTLE_ITERATIONS:-200000}"; fi
+cargo test -p ipoib-control --release --features shuttle --test model_shuttle
+
+step "the seed's race tests catch a deliberately broken engine"
+bash control/tests/broken_engine.sh
+
+step "all tests passed"
