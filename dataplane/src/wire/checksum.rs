@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub const PROTOCOL_UDP: u8 = 17;
 pub const PROTOCOL_ICMPV6: u8 = 58;
 
+#[inline]
 fn sum_words(data: &[u8]) -> u64 {
     let mut acc: u64 = 0;
     let mut words = data.chunks_exact(8);
@@ -29,6 +30,7 @@ fn sum_words(data: &[u8]) -> u64 {
     acc
 }
 
+#[inline]
 fn fold(mut acc: u64) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
@@ -38,21 +40,25 @@ fn fold(mut acc: u64) -> u16 {
 
 /// One's-complement sum of `data` as 16-bit big-endian words, folded but not
 /// complemented. An odd trailing byte is padded with zero.
+#[inline]
 pub fn data(data: &[u8]) -> u16 {
     fold(sum_words(data))
 }
 
 /// One's-complement sum of partial sums.
+#[inline]
 pub fn combine(parts: &[u16]) -> u16 {
     fold(parts.iter().map(|&p| u64::from(p)).sum())
 }
 
 /// The checksum to store: the complement of the folded sum.
+#[inline]
 pub fn internet_checksum(bytes: &[u8]) -> u16 {
     !data(bytes)
 }
 
 /// Partial sum of the IPv4 pseudo-header (RFC 768).
+#[inline]
 pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) -> u16 {
     let mut acc = sum_words(&src.octets()) + sum_words(&dst.octets());
     acc += u64::from(protocol) + u64::from(length);
@@ -60,6 +66,7 @@ pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16)
 }
 
 /// Partial sum of the IPv6 pseudo-header (RFC 8200 §8.1).
+#[inline]
 pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> u16 {
     let mut acc = sum_words(&src.octets()) + sum_words(&dst.octets());
     acc += u64::from(length >> 16) + u64::from(length & 0xffff) + u64::from(next_header);

@@ -25,6 +25,7 @@ pub struct HwAddr {
 }
 
 impl HwAddr {
+    #[inline]
     pub const fn new(flags: u8, qpn: u32, gid: Gid) -> Self {
         HwAddr {
             flags,
@@ -34,10 +35,12 @@ impl HwAddr {
     }
 
     /// The multicast address of a group: flags 0, QPN 0xFFFFFF, the MGID.
+    #[inline]
     pub const fn multicast(mgid: Gid) -> Self {
         HwAddr::new(0, MULTICAST_QPN, mgid)
     }
 
+    #[inline]
     pub fn from_array(bytes: &[u8; HWADDR_LEN]) -> Self {
         HwAddr {
             flags: bytes[0],
@@ -55,6 +58,7 @@ impl HwAddr {
         }
     }
 
+    #[inline]
     pub fn to_bytes(&self) -> [u8; HWADDR_LEN] {
         let mut out = [0u8; HWADDR_LEN];
         out[0] = self.flags;
@@ -63,6 +67,7 @@ impl HwAddr {
         out
     }
 
+    #[inline]
     pub const fn is_multicast(&self) -> bool {
         self.qpn & QPN_MASK == MULTICAST_QPN
     }
