@@ -24,6 +24,8 @@ pub struct NullProvider {
     mode: NullMode,
     cache: LcoreCache,
     looped: VecDeque<RecvCompletion>,
+    /// QPN and LID looped-back messages claim to come from.
+    loop_src: (u32, u16),
     /// Sends refused because the loopback queue was full.
     pub overflows: u64,
 }
@@ -32,7 +34,23 @@ impl NullProvider {
     /// `cache` receives the freed mbufs in sink mode; `depth` bounds the
     /// loopback queue (allocated now, never grown).
     pub fn new(port: PortAttr, mode: NullMode, cache: LcoreCache, depth: usize) -> Self {
-        NullProvider { port, mode, cache, looped: VecDeque::with_capacity(depth), overflows: 0 }
+        let loop_src = (port.qpn, port.lid);
+        NullProvider {
+            port,
+            mode,
+            cache,
+            looped: VecDeque::with_capacity(depth),
+            loop_src,
+            overflows: 0,
+        }
+    }
+
+    /// Makes looped-back messages appear to come from the QP `qpn` at `lid`
+    /// instead of this one, so the receive path delivers them (decapsulation
+    /// included) rather than dropping its own traffic.
+    pub fn with_loopback_peer(mut self, qpn: u32, lid: u16) -> Self {
+        self.loop_src = (qpn, lid);
+        self
     }
 }
 
@@ -64,8 +82,8 @@ impl Provider for NullProvider {
                 for wr in wrs.drain(..take) {
                     self.looped.push_back(RecvCompletion {
                         mbuf: wr.mbuf,
-                        src_qpn: self.port.qpn,
-                        slid: self.port.lid,
+                        src_qpn: self.loop_src.0,
+                        slid: self.loop_src.1,
                         sgid: self.port.gid,
                         dgid: self.port.gid,
                         multicast: false,

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Instructions per packet of the null-provider datapath (64-byte IPv4/UDP:
+# source → IPoIB header → neighbour/MGID lookup → post burst → poll →
+# decapsulate → free, stats per burst), counted by callgrind.
+#
+# The measurement program runs twice with different packet counts; the
+# difference of the two instruction totals over the difference of the packet
+# counts cancels process start-up, pool set-up and warm-up.
+#
+# Prints `name: value` lines; the last one is `instructions_per_packet: N`
+# (unicast to a neighbour). Goal: <= 80.
+#
+# Env: IPP_SMALL / IPP_LARGE packet counts (default 200000 / 1200000),
+#      IPP_DESTS destinations measured (default "multicast mixed unicast";
+#      the last one is the headline).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v valgrind >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "valgrind missing: installing it" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind >/dev/null ||
+            { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind >/dev/null; }
+    else
+        echo "instructions_per_packet.sh: valgrind is not installed; install it (apt-get install valgrind) and rerun" >&2
+        exit 1
+    fi
+fi
+
+small=${IPP_SMALL:-200000}
+large=${IPP_LARGE:-1200000}
+dests=${IPP_DESTS:-"multicast mixed unicast"}
+target_dir=${CARGO_TARGET_DIR:-target}
+
+# The release profile keeps line-level debug info, which callgrind reports use.
+cargo build --quiet --release -p ipoib-dataplane --example datapath_pps
+bin="$target_dir/release/examples/datapath_pps"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Runs one measurement; prints "instructions packets".
+measure() {
+    local dest=$1 packets=$2 out="$work/cg.$1.$2"
+    valgrind --tool=callgrind --callgrind-out-file="$out" \
+        "$bin" --dest "$dest" --packets "$packets" --warmup 50000 >"$work/run.$dest.$packets" 2>"$work/vg.$dest.$packets" || {
+        echo "instructions_per_packet.sh: measurement run failed:" >&2
+        cat "$work/vg.$dest.$packets" "$work/run.$dest.$packets" >&2
+        exit 1
+    }
+    local ir sent
+    ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$out")
+    sent=$(awk '/^packets:/ { print $2 }' "$work/run.$dest.$packets")
+    echo "$ir $sent"
+}
+
+for dest in $dests; do
+    read -r ir1 n1 < <(measure "$dest" "$small")
+    read -r ir2 n2 < <(measure "$dest" "$large")
+    ipp=$(awk -v a="$ir1" -v b="$ir2" -v m="$n1" -v n="$n2" 'BEGIN { printf "%.1f", (b - a) / (n - m) }')
+    echo "instructions_per_packet_${dest}: $ipp"
+    last=$ipp
+done
+echo "instructions_per_packet: $last"
