@@ -18,35 +18,54 @@ fn udp_roundtrip(segment: &[u8]) -> Option<UdpRepr> {
     Some(repr)
 }
 
+fn check_ipv4(data: &[u8]) {
+    let Ok(packet) = ipv4::Packet::new_checked(data) else {
+        return;
+    };
+    let Ok(repr) = Ipv4Repr::parse(&packet) else {
+        return;
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut ipv4::Packet::new_unchecked(&mut out))
+        .unwrap();
+    let reparsed = ipv4::Packet::new_checked(&out).unwrap();
+    assert!(reparsed.verify_checksum());
+    assert_eq!(Ipv4Repr::parse(&reparsed), Ok(repr));
+    if udp_roundtrip(packet.payload()).is_some() {
+        let segment = udp::Packet::new_checked(packet.payload()).unwrap();
+        let _ = segment.verify_checksum_v4(repr.src_addr, repr.dst_addr);
+    }
+}
+
+fn check_ipv6(data: &[u8]) {
+    let Ok(packet) = ipv6::Packet::new_checked(data) else {
+        return;
+    };
+    let Ok(repr) = Ipv6Repr::parse(&packet) else {
+        return;
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut ipv6::Packet::new_unchecked(&mut out))
+        .unwrap();
+    assert_eq!(
+        Ipv6Repr::parse(&ipv6::Packet::new_checked(&out).unwrap()),
+        Ok(repr)
+    );
+    if udp_roundtrip(packet.payload()).is_some() {
+        let segment = udp::Packet::new_checked(packet.payload()).unwrap();
+        let _ = segment.verify_checksum_v6(repr.src_addr, repr.dst_addr);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    if let Ok(packet) = ipv4::Packet::new_checked(data) {
-        if let Ok(repr) = Ipv4Repr::parse(&packet) {
-            let mut out = vec![0u8; repr.buffer_len()];
-            repr.emit(&mut ipv4::Packet::new_unchecked(&mut out))
-                .unwrap();
-            let reparsed = ipv4::Packet::new_checked(&out).unwrap();
-            assert!(reparsed.verify_checksum());
-            assert_eq!(Ipv4Repr::parse(&reparsed), Ok(repr));
-            if udp_roundtrip(packet.payload()).is_some() {
-                let segment = udp::Packet::new_checked(packet.payload()).unwrap();
-                let _ = segment.verify_checksum_v4(repr.src_addr, repr.dst_addr);
-            }
-        }
+    check_ipv4(data);
+    // Random bytes almost never carry a valid header checksum; repair it on
+    // a copy so the checks behind it are reached too.
+    let mut repaired = data.to_vec();
+    if let Ok(mut packet) = ipv4::Packet::new_checked(&mut repaired[..]) {
+        packet.fill_checksum();
+        check_ipv4(&repaired);
     }
-    if let Ok(packet) = ipv6::Packet::new_checked(data) {
-        if let Ok(repr) = Ipv6Repr::parse(&packet) {
-            let mut out = vec![0u8; repr.buffer_len()];
-            repr.emit(&mut ipv6::Packet::new_unchecked(&mut out))
-                .unwrap();
-            assert_eq!(
-                Ipv6Repr::parse(&ipv6::Packet::new_checked(&out).unwrap()),
-                Ok(repr)
-            );
-            if udp_roundtrip(packet.payload()).is_some() {
-                let segment = udp::Packet::new_checked(packet.payload()).unwrap();
-                let _ = segment.verify_checksum_v6(repr.src_addr, repr.dst_addr);
-            }
-        }
-    }
+    check_ipv6(data);
     udp_roundtrip(data);
 });
