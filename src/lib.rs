@@ -1,5 +1,6 @@
 //! Wiring shared by the binaries: builds hosts from a configuration, runs
 //! them, and reports. The logic lives in the `dataplane` and `control` crates.
 
+pub mod control_plane;
 pub mod report;
 pub mod wiring;

@@ -184,3 +184,27 @@ fn pending_queue_is_bounded_and_a_failed_join_drops_it() {
     drop(hosts);
     assert_eq!(pool.available(), pool.capacity());
 }
+
+#[test]
+fn group_joined_before_the_first_packet_is_sent_without_a_request() {
+    let (pool, fabric, mut hosts) = setup(2);
+    let mut cache = pool.cache(32);
+    let group = ip("239.1.1.1");
+    let mgid = mgid_for_ip(group, 0xffff, 2).unwrap();
+    fabric.attach_mcast(1, mgid).unwrap();
+    let route = McastRoute { mgid, mlid: 0xc001, qkey: 0x0B1B, sl: 0, mtu: 2048 };
+    hosts[0].mcast.store(Arc::new(McastTable::new(1, vec![(mgid, McastState::Joined(route))])));
+    pump(&mut hosts, &mut cache);
+    let src = hosts[0].ip;
+    for _ in 0..3 {
+        hosts[0].tx.push(udp(pool, src, group, 100)).unwrap();
+    }
+    pump(&mut hosts, &mut cache);
+    assert!(hosts[0].requests.pop().is_none(), "a joined group needs no send-only join");
+    let mut n = 0;
+    while hosts[1].rx.pop().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    assert_eq!(hosts[0].stats.snapshot().total_drops(), 0);
+}

@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand};
 use ipoib_app::report::{self, Live};
+use ipoib_app::control_plane::ControlPlane;
 use ipoib_app::wiring::{self, Built};
+use ipoib_control::{run_fault_scenario, FaultSpec};
 use ipoib_config::{Config, ProviderKind};
 use ipoib_dataplane::lcore::{spawn_lcores, Pinning};
 use ipoib_dataplane::provider::Provider;
@@ -23,6 +25,18 @@ struct Cli {
     /// Run for this many seconds (0 = until SIGINT/SIGTERM); overrides run.duration_s.
     #[arg(long)]
     duration: Option<f64>,
+    /// Inject faults into the soft SA, e.g.
+    /// `delay=0-50ms,fail=0.1,reset=0.05,noanswer=0.02,early=0.5,restart=0.01`.
+    /// After the run, the join engine is also driven through port-event cycles
+    /// with these faults; any broken invariant makes the exit status 1.
+    #[arg(long, value_name = "SPEC")]
+    sa_faults: Option<String>,
+    /// Seed of the SA's fault dice (same seed, same faults).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Port-event cycles of the fault scenario run after traffic with --sa-faults.
+    #[arg(long, default_value_t = 200)]
+    fault_rounds: u32,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -68,8 +82,13 @@ fn main() -> ExitCode {
         }
         cfg.run.duration_s = d;
     }
+    let faults = match cli.sa_faults.as_deref().map(FaultSpec::parse).transpose() {
+        Ok(f) => f,
+        Err(e) => return fail(format!("--sa-faults: {e}")),
+    };
     init_logging(&cfg);
-    match run(&cfg) {
+    let opts = RunOptions { faults, seed: cli.seed, fault_rounds: cli.fault_rounds };
+    match run(&cfg, &opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => fail(e),
@@ -82,18 +101,24 @@ fn init_logging(cfg: &Config) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).try_init();
 }
 
-fn run(cfg: &Config) -> Result<bool, String> {
+struct RunOptions {
+    faults: Option<FaultSpec>,
+    seed: u64,
+    fault_rounds: u32,
+}
+
+fn run(cfg: &Config, opts: &RunOptions) -> Result<bool, String> {
     match cfg.provider.kind {
-        ProviderKind::Fabric => run_built(cfg, wiring::build_fabric(cfg)?),
+        ProviderKind::Fabric => run_built(cfg, opts, wiring::build_fabric(cfg)?),
         ProviderKind::Null => {
             let pool = wiring::make_pool(cfg)?;
-            run_built(cfg, wiring::build_null(cfg, pool)?)
+            run_built(cfg, opts, wiring::build_null(cfg, pool)?)
         }
         other => Err(format!("provider \"{}\" is not available in this build yet", other.as_str())),
     }
 }
 
-fn run_built<P: Provider + 'static>(cfg: &Config, built: Built<P>) -> Result<bool, String> {
+fn run_built<P: Provider + 'static>(cfg: &Config, opts: &RunOptions, built: Built<P>) -> Result<bool, String> {
     let Built { pool, lcores, hosts, fabric } = built;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -108,6 +133,27 @@ fn run_built<P: Provider + 'static>(cfg: &Config, built: Built<P>) -> Result<boo
         pool.buf_size(),
         if pool.is_hugepage() { " (hugepages)" } else { "" }
     );
+    let control = match &fabric {
+        Some(f) => Some(ControlPlane::start(
+            f,
+            &hosts,
+            cfg.control.join_timeout(),
+            cfg.control.sendonly_gc(),
+            opts.faults.unwrap_or_else(FaultSpec::none),
+            opts.seed,
+        )?),
+        None => None,
+    };
+    if let Some(c) = &control {
+        // Traffic starts once interfaces have carrier and their groups, as a
+        // host's applications would; send-only joins happen on first use.
+        let wait = cfg.control.join_timeout() * 2;
+        if c.wait_ready(wait) {
+            println!("control: carrier on every interface, full-member groups joined");
+        } else {
+            tracing::warn!("not every interface was up after {wait:?}: starting traffic anyway");
+        }
+    }
     let lcore_stop = Arc::new(AtomicBool::new(false));
     let (handles, pinning) =
         spawn_lcores(lcores, &cfg.dataplane.lcores, lcore_stop.clone()).map_err(|e| format!("cannot start lcores: {e}"))?;
@@ -145,15 +191,38 @@ fn run_built<P: Provider + 'static>(cfg: &Config, built: Built<P>) -> Result<boo
         l.drain();
     }
     drop(stopped);
-    drop(fabric.clone());
     print!("\n{}", report::summary(&hosts, fabric.as_deref(), elapsed));
+    let mut ok = true;
+    if let Some(control) = control {
+        print!("\nmulticast groups at stop:\n{}", control.groups_report());
+        let r = control.shutdown();
+        println!(
+            "control: joins={} leaves={} failed={} unanswered={} sa_restarts={} unbalanced={} violations={}",
+            r.sa.joined,
+            r.sa.leaves,
+            r.sa.failed,
+            r.sa.unanswered,
+            r.sa.restarts,
+            r.unbalanced,
+            r.violations.len()
+        );
+        for v in &r.violations {
+            println!("  violation: {v}");
+        }
+        ok &= r.is_ok();
+    }
     let leaked = pool.capacity() - pool.available();
-    let ok = leaked == 0;
+    ok &= leaked == 0;
     println!(
         "mempool: {}/{} buffers free after stop{}",
         pool.available(),
         pool.capacity(),
-        if ok { " (no leak)" } else { " — LEAK" }
+        if leaked == 0 { " (no leak)" } else { " — LEAK" }
     );
+    if let Some(spec) = &opts.faults {
+        let summary = run_fault_scenario(spec, opts.seed, opts.fault_rounds);
+        println!("sa-faults scenario: {summary}");
+        ok &= summary.is_ok();
+    }
     Ok(ok)
 }

@@ -94,12 +94,24 @@ impl<A: Copy> McastTx<A> {
         let i = match self.groups.iter().position(|g| g.mgid == mgid) {
             Some(i) => i,
             None => {
+                // First packet for this group here. If the control plane has
+                // already joined it (a full-member group), queue the packet and
+                // make the next `refresh` pick the route up; no request needed.
+                let known = self.table.load().lookup(&mgid).copied();
+                let (requested, failed) = match known {
+                    Some(McastState::Joined(_)) => {
+                        self.generation = u64::MAX;
+                        (true, false)
+                    }
+                    Some(McastState::Failed) => (false, true),
+                    None => (false, false),
+                };
                 self.groups.push(GroupTx {
                     mgid,
                     joined: None,
                     pending: VecDeque::with_capacity(PENDING_PER_GROUP),
-                    requested: false,
-                    failed: false,
+                    requested,
+                    failed,
                 });
                 self.groups.len() - 1
             }

@@ -1,0 +1,145 @@
+//! The control thread of a run: one multicast join engine per interface,
+//! all served by the soft fabric's SA, attaching QPs on the fabric.
+
+use crate::wiring::HostInfo;
+use ipoib_control::{Engine, EngineConfig, FaultSpec, GroupFlags, GroupStatus, GroupsTable, McastAttach, SaStats, SoftSa, SoftSaConfig};
+use ipoib_dataplane::provider::fabric::Fabric;
+use ipoib_dataplane::wire::{broadcast_mgid, mgid_for_ip, Gid};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// `ibv_attach_mcast` on the soft fabric for one port.
+struct FabricAttach {
+    fabric: Arc<Fabric>,
+    port: usize,
+}
+
+impl McastAttach for FabricAttach {
+    fn attach(&self, mgid: Gid, _mlid: u16) -> bool {
+        self.fabric.attach_mcast(self.port, mgid).is_ok()
+    }
+    fn detach(&self, mgid: Gid, _mlid: u16) {
+        let _ = self.fabric.detach_mcast(self.port, mgid);
+    }
+}
+
+pub struct ControlPlane {
+    pub engines: Vec<(String, Arc<Engine>)>,
+    pub sa: Arc<SoftSa>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What shutting the control plane down found.
+pub struct ControlReport {
+    pub sa: SaStats,
+    pub unbalanced: usize,
+    pub violations: Vec<String>,
+    pub leaves: usize,
+}
+
+impl ControlReport {
+    pub fn is_ok(&self) -> bool {
+        self.unbalanced == 0 && self.violations.is_empty()
+    }
+}
+
+impl ControlPlane {
+    /// Builds one engine per fabric host, brings every interface up and starts
+    /// the control thread (join task passes; it also drains the lcores' send-only
+    /// requests).
+    pub fn start(
+        fabric: &Arc<Fabric>,
+        hosts: &[HostInfo],
+        join_timeout: Duration,
+        sendonly_idle: Duration,
+        faults: FaultSpec,
+        seed: u64,
+    ) -> Result<ControlPlane, String> {
+        let sa = Arc::new(SoftSa::new(SoftSaConfig::default(), faults, seed));
+        let mut engines = Vec::new();
+        for (idx, h) in hosts.iter().enumerate() {
+            let port = h.fabric_port.ok_or("control plane needs fabric hosts")?;
+            let mut ec = EngineConfig::new(h.port.gid, broadcast_mgid(h.port.pkey, 2));
+            ec.ifindex = idx as u16;
+            ec.join_timeout = join_timeout;
+            ec.sendonly_idle = sendonly_idle;
+            let engine = Engine::builder(ec, sa.clone())
+                .attach(Arc::new(FabricAttach { fabric: fabric.clone(), port }))
+                .requests(h.join_requests.clone())
+                .table(h.mcast.clone())
+                .build();
+            let desired = h
+                .groups
+                .iter()
+                .map(|g| mgid_for_ip(*g, h.port.pkey, 2).map_err(|e| format!("{}: group {g}: {e}", h.name)))
+                .collect::<Result<Vec<Gid>, String>>()?;
+            engine.up();
+            engine.restart(&desired);
+            engines.push((h.name.clone(), Arc::new(engine)));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let engines: Vec<Arc<Engine>> = engines.iter().map(|e| e.1.clone()).collect();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        for e in &engines {
+                            e.join_task();
+                        }
+                        // Lcores never wake us (no syscall on the datapath):
+                        // poll their request queues on a short tick.
+                        engines[0].wait_for_work(Duration::from_millis(1));
+                    }
+                })
+                .map_err(|e| format!("cannot start the control thread: {e}"))?
+        };
+        Ok(ControlPlane { engines, sa, stop, thread: Some(thread) })
+    }
+
+    /// Every host has carrier (broadcast joined) and its full-member groups joined.
+    pub fn is_ready(&self) -> bool {
+        self.engines.iter().all(|(_, e)| {
+            e.carrier() && e.groups().iter().all(|g| g.flags.contains(GroupFlags::SENDONLY) || g.status == GroupStatus::Joined)
+        })
+    }
+
+    /// Waits (at most `timeout`) until `is_ready`; returns whether it got there.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.is_ready() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// The multicast state of every interface, as a table per interface.
+    pub fn groups_report(&self) -> String {
+        let mut out = String::new();
+        for (name, e) in &self.engines {
+            out.push_str(&format!("{name}:\n{}", GroupsTable(&e.groups())));
+        }
+        out
+    }
+
+    /// Stops the control thread, takes every interface down (flush: wait for
+    /// joins in flight, leave every valid membership) and checks the SA's books.
+    pub fn shutdown(mut self) -> ControlReport {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let mut leaves = 0;
+        for (_, e) in &self.engines {
+            leaves += e.down().left;
+        }
+        ControlReport { sa: self.sa.stats(), unbalanced: self.sa.unbalanced(), violations: self.sa.violations(), leaves }
+    }
+}
