@@ -1,0 +1,100 @@
+//! ipoibd as users run it: the embedded default, check-config, bad input.
+
+use std::process::Command;
+
+fn ipoibd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipoibd")).args(args).output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_file(name: &str, body: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ipoibd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn embedded_default_runs_exchanges_traffic_and_leaks_nothing() {
+    let (code, out, err) = ipoibd(&["--duration", "1"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for host in ["ib0", "ib1", "ib2"] {
+        let row = out.lines().find(|l| l.starts_with(host)).unwrap_or_else(|| panic!("no row for {host}:\n{out}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let tx: u64 = cols[1].parse().unwrap();
+        let rx: u64 = cols[2].parse().unwrap();
+        assert!(tx > 0 && rx > 0, "{row}");
+    }
+    assert!(out.contains("carrier on every interface"), "{out}");
+    assert!(out.contains("unbalanced=0 violations=0"), "{out}");
+    assert!(out.contains("(no leak)"), "{out}");
+    // The send-only group shows up as such on the sender.
+    assert!(out.contains("SENDONLY"), "{out}");
+}
+
+#[test]
+fn sa_faults_run_reports_balanced_joins() {
+    let (code, out, err) = ipoibd(&[
+        "--duration",
+        "0.5",
+        "--sa-faults",
+        "delay=0-5ms,fail=0.1,reset=0.05,noanswer=0.02,early=0.5,restart=0.01",
+        "--seed",
+        "3",
+        "--fault-rounds",
+        "50",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let line = out.lines().find(|l| l.starts_with("sa-faults scenario:")).expect("scenario summary");
+    assert!(line.contains("unbalanced=0") && line.contains("hung_flushes=0"), "{line}");
+}
+
+#[test]
+fn bad_fault_spec_is_one_line_and_status_2() {
+    let (code, _out, err) = ipoibd(&["--sa-faults", "fail=2", "--duration", "0.1"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("ipoibd: error: --sa-faults"), "{err}");
+}
+
+#[test]
+fn check_config_prints_the_effective_config_that_reads_back() {
+    let p = temp_file("ok.toml", "[[interface]]\nname = \"ib0\"\nport = 1\n");
+    let (code, out, err) = ipoibd(&["check-config", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mempool_size = 8192") && out.contains("qkey = 0x"), "{out}");
+    let again = temp_file("again.toml", &out);
+    let (code2, out2, _) = ipoibd(&["check-config", again.to_str().unwrap()]);
+    assert_eq!((code2, out2), (0, out));
+}
+
+#[test]
+fn bad_config_exits_2_with_one_located_line_and_no_backtrace() {
+    let p = temp_file("bad.toml", "[[interface]]\nname = \"ib0\"\nport = 1\nmtu = 9000\n");
+    for args in [vec!["check-config", p.to_str().unwrap()], vec!["--config", p.to_str().unwrap()]] {
+        let (code, out, err) = ipoibd(&args);
+        assert_eq!(code, 2, "{out}{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("bad.toml:4:7: interface[0].mtu") && err.contains("68..=4092"), "{err}");
+        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    }
+    let (code, _, err) = ipoibd(&["--config", "/nonexistent/x.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/x.toml"), "{err}");
+}
+
+#[test]
+fn help_and_bad_flags() {
+    let (code, out, _) = ipoibd(&["--help"]);
+    assert_eq!(code, 0);
+    for flag in ["--duration", "--config", "--sa-faults", "check-config"] {
+        assert!(out.contains(flag), "{flag} missing from help:\n{out}");
+    }
+    assert_eq!(ipoibd(&["--no-such-flag"]).0, 2);
+    assert_eq!(ipoibd(&["--duration", "-1"]).0, 2);
+}
