@@ -17,10 +17,13 @@ const ETHERNET_HEADER_LEN: usize = 14;
 const ROCEV2_PORT: u16 = 4791;
 
 fn unhex(text: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "odd hex length");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digit"))
+    let pairs = text.as_bytes().chunks_exact(2);
+    assert!(pairs.remainder().is_empty(), "odd hex length");
+    pairs
+        .map(|pair| {
+            let digits = std::str::from_utf8(pair).expect("ASCII hex");
+            u8::from_str_radix(digits, 16).expect("hex digit")
+        })
         .collect()
 }
 
