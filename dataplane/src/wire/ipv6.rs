@@ -38,6 +38,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
+        // The length field is read only once the header is known to fit.
         if len < HEADER_LEN || len < HEADER_LEN + usize::from(self.payload_len()) {
             return Err(Error::Truncated);
         }
@@ -64,13 +65,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.first_word() & FLOW_LABEL_MASK
     }
 
-    /// Checked by `check_len` only once the header itself fits.
     pub fn payload_len(&self) -> u16 {
-        let buf = self.buffer.as_ref();
-        if buf.len() < HEADER_LEN {
-            return 0;
-        }
-        u16_at(buf, field::PAYLEN)
+        u16_at(self.buffer.as_ref(), field::PAYLEN)
     }
 
     pub fn next_header(&self) -> u8 {
