@@ -2,7 +2,10 @@
 //! all served by the soft fabric's SA, attaching QPs on the fabric.
 
 use crate::wiring::HostInfo;
-use ipoib_control::{Engine, EngineConfig, FaultSpec, GroupFlags, GroupStatus, GroupsTable, McastAttach, SaStats, SoftSa, SoftSaConfig};
+use ipoib_control::{
+    Engine, EngineConfig, FaultSpec, GroupFlags, GroupStatus, GroupsTable, McastAttach, SaStats,
+    SoftSa, SoftSaConfig,
+};
 use ipoib_dataplane::provider::fabric::Fabric;
 use ipoib_dataplane::wire::{broadcast_mgid, mgid_for_ip, Gid};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,14 +70,20 @@ impl ControlPlane {
             ec.join_timeout = join_timeout;
             ec.sendonly_idle = sendonly_idle;
             let engine = Engine::builder(ec, sa.clone())
-                .attach(Arc::new(FabricAttach { fabric: fabric.clone(), port }))
+                .attach(Arc::new(FabricAttach {
+                    fabric: fabric.clone(),
+                    port,
+                }))
                 .requests(h.join_requests.clone())
                 .table(h.mcast.clone())
                 .build();
             let desired = h
                 .groups
                 .iter()
-                .map(|g| mgid_for_ip(*g, h.port.pkey, 2).map_err(|e| format!("{}: group {g}: {e}", h.name)))
+                .map(|g| {
+                    mgid_for_ip(*g, h.port.pkey, 2)
+                        .map_err(|e| format!("{}: group {g}: {e}", h.name))
+                })
                 .collect::<Result<Vec<Gid>, String>>()?;
             engine.up();
             engine.restart(&desired);
@@ -98,13 +107,21 @@ impl ControlPlane {
                 })
                 .map_err(|e| format!("cannot start the control thread: {e}"))?
         };
-        Ok(ControlPlane { engines, sa, stop, thread: Some(thread) })
+        Ok(ControlPlane {
+            engines,
+            sa,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Every host has carrier (broadcast joined) and its full-member groups joined.
     pub fn is_ready(&self) -> bool {
         self.engines.iter().all(|(_, e)| {
-            e.carrier() && e.groups().iter().all(|g| g.flags.contains(GroupFlags::SENDONLY) || g.status == GroupStatus::Joined)
+            e.carrier()
+                && e.groups().iter().all(|g| {
+                    g.flags.contains(GroupFlags::SENDONLY) || g.status == GroupStatus::Joined
+                })
         })
     }
 
@@ -140,6 +157,11 @@ impl ControlPlane {
         for (_, e) in &self.engines {
             leaves += e.down().left;
         }
-        ControlReport { sa: self.sa.stats(), unbalanced: self.sa.unbalanced(), violations: self.sa.violations(), leaves }
+        ControlReport {
+            sa: self.sa.stats(),
+            unbalanced: self.sa.unbalanced(),
+            violations: self.sa.violations(),
+            leaves,
+        }
     }
 }

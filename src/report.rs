@@ -37,9 +37,18 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn line(&mut self, elapsed: Duration, interval: Duration, hosts: &[HostInfo], fabric: Option<&Fabric>) -> String {
+    pub fn line(
+        &mut self,
+        elapsed: Duration,
+        interval: Duration,
+        hosts: &[HostInfo],
+        fabric: Option<&Fabric>,
+    ) -> String {
         let now = total_stats(hosts);
-        let fabric_drops: u64 = hosts.iter().map(|h| fabric_counters(fabric, h).total_drops()).sum();
+        let fabric_drops: u64 = hosts
+            .iter()
+            .map(|h| fabric_counters(fabric, h).total_drops())
+            .sum();
         let drops = now.total_drops() + fabric_drops;
         let secs = interval.as_secs_f64().max(1e-9);
         let tx = (now.tx_packets - self.last.tx_packets) as f64 / secs;
@@ -93,7 +102,11 @@ pub fn summary(hosts: &[HostInfo], fabric: Option<&Fabric>, elapsed: Duration) -
             s.tx_packets as f64 / secs / 1e6,
             s.rx_packets as f64 / secs / 1e6,
             s.rx_bytes as f64 * 8.0 / secs / 1e9,
-            if drops.is_empty() { "none".to_string() } else { drops.join(" ") }
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(" ")
+            }
         );
     }
     out

@@ -2,7 +2,9 @@
 //! process, one provider QP per interface, rings, neighbour tables, sources.
 
 use ipoib_config::{Config, Hugepages, ProviderKind};
-use ipoib_dataplane::lcore::{FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, TrafficSource};
+use ipoib_dataplane::lcore::{
+    FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, TrafficSource,
+};
 use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
 use ipoib_dataplane::provider::null::{NullMode, NullProvider};
@@ -65,12 +67,18 @@ pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
     let fabric = Fabric::new(
         FabricConfig {
             ib_mtu: f.ib_mtu,
-            injection: Injection { loss: f.loss, reorder: f.reorder, seed: f.seed },
+            injection: Injection {
+                loss: f.loss,
+                reorder: f.reorder,
+                seed: f.seed,
+            },
             rx_depth: cfg.dataplane.rx_ring_size as usize,
         },
         &port_specs(cfg),
     )?;
-    let qps = (0..cfg.interfaces.len()).map(|i| fabric.open(i).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+    let qps = (0..cfg.interfaces.len())
+        .map(|i| fabric.open(i).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut built = build(cfg, qps)?;
     for (i, h) in built.hosts.iter_mut().enumerate() {
         h.fabric_port = Some(i);
@@ -80,12 +88,27 @@ pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
 }
 
 /// Builds hosts on the null provider (sink): the software path alone.
-pub fn build_null(cfg: &Config, pool_for_sink: &'static Mempool) -> Result<Built<NullProvider>, String> {
+pub fn build_null(
+    cfg: &Config,
+    pool_for_sink: &'static Mempool,
+) -> Result<Built<NullProvider>, String> {
     let providers = port_specs(cfg)
         .into_iter()
         .map(|s| {
-            let port = PortAttr { lid: s.lid, gid: s.gid, qpn: s.qpn, pkey: s.pkey, qkey: s.qkey, max_msg: 4096 };
-            NullProvider::new(port, NullMode::Sink, pool_for_sink.cache(cfg.dataplane.mempool_cache as usize), 0)
+            let port = PortAttr {
+                lid: s.lid,
+                gid: s.gid,
+                qpn: s.qpn,
+                pkey: s.pkey,
+                qkey: s.qkey,
+                max_msg: 4096,
+            };
+            NullProvider::new(
+                port,
+                NullMode::Sink,
+                pool_for_sink.cache(cfg.dataplane.mempool_cache as usize),
+                0,
+            )
         })
         .collect();
     build_with_pool(cfg, providers, pool_for_sink)
@@ -96,7 +119,9 @@ pub fn make_pool(cfg: &Config) -> Result<&'static Mempool, String> {
     let d = &cfg.dataplane;
     Mempool::new(MempoolConfig {
         name: "ipoib".into(),
-        count: d.mempool_size.saturating_mul(cfg.interfaces.len().max(1) as u32),
+        count: d
+            .mempool_size
+            .saturating_mul(cfg.interfaces.len().max(1) as u32),
         buf_size: d.buf_size,
         hugepages: hugepage_mode(d.hugepages),
     })
@@ -108,19 +133,31 @@ fn build<P: Provider>(cfg: &Config, providers: Vec<P>) -> Result<Built<P>, Strin
     build_with_pool(cfg, providers, pool)
 }
 
-fn build_with_pool<P: Provider>(cfg: &Config, mut providers: Vec<P>, pool: &'static Mempool) -> Result<Built<P>, String> {
+fn build_with_pool<P: Provider>(
+    cfg: &Config,
+    mut providers: Vec<P>,
+    pool: &'static Mempool,
+) -> Result<Built<P>, String> {
     if cfg.provider.kind != ProviderKind::Fabric && cfg.provider.kind != ProviderKind::Null {
-        return Err(format!("provider \"{}\" is not available in this build yet", cfg.provider.kind.as_str()));
+        return Err(format!(
+            "provider \"{}\" is not available in this build yet",
+            cfg.provider.kind.as_str()
+        ));
     }
     let d = &cfg.dataplane;
-    let mut lcores: Vec<Lcore<P>> =
-        (0..d.lcores.len()).map(|id| Lcore::new(id, pool.cache(d.mempool_cache as usize))).collect();
+    let mut lcores: Vec<Lcore<P>> = (0..d.lcores.len())
+        .map(|id| Lcore::new(id, pool.cache(d.mempool_cache as usize)))
+        .collect();
     let mut hosts = Vec::new();
     for (idx, (icfg, mut provider)) in cfg.interfaces.iter().zip(providers.drain(..)).enumerate() {
         let mut entries = Vec::new();
         for n in &icfg.neighbours {
             let ah = provider
-                .create_ah(&AhAttr { dlid: 0, dgid: Some(Gid::from(n.gid)), sl: 0 })
+                .create_ah(&AhAttr {
+                    dlid: 0,
+                    dgid: Some(Gid::from(n.gid)),
+                    sl: 0,
+                })
                 .map_err(|e| format!("interface {}: neighbour {}: {e}", icfg.name, n.ip))?;
             entries.push((n.ip, NeighEntry { ah, qpn: n.qpn }));
         }
@@ -136,8 +173,18 @@ fn build_with_pool<P: Provider>(cfg: &Config, mut providers: Vec<P>, pool: &'sta
                 .first()
                 .map(|c| IpAddr::V4(c.addr))
                 .filter(|_| t.to.is_ipv4())
-                .or_else(|| icfg.ipv6.first().map(|c| IpAddr::V6(c.addr)).filter(|_| t.to.is_ipv6()))
-                .ok_or_else(|| format!("traffic from {} to {}: the interface has no address of that family", t.from, t.to))?;
+                .or_else(|| {
+                    icfg.ipv6
+                        .first()
+                        .map(|c| IpAddr::V6(c.addr))
+                        .filter(|_| t.to.is_ipv6())
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "traffic from {} to {}: the interface has no address of that family",
+                        t.from, t.to
+                    )
+                })?;
             let flow = FlowSpec {
                 src,
                 dst: t.to,
@@ -151,7 +198,13 @@ fn build_with_pool<P: Provider>(cfg: &Config, mut providers: Vec<P>, pool: &'sta
         }
         let port = provider.port();
         let iface = Iface::new(
-            IfaceConfig { name: icfg.name.clone(), ifindex: idx as u16, mtu: icfg.mtu, pkey: icfg.pkey, scope: 2 },
+            IfaceConfig {
+                name: icfg.name.clone(),
+                ifindex: idx as u16,
+                mtu: icfg.mtu,
+                pkey: icfg.pkey,
+                scope: 2,
+            },
             provider,
             IfaceWiring {
                 tx_in,
@@ -174,5 +227,10 @@ fn build_with_pool<P: Provider>(cfg: &Config, mut providers: Vec<P>, pool: &'sta
             sendonly: icfg.sendonly.clone(),
         });
     }
-    Ok(Built { pool, lcores, hosts, fabric: None })
+    Ok(Built {
+        pool,
+        lcores,
+        hosts,
+        fabric: None,
+    })
 }

@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn ipoibd(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ipoibd")).args(args).output().expect("runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_ipoibd"))
+        .args(args)
+        .output()
+        .expect("runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -24,7 +27,10 @@ fn embedded_default_runs_exchanges_traffic_and_leaks_nothing() {
     let (code, out, err) = ipoibd(&["--duration", "1"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     for host in ["ib0", "ib1", "ib2"] {
-        let row = out.lines().find(|l| l.starts_with(host)).unwrap_or_else(|| panic!("no row for {host}:\n{out}"));
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(host))
+            .unwrap_or_else(|| panic!("no row for {host}:\n{out}"));
         let cols: Vec<&str> = row.split_whitespace().collect();
         let tx: u64 = cols[1].parse().unwrap();
         let rx: u64 = cols[2].parse().unwrap();
@@ -50,8 +56,14 @@ fn sa_faults_run_reports_balanced_joins() {
         "50",
     ]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    let line = out.lines().find(|l| l.starts_with("sa-faults scenario:")).expect("scenario summary");
-    assert!(line.contains("unbalanced=0") && line.contains("hung_flushes=0"), "{line}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("sa-faults scenario:"))
+        .expect("scenario summary");
+    assert!(
+        line.contains("unbalanced=0") && line.contains("hung_flushes=0"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -67,7 +79,10 @@ fn check_config_prints_the_effective_config_that_reads_back() {
     let p = temp_file("ok.toml", "[[interface]]\nname = \"ib0\"\nport = 1\n");
     let (code, out, err) = ipoibd(&["check-config", p.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("mempool_size = 8192") && out.contains("qkey = 0x"), "{out}");
+    assert!(
+        out.contains("mempool_size = 8192") && out.contains("qkey = 0x"),
+        "{out}"
+    );
     let again = temp_file("again.toml", &out);
     let (code2, out2, _) = ipoibd(&["check-config", again.to_str().unwrap()]);
     assert_eq!((code2, out2), (0, out));
@@ -75,13 +90,25 @@ fn check_config_prints_the_effective_config_that_reads_back() {
 
 #[test]
 fn bad_config_exits_2_with_one_located_line_and_no_backtrace() {
-    let p = temp_file("bad.toml", "[[interface]]\nname = \"ib0\"\nport = 1\nmtu = 9000\n");
-    for args in [vec!["check-config", p.to_str().unwrap()], vec!["--config", p.to_str().unwrap()]] {
+    let p = temp_file(
+        "bad.toml",
+        "[[interface]]\nname = \"ib0\"\nport = 1\nmtu = 9000\n",
+    );
+    for args in [
+        vec!["check-config", p.to_str().unwrap()],
+        vec!["--config", p.to_str().unwrap()],
+    ] {
         let (code, out, err) = ipoibd(&args);
         assert_eq!(code, 2, "{out}{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
-        assert!(err.contains("bad.toml:4:7: interface[0].mtu") && err.contains("68..=4092"), "{err}");
-        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+        assert!(
+            err.contains("bad.toml:4:7: interface[0].mtu") && err.contains("68..=4092"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
     }
     let (code, _, err) = ipoibd(&["--config", "/nonexistent/x.toml"]);
     assert_eq!(code, 2);

@@ -168,7 +168,11 @@ impl StatsSnapshot {
             ("tx_multicast_packets", self.tx_mcast_packets),
         ]
         .into_iter()
-        .chain(DpDrop::ALL.iter().map(|r| (r.name(), self.drops[*r as usize])))
+        .chain(
+            DpDrop::ALL
+                .iter()
+                .map(|r| (r.name(), self.drops[*r as usize])),
+        )
     }
 }
 

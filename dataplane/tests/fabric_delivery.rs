@@ -3,7 +3,9 @@
 
 use arrayvec::ArrayVec;
 use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig};
-use ipoib_dataplane::provider::fabric::{DropReason, Fabric, FabricConfig, FabricQp, Injection, PortSpec};
+use ipoib_dataplane::provider::fabric::{
+    DropReason, Fabric, FabricConfig, FabricQp, Injection, PortSpec,
+};
 use ipoib_dataplane::provider::{AhAttr, Provider, RecvCompletion, SendWr, BURST, MCAST_QPN};
 use ipoib_dataplane::wire::Gid;
 use std::sync::Arc;
@@ -11,7 +13,13 @@ use std::sync::Arc;
 const QKEY: u32 = 0x0B1B;
 
 fn pool(count: u32) -> &'static Mempool {
-    Mempool::new(MempoolConfig { name: "t".into(), count, buf_size: 4352, hugepages: HugepageMode::Off }).unwrap()
+    Mempool::new(MempoolConfig {
+        name: "t".into(),
+        count,
+        buf_size: 4352,
+        hugepages: HugepageMode::Off,
+    })
+    .unwrap()
 }
 
 fn gid(port: u16) -> Gid {
@@ -19,11 +27,25 @@ fn gid(port: u16) -> Gid {
 }
 
 fn spec(port: u16, pkey: u16) -> PortSpec {
-    PortSpec { lid: port, gid: gid(port), qpn: 0x100 + u32::from(port), pkey, qkey: QKEY }
+    PortSpec {
+        lid: port,
+        gid: gid(port),
+        qpn: 0x100 + u32::from(port),
+        pkey,
+        qkey: QKEY,
+    }
 }
 
 fn fabric(specs: &[PortSpec], injection: Injection) -> Arc<Fabric> {
-    Fabric::new(FabricConfig { ib_mtu: 2048, injection, rx_depth: 8192 }, specs).unwrap()
+    Fabric::new(
+        FabricConfig {
+            ib_mtu: 2048,
+            injection,
+            rx_depth: 8192,
+        },
+        specs,
+    )
+    .unwrap()
 }
 
 fn packet(p: &'static Mempool, len: usize, seq: u32) -> Mbuf {
@@ -36,7 +58,12 @@ fn packet(p: &'static Mempool, len: usize, seq: u32) -> Mbuf {
 
 fn send(qp: &mut FabricQp, ah: <FabricQp as Provider>::Ah, qpn: u32, qkey: u32, m: Mbuf) -> usize {
     let mut b: ArrayVec<SendWr<_>, 1> = ArrayVec::new();
-    b.push(SendWr { mbuf: m, ah, remote_qpn: qpn, remote_qkey: qkey });
+    b.push(SendWr {
+        mbuf: m,
+        ah,
+        remote_qpn: qpn,
+        remote_qkey: qkey,
+    });
     qp.post_send(&mut b)
 }
 
@@ -56,30 +83,83 @@ fn unicast_is_delivered_with_source_identity() {
     let p = pool(16);
     let f = fabric(&[spec(1, 0xffff), spec(2, 0xffff)], Injection::default());
     let (mut a, mut b) = (f.open(0).unwrap(), f.open(1).unwrap());
-    let ah = a.create_ah(&AhAttr { dlid: 2, dgid: None, sl: 0 }).unwrap();
+    let ah = a
+        .create_ah(&AhAttr {
+            dlid: 2,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
     assert_eq!(send(&mut a, ah, 0x102, QKEY, packet(p, 100, 7)), 1);
     let got = drain(&mut b);
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].src_qpn, got[0].slid, got[0].sgid), (0x101, 1, gid(1)));
+    assert_eq!(
+        (got[0].src_qpn, got[0].slid, got[0].sgid),
+        (0x101, 1, gid(1))
+    );
     assert_eq!(&got[0].mbuf.data()[..4], &7u32.to_be_bytes());
     assert!(!got[0].multicast);
     drop(got);
     assert_eq!(p.available(), 16);
     // By GID as well as by LID; unknown destinations are errors, not panics.
-    assert!(a.create_ah(&AhAttr { dlid: 0, dgid: Some(gid(2)), sl: 0 }).is_ok());
-    assert!(a.create_ah(&AhAttr { dlid: 9, dgid: None, sl: 0 }).is_err());
-    assert!(a.create_ah(&AhAttr { dlid: 0xc001, dgid: None, sl: 0 }).is_err());
+    assert!(a
+        .create_ah(&AhAttr {
+            dlid: 0,
+            dgid: Some(gid(2)),
+            sl: 0
+        })
+        .is_ok());
+    assert!(a
+        .create_ah(&AhAttr {
+            dlid: 9,
+            dgid: None,
+            sl: 0
+        })
+        .is_err());
+    assert!(a
+        .create_ah(&AhAttr {
+            dlid: 0xc001,
+            dgid: None,
+            sl: 0
+        })
+        .is_err());
 }
 
 #[test]
 fn wrong_qkey_wrong_pkey_oversize_and_wrong_qpn_are_dropped_and_counted() {
     let p = pool(64);
     // Port 3 is in another partition (0x8002); port 4 is a limited member of 0x7fff.
-    let f = fabric(&[spec(1, 0xffff), spec(2, 0xffff), spec(3, 0x8002), spec(4, 0x7fff)], Injection::default());
+    let f = fabric(
+        &[
+            spec(1, 0xffff),
+            spec(2, 0xffff),
+            spec(3, 0x8002),
+            spec(4, 0x7fff),
+        ],
+        Injection::default(),
+    );
     let mut a = f.open(0).unwrap();
-    let to2 = a.create_ah(&AhAttr { dlid: 2, dgid: None, sl: 0 }).unwrap();
-    let to3 = a.create_ah(&AhAttr { dlid: 3, dgid: None, sl: 0 }).unwrap();
-    let to4 = a.create_ah(&AhAttr { dlid: 4, dgid: None, sl: 0 }).unwrap();
+    let to2 = a
+        .create_ah(&AhAttr {
+            dlid: 2,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
+    let to3 = a
+        .create_ah(&AhAttr {
+            dlid: 3,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
+    let to4 = a
+        .create_ah(&AhAttr {
+            dlid: 4,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
     send(&mut a, to2, 0x102, 0x1234, packet(p, 64, 0));
     send(&mut a, to3, 0x103, QKEY, packet(p, 64, 0));
     send(&mut a, to2, 0x102, QKEY, packet(p, 2049, 0));
@@ -91,7 +171,10 @@ fn wrong_qkey_wrong_pkey_oversize_and_wrong_qpn_are_dropped_and_counted() {
     let c2 = f.counters(1).unwrap();
     assert_eq!(c2.drop_count(DropReason::QkeyMismatch), 1);
     assert_eq!(c2.drop_count(DropReason::NoSuchQp), 1);
-    assert_eq!(f.counters(2).unwrap().drop_count(DropReason::PkeyMismatch), 1);
+    assert_eq!(
+        f.counters(2).unwrap().drop_count(DropReason::PkeyMismatch),
+        1
+    );
     assert_eq!(f.counters(0).unwrap().drop_count(DropReason::Oversize), 1);
     assert_eq!(f.rx_pending(1), 1);
     assert_eq!(f.rx_pending(3), 1);
@@ -106,7 +189,13 @@ fn controlled_qkey_uses_the_senders_own() {
     let p = pool(4);
     let f = fabric(&[spec(1, 0xffff), spec(2, 0xffff)], Injection::default());
     let mut a = f.open(0).unwrap();
-    let ah = a.create_ah(&AhAttr { dlid: 2, dgid: None, sl: 0 }).unwrap();
+    let ah = a
+        .create_ah(&AhAttr {
+            dlid: 2,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
     send(&mut a, ah, 0x102, 0x8000_0000, packet(p, 64, 0));
     assert_eq!(f.rx_pending(1), 1);
 }
@@ -114,23 +203,48 @@ fn controlled_qkey_uses_the_senders_own() {
 #[test]
 fn multicast_reaches_every_attached_qp_exactly_once_sender_included() {
     let p = pool(64);
-    let f = fabric(&[spec(1, 0xffff), spec(2, 0xffff), spec(3, 0xffff), spec(4, 0xffff)], Injection::default());
-    let mgid = Gid::from_bytes([0xff, 0x12, 0x40, 0x1b, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0x0f, 1, 1, 1]);
+    let f = fabric(
+        &[
+            spec(1, 0xffff),
+            spec(2, 0xffff),
+            spec(3, 0xffff),
+            spec(4, 0xffff),
+        ],
+        Injection::default(),
+    );
+    let mgid = Gid::from_bytes([
+        0xff, 0x12, 0x40, 0x1b, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0x0f, 1, 1, 1,
+    ]);
     for port in [0, 1, 2] {
         assert!(f.attach_mcast(port, mgid).unwrap());
     }
     assert!(!f.attach_mcast(1, mgid).unwrap(), "attach is idempotent");
     let mut a = f.open(0).unwrap();
-    let ah = a.create_ah(&AhAttr { dlid: 0xc001, dgid: Some(mgid), sl: 0 }).unwrap();
+    let ah = a
+        .create_ah(&AhAttr {
+            dlid: 0xc001,
+            dgid: Some(mgid),
+            sl: 0,
+        })
+        .unwrap();
     for seq in 0..10 {
         send(&mut a, ah, MCAST_QPN, QKEY, packet(p, 200, seq));
     }
-    assert_eq!(p.available(), 54, "one buffer per message, shared by the fan-out");
+    assert_eq!(
+        p.available(),
+        54,
+        "one buffer per message, shared by the fan-out"
+    );
     for port in [0usize, 1, 2] {
         let got = drain(&mut f.open(port).unwrap());
-        let seqs: Vec<u32> = got.iter().map(|c| u32::from_be_bytes(c.mbuf.data()[..4].try_into().unwrap())).collect();
+        let seqs: Vec<u32> = got
+            .iter()
+            .map(|c| u32::from_be_bytes(c.mbuf.data()[..4].try_into().unwrap()))
+            .collect();
         assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "port {port}");
-        assert!(got.iter().all(|c| c.multicast && c.dgid == mgid && c.src_qpn == 0x101));
+        assert!(got
+            .iter()
+            .all(|c| c.multicast && c.dgid == mgid && c.src_qpn == 0x101));
     }
     assert_eq!(f.rx_pending(3), 0, "an unattached port gets nothing");
     assert_eq!(p.available(), 64);
@@ -145,9 +259,22 @@ fn multicast_reaches_every_attached_qp_exactly_once_sender_included() {
 
 fn lossy_run(seed: u64) -> (Vec<u32>, u64) {
     let p = pool(2048);
-    let f = fabric(&[spec(1, 0xffff), spec(2, 0xffff)], Injection { loss: 0.1, reorder: 0.1, seed });
+    let f = fabric(
+        &[spec(1, 0xffff), spec(2, 0xffff)],
+        Injection {
+            loss: 0.1,
+            reorder: 0.1,
+            seed,
+        },
+    );
     let mut a = f.open(0).unwrap();
-    let ah = a.create_ah(&AhAttr { dlid: 2, dgid: None, sl: 0 }).unwrap();
+    let ah = a
+        .create_ah(&AhAttr {
+            dlid: 2,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
     for seq in 0..1000 {
         send(&mut a, ah, 0x102, QKEY, packet(p, 64, seq));
     }
@@ -164,7 +291,11 @@ fn lossy_run(seed: u64) -> (Vec<u32>, u64) {
 #[test]
 fn seeded_loss_and_reorder_are_exact_and_reproducible() {
     let (got, lost) = lossy_run(42);
-    assert_eq!(got.len() as u64 + lost, 1000, "every message is either delivered or counted lost");
+    assert_eq!(
+        got.len() as u64 + lost,
+        1000,
+        "every message is either delivered or counted lost"
+    );
     assert!((50..150).contains(&lost), "about 10% lost, got {lost}");
     let mut sorted = got.clone();
     sorted.sort();
@@ -178,9 +309,23 @@ fn seeded_loss_and_reorder_are_exact_and_reproducible() {
 #[test]
 fn full_receive_queue_drops_and_counts() {
     let p = pool(64);
-    let f = Fabric::new(FabricConfig { ib_mtu: 2048, injection: Injection::default(), rx_depth: 4 }, &[spec(1, 0xffff), spec(2, 0xffff)]).unwrap();
+    let f = Fabric::new(
+        FabricConfig {
+            ib_mtu: 2048,
+            injection: Injection::default(),
+            rx_depth: 4,
+        },
+        &[spec(1, 0xffff), spec(2, 0xffff)],
+    )
+    .unwrap();
     let mut a = f.open(0).unwrap();
-    let ah = a.create_ah(&AhAttr { dlid: 2, dgid: None, sl: 0 }).unwrap();
+    let ah = a
+        .create_ah(&AhAttr {
+            dlid: 2,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
     for seq in 0..10 {
         send(&mut a, ah, 0x102, QKEY, packet(p, 64, seq));
     }
@@ -193,6 +338,16 @@ fn full_receive_queue_drops_and_counts() {
 #[test]
 fn bad_fabric_geometry_is_an_error() {
     assert!(Fabric::new(FabricConfig::default(), &[spec(1, 0xffff), spec(1, 0xffff)]).is_err());
-    assert!(Fabric::new(FabricConfig::default(), &[PortSpec { lid: 0xc000, ..spec(1, 0xffff) }]).is_err());
-    assert!(Fabric::new(FabricConfig::default(), &[spec(1, 0xffff)]).unwrap().open(5).is_err());
+    assert!(Fabric::new(
+        FabricConfig::default(),
+        &[PortSpec {
+            lid: 0xc000,
+            ..spec(1, 0xffff)
+        }]
+    )
+    .is_err());
+    assert!(Fabric::new(FabricConfig::default(), &[spec(1, 0xffff)])
+        .unwrap()
+        .open(5)
+        .is_err());
 }

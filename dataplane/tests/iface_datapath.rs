@@ -1,13 +1,18 @@
 //! The IPoIB datapath of an interface: encapsulation, neighbour and multicast
 //! routing, the pending queue of unjoined groups, self-loop drops, and no leak.
 
-use ipoib_dataplane::lcore::{build_udp_packet, FlowSpec, Iface, IfaceConfig, IfaceWiring, NeighEntry, NeighTable, PENDING_PER_GROUP};
+use ipoib_dataplane::lcore::{
+    build_udp_packet, FlowSpec, Iface, IfaceConfig, IfaceWiring, NeighEntry, NeighTable,
+    PENDING_PER_GROUP,
+};
 use ipoib_dataplane::mem::{HugepageMode, LcoreCache, Mbuf, Mempool, MempoolConfig};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
 use ipoib_dataplane::provider::{AhAttr, Provider};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::{DpDrop, IfaceStats};
-use ipoib_dataplane::tables::{published, JoinRequestQueue, McastRoute, McastState, McastTable, Published};
+use ipoib_dataplane::tables::{
+    published, JoinRequestQueue, McastRoute, McastState, McastTable, Published,
+};
 use ipoib_dataplane::wire::{mgid_for_ip, Gid};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,19 +32,51 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn setup(n: u16) -> (&'static Mempool, Arc<Fabric>, Vec<Host>) {
-    let pool = Mempool::new(MempoolConfig { name: "t".into(), count: 4096, buf_size: 2176, hugepages: HugepageMode::Off }).unwrap();
+    let pool = Mempool::new(MempoolConfig {
+        name: "t".into(),
+        count: 4096,
+        buf_size: 2176,
+        hugepages: HugepageMode::Off,
+    })
+    .unwrap();
     let specs: Vec<PortSpec> = (1..=n)
-        .map(|p| PortSpec { lid: p, gid: Gid::link_local(u64::from(p)), qpn: 0x100 + u32::from(p), pkey: 0xffff, qkey: 0x0B1B })
+        .map(|p| PortSpec {
+            lid: p,
+            gid: Gid::link_local(u64::from(p)),
+            qpn: 0x100 + u32::from(p),
+            pkey: 0xffff,
+            qkey: 0x0B1B,
+        })
         .collect();
-    let fabric = Fabric::new(FabricConfig { ib_mtu: 2048, injection: Injection::default(), rx_depth: 1024 }, &specs).unwrap();
+    let fabric = Fabric::new(
+        FabricConfig {
+            ib_mtu: 2048,
+            injection: Injection::default(),
+            rx_depth: 1024,
+        },
+        &specs,
+    )
+    .unwrap();
     let mut hosts = Vec::new();
     for p in 1..=n {
         let mut qp = fabric.open(usize::from(p - 1)).unwrap();
         let neigh: Vec<_> = (1..=n)
             .filter(|&o| o != p)
             .map(|o| {
-                let ah = qp.create_ah(&AhAttr { dlid: o, dgid: None, sl: 0 }).unwrap();
-                (ip(&format!("10.0.0.{o}")), NeighEntry { ah, qpn: 0x100 + u32::from(o) })
+                let ah = qp
+                    .create_ah(&AhAttr {
+                        dlid: o,
+                        dgid: None,
+                        sl: 0,
+                    })
+                    .unwrap();
+                (
+                    ip(&format!("10.0.0.{o}")),
+                    NeighEntry {
+                        ah,
+                        qpn: 0x100 + u32::from(o),
+                    },
+                )
             })
             .collect();
         let (tx, tx_in) = spsc::channel(256);
@@ -48,7 +85,13 @@ fn setup(n: u16) -> (&'static Mempool, Arc<Fabric>, Vec<Host>) {
         let mcast = published(McastTable::default());
         let requests = Arc::new(JoinRequestQueue::new(16));
         let iface = Iface::new(
-            IfaceConfig { name: format!("ib{p}"), ifindex: p, mtu: 2044, pkey: 0xffff, scope: 2 },
+            IfaceConfig {
+                name: format!("ib{p}"),
+                ifindex: p,
+                mtu: 2044,
+                pkey: 0xffff,
+                scope: 2,
+            },
             qp,
             IfaceWiring {
                 tx_in: vec![tx_in],
@@ -59,13 +102,29 @@ fn setup(n: u16) -> (&'static Mempool, Arc<Fabric>, Vec<Host>) {
                 stats: stats.clone(),
             },
         );
-        hosts.push(Host { iface, tx, rx, stats, mcast, requests, ip: ip(&format!("10.0.0.{p}")) });
+        hosts.push(Host {
+            iface,
+            tx,
+            rx,
+            stats,
+            mcast,
+            requests,
+            ip: ip(&format!("10.0.0.{p}")),
+        });
     }
     (pool, fabric, hosts)
 }
 
 fn udp(pool: &'static Mempool, src: IpAddr, dst: IpAddr, size: usize) -> Mbuf {
-    let bytes = build_udp_packet(&FlowSpec { src, dst, src_port: 1, dst_port: 2, size, rate_pps: 0 }).unwrap();
+    let bytes = build_udp_packet(&FlowSpec {
+        src,
+        dst,
+        src_port: 1,
+        dst_port: 2,
+        size,
+        rate_pps: 0,
+    })
+    .unwrap();
     let mut m = pool.alloc().unwrap();
     m.append(bytes.len()).unwrap().copy_from_slice(&bytes);
     m
@@ -89,9 +148,17 @@ fn unicast_is_encapsulated_routed_and_decapsulated() {
     hosts[0].tx.push(sent).unwrap();
     pump(&mut hosts, &mut cache);
     let got = hosts[1].rx.pop().expect("delivered");
-    assert_eq!(got.data(), &expect[..], "the receiver sees the IP packet, header stripped");
+    assert_eq!(
+        got.data(),
+        &expect[..],
+        "the receiver sees the IP packet, header stripped"
+    );
     let s0 = hosts[0].stats.snapshot();
-    assert_eq!((s0.tx_packets, s0.tx_bytes), (1, 68), "IPoIB header counted on the wire");
+    assert_eq!(
+        (s0.tx_packets, s0.tx_bytes),
+        (1, 68),
+        "IPoIB header counted on the wire"
+    );
     assert_eq!(hosts[1].stats.snapshot().rx_packets, 1);
     drop(got);
     drop(cache);
@@ -104,8 +171,14 @@ fn unknown_neighbour_too_big_and_garbage_are_dropped_and_counted() {
     let (pool, _f, mut hosts) = setup(2);
     let mut cache = pool.cache(32);
     let src = hosts[0].ip;
-    hosts[0].tx.push(udp(pool, src, ip("10.0.0.99"), 64)).unwrap();
-    hosts[0].tx.push(udp(pool, src, ip("10.0.0.2"), 2045)).unwrap();
+    hosts[0]
+        .tx
+        .push(udp(pool, src, ip("10.0.0.99"), 64))
+        .unwrap();
+    hosts[0]
+        .tx
+        .push(udp(pool, src, ip("10.0.0.2"), 2045))
+        .unwrap();
     let mut junk = pool.alloc().unwrap();
     junk.append(10).unwrap().fill(0x12);
     hosts[0].tx.push(junk).unwrap();
@@ -133,14 +206,26 @@ fn multicast_waits_for_the_join_then_goes_out_and_own_copy_is_dropped() {
     pump(&mut hosts, &mut cache);
     // Not joined: queued, and exactly one send-only join request went to control.
     assert_eq!(hosts[0].iface.mcast_pending(), 5);
-    assert_eq!(hosts[0].requests.pop().map(|r| (r.mgid, r.ifindex)), Some((mgid, 1)));
+    assert_eq!(
+        hosts[0].requests.pop().map(|r| (r.mgid, r.ifindex)),
+        Some((mgid, 1))
+    );
     assert!(hosts[0].requests.pop().is_none());
     // The control plane joins: every host attached, the table published.
     for port in 0..3 {
         fabric.attach_mcast(port, mgid).unwrap();
     }
-    let route = McastRoute { mgid, mlid: 0xc001, qkey: 0x0B1B, sl: 0, mtu: 2048 };
-    hosts[0].mcast.store(Arc::new(McastTable::new(1, vec![(mgid, McastState::Joined(route))])));
+    let route = McastRoute {
+        mgid,
+        mlid: 0xc001,
+        qkey: 0x0B1B,
+        sl: 0,
+        mtu: 2048,
+    };
+    hosts[0].mcast.store(Arc::new(McastTable::new(
+        1,
+        vec![(mgid, McastState::Joined(route))],
+    )));
     pump(&mut hosts, &mut cache);
     assert_eq!(hosts[0].iface.mcast_pending(), 0);
     for h in &mut hosts[1..] {
@@ -175,11 +260,26 @@ fn pending_queue_is_bounded_and_a_failed_join_drops_it() {
     }
     pump(&mut hosts, &mut cache);
     assert_eq!(hosts[0].iface.mcast_pending(), PENDING_PER_GROUP);
-    assert_eq!(hosts[0].stats.snapshot().drop_count(DpDrop::TxMcastQueueFull), 6);
-    hosts[0].mcast.store(Arc::new(McastTable::new(1, vec![(mgid, McastState::Failed)])));
+    assert_eq!(
+        hosts[0]
+            .stats
+            .snapshot()
+            .drop_count(DpDrop::TxMcastQueueFull),
+        6
+    );
+    hosts[0].mcast.store(Arc::new(McastTable::new(
+        1,
+        vec![(mgid, McastState::Failed)],
+    )));
     pump(&mut hosts, &mut cache);
     assert_eq!(hosts[0].iface.mcast_pending(), 0);
-    assert_eq!(hosts[0].stats.snapshot().drop_count(DpDrop::TxMcastJoinFailed), PENDING_PER_GROUP as u64);
+    assert_eq!(
+        hosts[0]
+            .stats
+            .snapshot()
+            .drop_count(DpDrop::TxMcastJoinFailed),
+        PENDING_PER_GROUP as u64
+    );
     drop(cache);
     drop(hosts);
     assert_eq!(pool.available(), pool.capacity());
@@ -192,15 +292,27 @@ fn group_joined_before_the_first_packet_is_sent_without_a_request() {
     let group = ip("239.1.1.1");
     let mgid = mgid_for_ip(group, 0xffff, 2).unwrap();
     fabric.attach_mcast(1, mgid).unwrap();
-    let route = McastRoute { mgid, mlid: 0xc001, qkey: 0x0B1B, sl: 0, mtu: 2048 };
-    hosts[0].mcast.store(Arc::new(McastTable::new(1, vec![(mgid, McastState::Joined(route))])));
+    let route = McastRoute {
+        mgid,
+        mlid: 0xc001,
+        qkey: 0x0B1B,
+        sl: 0,
+        mtu: 2048,
+    };
+    hosts[0].mcast.store(Arc::new(McastTable::new(
+        1,
+        vec![(mgid, McastState::Joined(route))],
+    )));
     pump(&mut hosts, &mut cache);
     let src = hosts[0].ip;
     for _ in 0..3 {
         hosts[0].tx.push(udp(pool, src, group, 100)).unwrap();
     }
     pump(&mut hosts, &mut cache);
-    assert!(hosts[0].requests.pop().is_none(), "a joined group needs no send-only join");
+    assert!(
+        hosts[0].requests.pop().is_none(),
+        "a joined group needs no send-only join"
+    );
     let mut n = 0;
     while hosts[1].rx.pop().is_some() {
         n += 1;

@@ -2,11 +2,11 @@
 //! default: three soft hosts exchanging UDP on the in-process fabric.
 
 use clap::{Parser, Subcommand};
-use ipoib_app::report::{self, Live};
 use ipoib_app::control_plane::ControlPlane;
+use ipoib_app::report::{self, Live};
 use ipoib_app::wiring::{self, Built};
-use ipoib_control::{run_fault_scenario, FaultSpec};
 use ipoib_config::{Config, ProviderKind};
+use ipoib_control::{run_fault_scenario, FaultSpec};
 use ipoib_dataplane::lcore::{spawn_lcores, Pinning};
 use ipoib_dataplane::provider::Provider;
 use std::io::IsTerminal;
@@ -17,7 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "ipoibd", version, about = "Poll-mode IP-over-InfiniBand dataplane")]
+#[command(
+    name = "ipoibd",
+    version,
+    about = "Poll-mode IP-over-InfiniBand dataplane"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it, the embedded default runs.
     #[arg(long, short)]
@@ -78,7 +82,9 @@ fn main() -> ExitCode {
     };
     if let Some(d) = cli.duration {
         if !(0.0..=86_400.0).contains(&d) {
-            return fail(format!("--duration: expected seconds in 0..=86400, got {d}"));
+            return fail(format!(
+                "--duration: expected seconds in 0..=86400, got {d}"
+            ));
         }
         cfg.run.duration_s = d;
     }
@@ -87,7 +93,11 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("--sa-faults: {e}")),
     };
     init_logging(&cfg);
-    let opts = RunOptions { faults, seed: cli.seed, fault_rounds: cli.fault_rounds };
+    let opts = RunOptions {
+        faults,
+        seed: cli.seed,
+        fault_rounds: cli.fault_rounds,
+    };
     match run(&cfg, &opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -98,7 +108,12 @@ fn main() -> ExitCode {
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log.level.as_str()));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }
 
 struct RunOptions {
@@ -114,15 +129,28 @@ fn run(cfg: &Config, opts: &RunOptions) -> Result<bool, String> {
             let pool = wiring::make_pool(cfg)?;
             run_built(cfg, opts, wiring::build_null(cfg, pool)?)
         }
-        other => Err(format!("provider \"{}\" is not available in this build yet", other.as_str())),
+        other => Err(format!(
+            "provider \"{}\" is not available in this build yet",
+            other.as_str()
+        )),
     }
 }
 
-fn run_built<P: Provider + 'static>(cfg: &Config, opts: &RunOptions, built: Built<P>) -> Result<bool, String> {
-    let Built { pool, lcores, hosts, fabric } = built;
+fn run_built<P: Provider + 'static>(
+    cfg: &Config,
+    opts: &RunOptions,
+    built: Built<P>,
+) -> Result<bool, String> {
+    let Built {
+        pool,
+        lcores,
+        hosts,
+        fabric,
+    } = built;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("cannot install signal handler: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
     println!(
         "ipoibd: {} host(s) on the {} provider, {} lcore(s), pool {} x {} B{}",
@@ -131,7 +159,11 @@ fn run_built<P: Provider + 'static>(cfg: &Config, opts: &RunOptions, built: Buil
         lcores.len(),
         pool.capacity(),
         pool.buf_size(),
-        if pool.is_hugepage() { " (hugepages)" } else { "" }
+        if pool.is_hugepage() {
+            " (hugepages)"
+        } else {
+            ""
+        }
     );
     let control = match &fabric {
         Some(f) => Some(ControlPlane::start(
@@ -155,11 +187,13 @@ fn run_built<P: Provider + 'static>(cfg: &Config, opts: &RunOptions, built: Buil
         }
     }
     let lcore_stop = Arc::new(AtomicBool::new(false));
-    let (handles, pinning) =
-        spawn_lcores(lcores, &cfg.dataplane.lcores, lcore_stop.clone()).map_err(|e| format!("cannot start lcores: {e}"))?;
+    let (handles, pinning) = spawn_lcores(lcores, &cfg.dataplane.lcores, lcore_stop.clone())
+        .map_err(|e| format!("cannot start lcores: {e}"))?;
     match pinning {
         Pinning::Shared { cores, lcores } => {
-            tracing::warn!("{lcores} lcores share {cores} core(s): expect lower rates than with one core each")
+            tracing::warn!(
+                "{lcores} lcores share {cores} core(s): expect lower rates than with one core each"
+            )
         }
         Pinning::Unpinned => tracing::warn!("cannot pin lcores to cores here; they run unpinned"),
         Pinning::Dedicated => {}
@@ -175,11 +209,17 @@ fn run_built<P: Provider + 'static>(cfg: &Config, opts: &RunOptions, built: Buil
             break;
         }
         if now >= next {
-            println!("{}", live.line(now - start, interval, &hosts, fabric.as_deref()));
+            println!(
+                "{}",
+                live.line(now - start, interval, &hosts, fabric.as_deref())
+            );
             next += interval;
         }
         let wake = deadline.map_or(next, |d| d.min(next));
-        std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
+        std::thread::sleep(
+            wake.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50)),
+        );
     }
     let elapsed = start.elapsed();
     lcore_stop.store(true, Ordering::Relaxed);
@@ -217,7 +257,11 @@ fn run_built<P: Provider + 'static>(cfg: &Config, opts: &RunOptions, built: Buil
         "mempool: {}/{} buffers free after stop{}",
         pool.available(),
         pool.capacity(),
-        if leaked == 0 { " (no leak)" } else { " — LEAK" }
+        if leaked == 0 {
+            " (no leak)"
+        } else {
+            " — LEAK"
+        }
     );
     if let Some(spec) = &opts.faults {
         let summary = run_fault_scenario(spec, opts.seed, opts.fault_rounds);

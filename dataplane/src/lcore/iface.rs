@@ -7,7 +7,7 @@ use crate::mem::{LcoreCache, Mbuf};
 use crate::provider::{AhAttr, PortAttr, Provider, RecvCompletion, SendWr, BURST, MCAST_QPN};
 use crate::ring::spsc;
 use crate::stats::{BurstCounts, DpDrop, IfaceStats};
-use crate::tables::{JoinRequestQueue, McastTable, Published};
+use crate::tables::{JoinRequestQueue, McastTable, Published, SnapshotReader};
 use crate::wire::ipoib::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN};
 use crate::wire::mgid::mgid_for_ip;
 use arrayvec::ArrayVec;
@@ -28,8 +28,8 @@ pub struct IfaceConfig {
 
 /// The channels an interface is wired to.
 pub struct IfaceWiring<A> {
-    /// Packets (IP, headroom intact) from producers.
-    pub tx_in: spsc::Consumer<Mbuf>,
+    /// Packets (IP, headroom intact) from producers, one ring per producer.
+    pub tx_in: Vec<spsc::Consumer<Mbuf>>,
     /// Received IP packets for the application; `None` makes this a sink.
     pub rx_out: Option<spsc::Producer<Mbuf>>,
     pub neigh: Published<NeighTable<A>>,
@@ -42,9 +42,11 @@ pub struct Iface<P: Provider> {
     cfg: IfaceConfig,
     provider: P,
     port: PortAttr,
-    tx_in: spsc::Consumer<Mbuf>,
+    tx_in: Vec<spsc::Consumer<Mbuf>>,
+    /// Ring to start the next TX burst from, so no producer starves the others.
+    tx_next: usize,
     rx_out: Option<spsc::Producer<Mbuf>>,
-    neigh: arc_swap::Cache<Published<NeighTable<P::Ah>>, Arc<NeighTable<P::Ah>>>,
+    neigh: SnapshotReader<NeighTable<P::Ah>>,
     mcast: McastTx<P::Ah>,
     stats: Arc<IfaceStats>,
     wrs: ArrayVec<SendWr<P::Ah>, BURST>,
@@ -65,13 +67,21 @@ fn ip_dest(d: &[u8]) -> Option<(u16, Dest)> {
         4 if d.len() >= 20 => {
             let a = u32::from_be_bytes([d[16], d[17], d[18], d[19]]);
             let ip = Ipv4Addr::from(a);
-            let dest = if ip.is_multicast() || ip.is_broadcast() { Dest::Multicast(IpAddr::V4(ip)) } else { Dest::Unicast4(a) };
+            let dest = if ip.is_multicast() || ip.is_broadcast() {
+                Dest::Multicast(IpAddr::V4(ip))
+            } else {
+                Dest::Unicast4(a)
+            };
             Some((ETHERTYPE_IPV4, dest))
         }
         6 if d.len() >= 40 => {
             let mut b = [0u8; 16];
             b.copy_from_slice(&d[24..40]);
-            let dest = if b[0] == 0xff { Dest::Multicast(IpAddr::V6(Ipv6Addr::from(b))) } else { Dest::Unicast6(u128::from_be_bytes(b)) };
+            let dest = if b[0] == 0xff {
+                Dest::Multicast(IpAddr::V6(Ipv6Addr::from(b)))
+            } else {
+                Dest::Unicast6(u128::from_be_bytes(b))
+            };
             Some((ETHERTYPE_IPV6, dest))
         }
         _ => None,
@@ -87,6 +97,7 @@ impl<P: Provider> Iface<P> {
             provider,
             port,
             tx_in: wiring.tx_in,
+            tx_next: 0,
             rx_out: wiring.rx_out,
             neigh: arc_swap::Cache::new(wiring.neigh),
             stats: wiring.stats,
@@ -110,13 +121,43 @@ impl<P: Provider> Iface<P> {
         self.mcast.pending()
     }
 
+    /// Fills `pkts` from the producer rings, leaving room for what pending
+    /// multicast already put in `wrs`.
+    #[inline]
+    fn gather_tx(&mut self) {
+        let rings = self.tx_in.len();
+        if rings == 1 && self.wrs.is_empty() {
+            self.tx_in[0].dequeue_burst(&mut self.pkts);
+            return;
+        }
+        let room = BURST - self.wrs.len();
+        for k in 0..rings {
+            let ring = &mut self.tx_in[(self.tx_next + k) % rings];
+            while self.pkts.len() < room {
+                match ring.pop() {
+                    Some(m) => self.pkts.push(m),
+                    None => break,
+                }
+            }
+        }
+        self.tx_next = (self.tx_next + 1) % rings.max(1);
+    }
+
     /// One TX burst: ring → encapsulate → route → post. Returns packets posted.
     #[inline]
     pub fn tx_burst(&mut self, cache: &mut LcoreCache) -> usize {
         let mut counts = BurstCounts::default();
         let provider = &mut self.provider;
         let ready = self.mcast.refresh(
-            |r| provider.create_ah(&AhAttr { dlid: r.mlid, dgid: Some(r.mgid), sl: r.sl }).ok(),
+            |r| {
+                provider
+                    .create_ah(&AhAttr {
+                        dlid: r.mlid,
+                        dgid: Some(r.mgid),
+                        sl: r.sl,
+                    })
+                    .ok()
+            },
             cache,
             &mut counts,
         );
@@ -127,21 +168,16 @@ impl<P: Provider> Iface<P> {
             let wrs = &mut self.wrs;
             let n = self.mcast.drain_ready(BURST, |ah, route, mbuf| {
                 bytes += mbuf.len() as u64;
-                wrs.push(SendWr { mbuf, ah, remote_qpn: MCAST_QPN, remote_qkey: route.qkey });
+                wrs.push(SendWr {
+                    mbuf,
+                    ah,
+                    remote_qpn: MCAST_QPN,
+                    remote_qkey: route.qkey,
+                });
             });
             mcast_n += n as u64;
         }
-        if self.wrs.is_empty() {
-            self.tx_in.dequeue_burst(&mut self.pkts);
-        } else {
-            // Pending multicast took part of the burst: take only what still fits.
-            for _ in self.wrs.len()..BURST {
-                match self.tx_in.pop() {
-                    Some(m) => self.pkts.push(m),
-                    None => break,
-                }
-            }
-        }
+        self.gather_tx();
         let neigh = self.neigh.load();
         let mtu = self.cfg.mtu as usize;
         for mut m in self.pkts.drain(..) {
@@ -172,10 +208,17 @@ impl<P: Provider> Iface<P> {
                         cache.free(m);
                         continue;
                     };
-                    if let Some((ah, route, mbuf)) = self.mcast.classify(mgid, m, cache, &mut counts) {
+                    if let Some((ah, route, mbuf)) =
+                        self.mcast.classify(mgid, m, cache, &mut counts)
+                    {
                         bytes += mbuf.len() as u64;
                         mcast_n += 1;
-                        self.wrs.push(SendWr { mbuf, ah, remote_qpn: MCAST_QPN, remote_qkey: route.qkey });
+                        self.wrs.push(SendWr {
+                            mbuf,
+                            ah,
+                            remote_qpn: MCAST_QPN,
+                            remote_qkey: route.qkey,
+                        });
                     }
                     continue;
                 }
@@ -183,7 +226,12 @@ impl<P: Provider> Iface<P> {
             match entry {
                 Some(e) => {
                     bytes += m.len() as u64;
-                    self.wrs.push(SendWr { mbuf: m, ah: e.ah, remote_qpn: e.qpn, remote_qkey: self.port.qkey });
+                    self.wrs.push(SendWr {
+                        mbuf: m,
+                        ah: e.ah,
+                        remote_qpn: e.qpn,
+                        remote_qkey: self.port.qkey,
+                    });
                 }
                 None => {
                     counts.drop(DpDrop::TxNoNeighbour);
@@ -192,7 +240,11 @@ impl<P: Provider> Iface<P> {
             }
         }
         let wanted = self.wrs.len();
-        let posted = if wanted == 0 { 0 } else { self.provider.post_send(&mut self.wrs) };
+        let posted = if wanted == 0 {
+            0
+        } else {
+            self.provider.post_send(&mut self.wrs)
+        };
         for wr in self.wrs.drain(..) {
             bytes -= wr.mbuf.len() as u64;
             counts.drop(DpDrop::TxProviderBusy);
@@ -222,7 +274,11 @@ impl<P: Provider> Iface<P> {
                 continue;
             }
             let d = m.data();
-            let ethertype = if d.len() >= HEADER_LEN { u16::from_be_bytes([d[0], d[1]]) } else { 0 };
+            let ethertype = if d.len() >= HEADER_LEN {
+                u16::from_be_bytes([d[0], d[1]])
+            } else {
+                0
+            };
             if !matches!(ethertype, ETHERTYPE_IPV4 | ETHERTYPE_IPV6 | ETHERTYPE_ARP) {
                 counts.drop(DpDrop::RxBadHeader);
                 cache.free(m);
@@ -251,8 +307,10 @@ impl<P: Provider> Iface<P> {
     /// Frees what the interface still holds (stop).
     pub fn drain(&mut self, cache: &mut LcoreCache) {
         self.mcast.clear(cache);
-        while let Some(m) = self.tx_in.pop() {
-            cache.free(m);
+        for ring in &mut self.tx_in {
+            while let Some(m) = ring.pop() {
+                cache.free(m);
+            }
         }
         loop {
             if self.provider.poll_recv(&mut self.rxc) == 0 {

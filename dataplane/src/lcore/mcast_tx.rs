@@ -6,7 +6,9 @@
 
 use crate::mem::{LcoreCache, Mbuf};
 use crate::stats::{BurstCounts, DpDrop};
-use crate::tables::{JoinRequest, JoinRequestQueue, McastRoute, McastState, McastTable, Published};
+use crate::tables::{
+    JoinRequest, JoinRequestQueue, McastRoute, McastState, McastTable, Published, SnapshotReader,
+};
 use crate::wire::Gid;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,15 +29,25 @@ struct GroupTx<A> {
 
 pub struct McastTx<A> {
     ifindex: u16,
-    table: arc_swap::Cache<Published<McastTable>, Arc<McastTable>>,
+    table: SnapshotReader<McastTable>,
     generation: u64,
     groups: Vec<GroupTx<A>>,
     requests: Arc<JoinRequestQueue>,
 }
 
 impl<A: Copy> McastTx<A> {
-    pub fn new(ifindex: u16, table: Published<McastTable>, requests: Arc<JoinRequestQueue>) -> Self {
-        McastTx { ifindex, table: arc_swap::Cache::new(table), generation: u64::MAX, groups: Vec::new(), requests }
+    pub fn new(
+        ifindex: u16,
+        table: Published<McastTable>,
+        requests: Arc<JoinRequestQueue>,
+    ) -> Self {
+        McastTx {
+            ifindex,
+            table: arc_swap::Cache::new(table),
+            generation: u64::MAX,
+            groups: Vec::new(),
+            requests,
+        }
     }
 
     /// Called once per burst: picks up a newly published table. Returns true
@@ -132,7 +144,10 @@ impl<A: Copy> McastTx<A> {
             g.pending.push_back(m);
         }
         if !g.requested {
-            if self.requests.push(JoinRequest { mgid, ifindex: self.ifindex }) {
+            if self.requests.push(JoinRequest {
+                mgid,
+                ifindex: self.ifindex,
+            }) {
                 g.requested = true;
             } else {
                 counts.drop(DpDrop::TxJoinRequestOverflow);
@@ -145,7 +160,9 @@ impl<A: Copy> McastTx<A> {
     pub fn drain_ready(&mut self, max: usize, mut out: impl FnMut(A, McastRoute, Mbuf)) -> usize {
         let mut n = 0;
         for g in &mut self.groups {
-            let Some((ah, route)) = g.joined else { continue };
+            let Some((ah, route)) = g.joined else {
+                continue;
+            };
             while n < max {
                 match g.pending.pop_front() {
                     Some(m) => {

@@ -27,7 +27,12 @@ pub struct Lcore<P: Provider> {
 
 impl<P: Provider> Lcore<P> {
     pub fn new(id: usize, cache: LcoreCache) -> Self {
-        Lcore { id, ifaces: Vec::new(), sources: Vec::new(), cache }
+        Lcore {
+            id,
+            ifaces: Vec::new(),
+            sources: Vec::new(),
+            cache,
+        }
     }
     pub fn add_iface(&mut self, iface: Iface<P>) {
         self.ifaces.push(iface);

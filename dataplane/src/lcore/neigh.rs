@@ -45,7 +45,11 @@ impl<A: Copy> NeighTable<A> {
     pub fn new(entries: impl IntoIterator<Item = (IpAddr, NeighEntry<A>)>) -> Self {
         let all: Vec<_> = entries.into_iter().collect();
         let n4 = all.iter().filter(|e| e.0.is_ipv4()).count();
-        let mut t = NeighTable { v4: vec![None; table_size(n4)], v6: vec![None; table_size(all.len() - n4)], len: 0 };
+        let mut t = NeighTable {
+            v4: vec![None; table_size(n4)],
+            v6: vec![None; table_size(all.len() - n4)],
+            len: 0,
+        };
         for (ip, e) in all {
             t.insert(ip, e);
         }

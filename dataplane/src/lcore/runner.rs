@@ -39,7 +39,11 @@ pub fn spawn_lcores<P: Provider + 'static>(
     cores: &[usize],
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<(Vec<LcoreHandle<P>>, Pinning)> {
-    let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     let n = lcores.len();
     let mut placement = Vec::with_capacity(n);
     let mut pinning = Pinning::Dedicated;
@@ -55,20 +59,25 @@ pub fn spawn_lcores<P: Provider + 'static>(
         distinct.sort();
         distinct.dedup();
         if distinct.len() < n {
-            pinning = Pinning::Shared { cores: distinct.len(), lcores: n };
+            pinning = Pinning::Shared {
+                cores: distinct.len(),
+                lcores: n,
+            };
         }
     }
     let mut handles = Vec::with_capacity(n);
     for (mut lcore, core) in lcores.into_iter().zip(placement) {
         let stop = stop.clone();
         let id = lcore.id;
-        let thread = std::thread::Builder::new().name(format!("lcore{id}")).spawn(move || {
-            if let Some(c) = core {
-                core_affinity::set_for_current(core_affinity::CoreId { id: c });
-            }
-            lcore.run(&stop);
-            lcore
-        })?;
+        let thread = std::thread::Builder::new()
+            .name(format!("lcore{id}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                }
+                lcore.run(&stop);
+                lcore
+            })?;
         handles.push(LcoreHandle { id, core, thread });
     }
     Ok((handles, pinning))

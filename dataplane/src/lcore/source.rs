@@ -36,7 +36,12 @@ pub fn build_udp_packet(f: &FlowSpec) -> Result<Vec<u8>, String> {
     let (ip_len, min) = match (f.src, f.dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => (20, 28),
         (IpAddr::V6(_), IpAddr::V6(_)) => (40, 48),
-        _ => return Err(format!("flow {} -> {}: address families differ", f.src, f.dst)),
+        _ => {
+            return Err(format!(
+                "flow {} -> {}: address families differ",
+                f.src, f.dst
+            ))
+        }
     };
     if f.size < min || f.size > u16::MAX as usize {
         return Err(format!("flow size {} out of range {}..=65535", f.size, min));
@@ -104,7 +109,8 @@ impl TrafficSource {
         let mut want = self.tx.free_count().min(BURST);
         if self.rate_pps != 0 {
             let start = *self.start.get_or_insert_with(Instant::now);
-            let due = (start.elapsed().as_nanos() as u64).saturating_mul(self.rate_pps) / 1_000_000_000;
+            let due =
+                (start.elapsed().as_nanos() as u64).saturating_mul(self.rate_pps) / 1_000_000_000;
             want = want.min(due.saturating_sub(self.sent) as usize);
         }
         if want == 0 {

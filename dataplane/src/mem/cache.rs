@@ -13,7 +13,11 @@ pub struct LcoreCache {
 impl LcoreCache {
     pub(super) fn new(pool: &'static Mempool, size: usize) -> LcoreCache {
         let size = size.min(pool.capacity());
-        LcoreCache { pool, items: Vec::with_capacity(size), size }
+        LcoreCache {
+            pool,
+            items: Vec::with_capacity(size),
+            size,
+        }
     }
 
     pub fn pool(&self) -> &'static Mempool {

@@ -18,7 +18,12 @@ unsafe impl Send for Mbuf {}
 impl Mbuf {
     #[inline]
     pub(super) fn new(pool: &'static Mempool, idx: u32) -> Mbuf {
-        Mbuf { pool, idx, off: HEADROOM as u16, len: 0 }
+        Mbuf {
+            pool,
+            idx,
+            off: HEADROOM as u16,
+            len: 0,
+        }
     }
 
     pub fn pool(&self) -> &'static Mempool {
@@ -54,7 +59,10 @@ impl Mbuf {
     pub fn data(&self) -> &[u8] {
         // SAFETY: off+len <= buf_size is an invariant of every mutator below.
         unsafe {
-            std::slice::from_raw_parts(self.pool.buf_ptr(self.idx).add(self.off as usize), self.len as usize)
+            std::slice::from_raw_parts(
+                self.pool.buf_ptr(self.idx).add(self.off as usize),
+                self.len as usize,
+            )
         }
     }
 
@@ -128,7 +136,12 @@ impl Mbuf {
     #[inline]
     pub fn share(&self) -> Mbuf {
         self.pool.add_ref(self.idx);
-        Mbuf { pool: self.pool, idx: self.idx, off: self.off, len: self.len }
+        Mbuf {
+            pool: self.pool,
+            idx: self.idx,
+            off: self.off,
+            len: self.len,
+        }
     }
 
     /// Consumes the handle without running `Drop`; returns the index if this

@@ -33,7 +33,9 @@ impl Mempool {
             return Err(MemError::Geometry("a pool needs at least one buffer"));
         }
         if (cfg.buf_size as usize) <= HEADROOM || cfg.buf_size > u16::MAX as u32 {
-            return Err(MemError::Geometry("buffer size must exceed the 128-byte headroom and fit in 16 bits"));
+            return Err(MemError::Geometry(
+                "buffer size must exceed the 128-byte headroom and fit in 16 bits",
+            ));
         }
         let region = Region::new(cfg.count as usize * cfg.buf_size as usize, cfg.hugepages)?;
         let free = ArrayQueue::new(cfg.count as usize);
@@ -122,7 +124,11 @@ impl Mempool {
     pub(super) fn buf_ptr(&self, idx: u32) -> *mut u8 {
         debug_assert!(idx < self.count);
         // SAFETY: idx < count, so the offset stays inside the region.
-        unsafe { self.region.as_ptr().add(idx as usize * self.buf_size as usize) }
+        unsafe {
+            self.region
+                .as_ptr()
+                .add(idx as usize * self.buf_size as usize)
+        }
     }
 }
 

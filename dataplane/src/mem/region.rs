@@ -62,7 +62,11 @@ impl Region {
         let ptr = map(len, 0).map_err(|errno| MemError::Map { bytes: len, errno })?;
         // SAFETY: ptr/len is the mapping just created. The hint may be refused; that is fine.
         unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_HUGEPAGE) };
-        Ok(Region { ptr, len, huge: false })
+        Ok(Region {
+            ptr,
+            len,
+            huge: false,
+        })
     }
 
     pub fn as_ptr(&self) -> *mut u8 {

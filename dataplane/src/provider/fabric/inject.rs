@@ -11,7 +11,11 @@ pub struct Injection {
 
 impl Default for Injection {
     fn default() -> Self {
-        Injection { loss: 0.0, reorder: 0.0, seed: 1 }
+        Injection {
+            loss: 0.0,
+            reorder: 0.0,
+            seed: 1,
+        }
     }
 }
 
@@ -36,7 +40,11 @@ impl Dice {
         if state == 0 {
             state = 0x2545_F491_4F6C_DD1D;
         }
-        Dice { state, loss: threshold(inj.loss), reorder: threshold(inj.reorder) }
+        Dice {
+            state,
+            loss: threshold(inj.loss),
+            reorder: threshold(inj.reorder),
+        }
     }
     #[inline]
     fn next(&mut self) -> u64 {

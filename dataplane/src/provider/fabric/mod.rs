@@ -37,7 +37,11 @@ pub struct FabricConfig {
 
 impl Default for FabricConfig {
     fn default() -> Self {
-        FabricConfig { ib_mtu: 2048, injection: Injection::default(), rx_depth: 4096 }
+        FabricConfig {
+            ib_mtu: 2048,
+            injection: Injection::default(),
+            rx_depth: 4096,
+        }
     }
 }
 
@@ -74,7 +78,10 @@ impl Fabric {
         let mut ports = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
             if s.lid == 0 || s.lid >= crate::provider::MLID_BASE {
-                return Err(format!("port {i}: LID {:#x} is not a unicast LID (1..=0xbfff)", s.lid));
+                return Err(format!(
+                    "port {i}: LID {:#x} is not a unicast LID (1..=0xbfff)",
+                    s.lid
+                ));
             }
             if by_lid.insert(s.lid, i).is_some() {
                 return Err(format!("port {i}: LID {:#x} is used twice", s.lid));
@@ -83,7 +90,14 @@ impl Fabric {
                 return Err(format!("port {i}: GID {} is used twice", s.gid));
             }
             ports.push(Port {
-                attr: PortAttr { lid: s.lid, gid: s.gid, qpn: s.qpn, pkey: s.pkey, qkey: s.qkey, max_msg: cfg.ib_mtu },
+                attr: PortAttr {
+                    lid: s.lid,
+                    gid: s.gid,
+                    qpn: s.qpn,
+                    pkey: s.pkey,
+                    qkey: s.qkey,
+                    max_msg: cfg.ib_mtu,
+                },
                 rx: ArrayQueue::new(cfg.rx_depth.max(1)),
                 counters: PortCountersAtomic::default(),
             });

@@ -1,7 +1,9 @@
 use super::counters::DropReason;
 use super::inject::Dice;
 use super::{pkey_matches, Fabric, Port};
-use crate::provider::{AhAttr, PortAttr, Provider, ProviderError, RecvCompletion, SendWr, MCAST_QPN, MLID_BASE};
+use crate::provider::{
+    AhAttr, PortAttr, Provider, ProviderError, RecvCompletion, SendWr, MCAST_QPN, MLID_BASE,
+};
 use crate::wire::Gid;
 use arrayvec::ArrayVec;
 use std::sync::atomic::Ordering;
@@ -29,7 +31,13 @@ impl FabricQp {
         let attr = fabric.ports[port].attr;
         let inj = fabric.config().injection;
         let dice = inj.is_active().then(|| Dice::new(&inj, port as u64 + 1));
-        FabricQp { fabric, port, attr, dice, held: None }
+        FabricQp {
+            fabric,
+            port,
+            attr,
+            dice,
+            held: None,
+        }
     }
 
     pub fn port_index(&self) -> usize {
@@ -49,7 +57,11 @@ impl FabricQp {
             return;
         }
         // A Q_Key with the high bit set means "use the QP's own" (IBA 10.2.5).
-        let qkey = if wr.remote_qkey & 0x8000_0000 != 0 { self.attr.qkey } else { wr.remote_qkey };
+        let qkey = if wr.remote_qkey & 0x8000_0000 != 0 {
+            self.attr.qkey
+        } else {
+            wr.remote_qkey
+        };
         match wr.ah {
             FabricAh::Unicast { port } => {
                 let Some(dst) = self.fabric.ports.get(port as usize) else {
@@ -114,12 +126,20 @@ impl Provider for FabricQp {
         if multicast {
             return match attr.dgid {
                 Some(mgid) if mgid.is_multicast() => Ok(FabricAh::Multicast { mgid }),
-                _ => Err(ProviderError::InvalidAh("a multicast address handle needs the MGID")),
+                _ => Err(ProviderError::InvalidAh(
+                    "a multicast address handle needs the MGID",
+                )),
             };
         }
         let port = match attr.dgid {
-            Some(gid) => self.fabric.port_by_gid(&gid).ok_or(ProviderError::NoSuchGid(gid))?,
-            None => self.fabric.port_by_lid(attr.dlid).ok_or(ProviderError::NoSuchLid(attr.dlid))?,
+            Some(gid) => self
+                .fabric
+                .port_by_gid(&gid)
+                .ok_or(ProviderError::NoSuchGid(gid))?,
+            None => self
+                .fabric
+                .port_by_lid(attr.dlid)
+                .ok_or(ProviderError::NoSuchLid(attr.dlid))?,
         };
         Ok(FabricAh::Unicast { port: port as u32 })
     }
@@ -132,7 +152,9 @@ impl Provider for FabricQp {
         }
         let fanout = self.fabric.mcast.load();
         let me = &self.fabric.ports[self.port];
-        me.counters.tx_messages.fetch_add(n as u64, Ordering::Relaxed);
+        me.counters
+            .tx_messages
+            .fetch_add(n as u64, Ordering::Relaxed);
         for wr in wrs.drain(..) {
             if let Some(dice) = self.dice.as_mut() {
                 if dice.lose() {
@@ -166,7 +188,9 @@ impl Provider for FabricQp {
             }
         }
         if n != 0 {
-            me.counters.rx_messages.fetch_add(n as u64, Ordering::Relaxed);
+            me.counters
+                .rx_messages
+                .fetch_add(n as u64, Ordering::Relaxed);
         }
         n
     }
