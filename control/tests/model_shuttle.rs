@@ -16,9 +16,10 @@ use ipoib_dataplane::tables::JoinRequest;
 use ipoib_dataplane::wire::Gid;
 use shuttle::rand::{thread_rng, Rng};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-const RANDOM_SCHEDULES: usize = 5_000;
-const PCT_SCHEDULES: usize = 5_000;
+const RANDOM_SCHEDULES: usize = 10_000;
+const PCT_SCHEDULES: usize = 10_000;
 
 fn gid(n: u8) -> Gid {
     Gid([0xff, 0x12, 0x40, 0x1b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n])
@@ -144,7 +145,7 @@ impl Probe for RuleChecker {
     }
 }
 
-fn model(flush_instead_of_down: bool) {
+fn model(flush_instead_of_down: bool, runs: &AtomicUsize) {
     let sa = Arc::new(ModelSa::default());
     let clock = Arc::new(ManualClock::new());
     let probe = Arc::new(RuleChecker::default());
@@ -209,24 +210,44 @@ fn model(flush_instead_of_down: bool) {
         .filter(|s| **s == Entry::Joined)
         .count();
     assert_eq!(unbalanced, 0, "joined but never left");
+    runs.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Every schedule ran to its final checks.
+fn explore(name: &str, schedules: usize, check: impl Fn(&'static AtomicUsize)) {
+    let runs: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    check(runs);
+    assert_eq!(
+        runs.load(Ordering::Relaxed),
+        schedules,
+        "{name}: schedules checked"
+    );
 }
 
 #[test]
 fn model_join_callback_enqueue_down_random() {
-    shuttle::check_random(|| model(false), RANDOM_SCHEDULES);
+    explore("down/random", RANDOM_SCHEDULES, |runs| {
+        shuttle::check_random(move || model(false, runs), RANDOM_SCHEDULES)
+    });
 }
 
 #[test]
 fn model_join_callback_enqueue_flush_random() {
-    shuttle::check_random(|| model(true), RANDOM_SCHEDULES);
+    explore("flush/random", RANDOM_SCHEDULES, |runs| {
+        shuttle::check_random(move || model(true, runs), RANDOM_SCHEDULES)
+    });
 }
 
 #[test]
 fn model_join_callback_enqueue_down_pct() {
-    shuttle::check_pct(|| model(false), PCT_SCHEDULES, 3);
+    explore("down/pct", PCT_SCHEDULES, |runs| {
+        shuttle::check_pct(move || model(false, runs), PCT_SCHEDULES, 3)
+    });
 }
 
 #[test]
 fn model_join_callback_enqueue_flush_pct() {
-    shuttle::check_pct(|| model(true), PCT_SCHEDULES, 3);
+    explore("flush/pct", PCT_SCHEDULES, |runs| {
+        shuttle::check_pct(move || model(true, runs), PCT_SCHEDULES, 3)
+    });
 }

@@ -257,3 +257,60 @@ fn settle_real(e: &Engine, done: impl Fn(&Engine) -> bool) {
     }
     panic!("did not settle: {:?}", e.groups());
 }
+
+/// A callback that cleared BUSY and released the mutex, but has not yet
+/// completed `done` when the join task starts the next join on the same
+/// group, must not complete the new join's `done`: a flush would stop
+/// waiting and leave a membership whose answer is still to come (found by
+/// the shuttle model).
+#[test]
+fn late_completion_does_not_complete_the_next_join() {
+    let b = bcast();
+    let sa = ScriptedSa::new(move |_, m, p| {
+        if m.0 == 2 {
+            Reply::Answer(Err(JoinError::Reset))
+        } else {
+            let _ = p;
+            Reply::Hold
+        }
+    });
+    let (e, _clock, rec) = engine(sa.clone());
+    // The first callback stops between releasing the mutex and completing
+    // `done` until the second join has set BUSY.
+    rec.hold(
+        move |ev| *ev == ProbeEvent::CompletingDone(b),
+        move |evs| {
+            evs.iter()
+                .filter(|ev| **ev == ProbeEvent::BusySet(b))
+                .count()
+                >= 2
+        },
+    );
+    e.up();
+    assert_eq!(e.join_task().started, 1);
+    rec.wait_for("first callback to clear BUSY", |ev| {
+        *ev == ProbeEvent::BusyCleared(b)
+    });
+    assert_eq!(e.join_task().started, 1, "reset is retried at once");
+    sa.settle();
+    assert_eq!(sa.held(), vec![b]);
+    let info = e.group(b).unwrap();
+    assert!(info.flags.contains(ipoib_control::GroupFlags::BUSY));
+    assert!(
+        !info.done_complete,
+        "the first join's completion completed the second join"
+    );
+    assert_eq!(rec.count(|ev| *ev == ProbeEvent::StaleCompletion(b)), 1);
+
+    let stopper = {
+        let e = e.clone();
+        std::thread::spawn(move || e.down())
+    };
+    rec.wait_for("stop to wait for the second join", |ev| {
+        *ev == ProbeEvent::FlushWaiting(b)
+    });
+    sa.deliver(b, Err(JoinError::Failed));
+    let report = stopper.join().unwrap();
+    assert_eq!(report.left, 0);
+    sa.assert_balanced();
+}

@@ -114,8 +114,8 @@ impl State {
     }
 }
 
-/// A completion to fire once the mutex is released.
-pub(crate) type Pending = Vec<(Gid, Arc<Completion>)>;
+/// Completions to fire once the mutex is released: (group, done, generation).
+pub(crate) type Pending = Vec<(Gid, Arc<Completion>, u64)>;
 
 /// Wakes the thread that runs the join task.
 #[derive(Default)]
@@ -288,10 +288,13 @@ impl Shared {
 
     /// Completes `done`s after the mutex was released (BUSY is already clear).
     pub fn fire(&self, pending: Pending) {
-        for (mgid, done) in pending {
+        for (mgid, done, generation) in pending {
             self.probe.on(ProbeEvent::CompletingDone(mgid));
-            done.complete();
-            self.probe.on(ProbeEvent::DoneCompleted(mgid));
+            if done.complete(generation) {
+                self.probe.on(ProbeEvent::DoneCompleted(mgid));
+            } else {
+                self.probe.on(ProbeEvent::StaleCompletion(mgid));
+            }
         }
     }
 
@@ -335,7 +338,7 @@ impl Shared {
         };
         g.flags.remove(GroupFlags::BUSY);
         self.probe.on(ProbeEvent::BusyCleared(g.mgid));
-        vec![(g.mgid, Arc::clone(&g.done))]
+        vec![(g.mgid, Arc::clone(&g.done), g.done.generation())]
     }
 
     fn join_succeeded(&self, st: &mut State, key: u64, rec: McastRecord, now: Duration) {

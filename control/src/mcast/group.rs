@@ -218,5 +218,7 @@ pub struct GroupInfo {
     pub record: Option<McastRecord>,
     pub backoff: Duration,
     pub broadcast: bool,
+    /// The group's `done` is complete: no join in flight is owed a completion.
+    pub done_complete: bool,
     pub counters: GroupCounters,
 }

@@ -36,6 +36,9 @@ pub enum ProbeEvent {
     /// The mutex is released and `done` is about to be completed.
     CompletingDone(Gid),
     DoneCompleted(Gid),
+    /// A completion for a join whose `done` was already re-initialised for
+    /// the next join: ignored.
+    StaleCompletion(Gid),
     /// The join had no answer in time.
     TimedOut(Gid),
     /// Flush is about to wait for a BUSY group's `done` (mutex not held).
@@ -63,6 +66,7 @@ impl ProbeEvent {
             | BusyCleared(g)
             | CompletingDone(g)
             | DoneCompleted(g)
+            | StaleCompletion(g)
             | TimedOut(g)
             | FlushWaiting(g)
             | FlushWaited(g)

@@ -65,6 +65,7 @@ impl Engine {
                 record: g.rec,
                 backoff: g.backoff.current(),
                 broadcast: st.broadcast == Some(*k),
+                done_complete: g.done.is_complete(),
                 counters: g.counters,
             })
             .collect();
