@@ -204,6 +204,16 @@ fn sendonly_gets_one_retry_then_is_published_failed() {
     sa.settle();
     assert_eq!(lock(&sa.joins).iter().filter(|p| p.mgid == s).count(), 2);
     assert_eq!(e.stats().sendonly_failed, 1);
+    // New traffic for it re-arms the group: queued again, joined again.
+    e.requests().push(JoinRequest {
+        mgid: s,
+        ifindex: 0,
+    });
+    e.join_task();
+    sa.settle();
+    assert_eq!(e.stats().sendonly_rearmed, 1);
+    assert_eq!(lock(&sa.joins).iter().filter(|p| p.mgid == s).count(), 3);
+    assert_eq!(e.group(s).unwrap().status, GroupStatus::Waiting);
     e.down();
     sa.assert_balanced();
 }
@@ -427,4 +437,31 @@ fn soft_sa_faults_are_reproducible_per_seed() {
     assert_eq!(a, outcomes(11));
     assert_ne!(a, outcomes(12));
     assert!(a.iter().any(Option::is_none) && a.iter().any(Option::is_some));
+}
+
+#[test]
+fn heavy_flush_moves_to_the_new_broadcast_group() {
+    let (old, new) = (bcast(), gid(0xfe));
+    let sa = ScriptedSa::reliable();
+    let (e, _clock, _rec) = engine(sa.clone());
+    e.up();
+    e.restart(&[gid(1)]);
+    drive(&e, &sa, |e| {
+        e.groups().iter().all(|g| g.status == GroupStatus::Joined) && e.groups().len() == 2
+    });
+    let report = e.flush(ipoib_control::FlushLevel::Heavy(Some(new)));
+    assert_eq!(report.left, 2);
+    assert!(
+        !e.carrier(),
+        "carrier drops until the new broadcast group is joined"
+    );
+    drive(&e, &sa, |e| {
+        e.carrier() && e.groups().iter().all(|g| g.status == GroupStatus::Joined)
+    });
+    let groups = e.groups();
+    assert_eq!(groups[0].mgid, new);
+    assert!(groups[0].broadcast);
+    assert!(e.group(old).is_none() && e.group(gid(1)).is_some());
+    e.down();
+    sa.assert_balanced();
 }

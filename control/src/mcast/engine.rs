@@ -58,10 +58,40 @@ pub struct EngineStats {
     pub stale_callbacks: u64,
     pub leaves: u64,
     pub sendonly_failed: u64,
+    /// Failed send-only groups tried again because traffic asked for them.
+    pub sendonly_rearmed: u64,
     pub sendonly_promoted: u64,
     pub sendonly_collected: u64,
     pub flushes: u64,
     pub publishes: u64,
+}
+
+impl std::fmt::Display for EngineStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "join_requests={} request_overflows={} joins_started={} joins_ok={} joins_failed={} \
+             joins_reset={} joins_timed_out={} joins_not_started={} stale_callbacks={} leaves={} \
+             sendonly_failed={} sendonly_rearmed={} sendonly_promoted={} sendonly_collected={} \
+             flushes={} publishes={}",
+            self.join_requests,
+            self.request_overflows,
+            self.joins_started,
+            self.joins_ok,
+            self.joins_failed,
+            self.joins_reset,
+            self.joins_timed_out,
+            self.joins_not_started,
+            self.stale_callbacks,
+            self.leaves,
+            self.sendonly_failed,
+            self.sendonly_rearmed,
+            self.sendonly_promoted,
+            self.sendonly_collected,
+            self.flushes,
+            self.publishes
+        )
+    }
 }
 
 /// Everything the mutex guards.
@@ -388,17 +418,17 @@ impl Shared {
             return;
         }
         g.counters.joins_failed += 1;
+        g.delay_until = now + g.backoff.next_delay();
         if g.sendonly() {
             g.failures += 1;
             if g.failures >= 2 {
-                // One retry only: the datapath drops what it queued.
+                // One retry only: the datapath drops what it queued. A later
+                // request re-arms the group, no sooner than the backoff allows.
                 g.failed = true;
                 st.stats.sendonly_failed += 1;
                 st.dirty = true;
-                return;
             }
         }
-        g.delay_until = now + g.backoff.next_delay();
     }
 
     /// Abandons a join that had no answer by its deadline. Returns the

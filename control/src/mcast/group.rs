@@ -222,3 +222,28 @@ pub struct GroupInfo {
     pub done_complete: bool,
     pub counters: GroupCounters,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_print_by_name() {
+        let mut f = GroupFlags::empty();
+        assert_eq!(f.to_string(), "-");
+        f.insert(GroupFlags::BUSY);
+        f.insert(GroupFlags::ATTACHED);
+        assert_eq!(f.to_string(), "BUSY|ATTACHED");
+        f.remove(GroupFlags::BUSY);
+        assert!(!f.contains(GroupFlags::BUSY) && f.contains(GroupFlags::ATTACHED));
+    }
+
+    #[test]
+    fn backoff_doubles_to_sixteen_seconds_and_resets() {
+        let mut b = Backoff::new();
+        let secs: Vec<u64> = (0..7).map(|_| b.next_delay().as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 16, 16]);
+        b.reset();
+        assert_eq!(b.current(), Duration::from_secs(1));
+    }
+}

@@ -118,9 +118,17 @@ fn drain_requests(sh: &Shared, st: &mut State, now: Duration) {
             continue;
         }
         match st.by_mgid.get(&req.mgid) {
-            Some(key) => {
-                if let Some(g) = st.groups.get_mut(key) {
+            Some(&key) => {
+                if let Some(g) = st.groups.get_mut(&key) {
                     g.last_used = now;
+                    if g.failed {
+                        // New traffic for a group that gave up: try again
+                        // (as the kernel does when a packet is queued).
+                        g.failed = false;
+                        g.failures = 0;
+                        st.stats.sendonly_rearmed += 1;
+                        st.dirty = true;
+                    }
                 }
             }
             None => {
