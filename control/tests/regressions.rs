@@ -21,7 +21,7 @@ fn join_task_does_not_spin_against_a_waiting_flush() {
             Reply::Answer(Ok(ok_record(p)))
         }
     });
-    let (e, _clock, rec) = engine(sa.clone());
+    let (e, clock, rec) = engine(sa.clone());
     e.up();
     e.restart(&[g]);
     drive(&e, &sa, |_| sa.held() == vec![g]);
@@ -43,10 +43,12 @@ fn join_task_does_not_spin_against_a_waiting_flush() {
         let joins_before = sa.join_count();
         for _ in 0..100 {
             let r = e.join_task();
-            assert_eq!(
-                (r.started, r.next_wakeup),
-                (0, None),
-                "join task busy during flush"
+            assert_eq!(r.started, 0, "join started during flush");
+            // No immediate wake-up: at most the waited-for join's deadline.
+            let now = ipoib_control::Clock::now(&*clock);
+            assert!(
+                r.next_wakeup.is_none_or(|t| t > now),
+                "join task would spin: {r:?}"
             );
         }
         assert_eq!(sa.join_count(), joins_before);
@@ -312,5 +314,46 @@ fn late_completion_does_not_complete_the_next_join() {
     sa.deliver(b, Err(JoinError::Failed));
     let report = stopper.join().unwrap();
     assert_eq!(report.left, 0);
+    sa.assert_balanced();
+}
+
+/// The join task times out a join while a flush has taken every group off
+/// the list (no broadcast group to join): the timed-out join's `done` must
+/// still be completed, or the waiting flush never returns.
+#[test]
+fn join_timed_out_by_the_join_task_mid_flush_still_completes() {
+    let g = gid(1);
+    let sa = ScriptedSa::new(move |_, _, p| {
+        if p.mgid == g {
+            Reply::NoAnswer
+        } else {
+            Reply::Answer(Ok(ok_record(p)))
+        }
+    });
+    let (e, clock, rec) = engine(sa.clone());
+    e.up();
+    e.restart(&[g]);
+    drive(&e, &sa, |e| {
+        e.group(g).is_some_and(|i| i.status == GroupStatus::Joining)
+    });
+    // The flush starts waiting, then lets the join task time the join out first.
+    rec.hold(
+        move |ev| *ev == ProbeEvent::FlushWaiting(g),
+        move |evs| evs.contains(&ProbeEvent::TimedOut(g)),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let e = e.clone();
+        std::thread::spawn(move || tx.send(e.flush(FlushLevel::Normal)).unwrap());
+    }
+    rec.wait_for("flush to wait", |ev| *ev == ProbeEvent::FlushWaiting(g));
+    clock.advance(e.config().join_timeout);
+    assert_eq!(e.join_task().timed_out, 1);
+    let report = rx
+        .recv_timeout(STUCK)
+        .expect("flush hung on a join the join task timed out");
+    assert_eq!((report.waited, report.left), (1, 1));
+    drive(&e, &sa, |e| e.carrier());
+    e.down();
     sa.assert_balanced();
 }

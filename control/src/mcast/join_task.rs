@@ -46,40 +46,10 @@ impl Engine {
         }
         drain_requests(sh, &mut st, now);
 
-        let Some(bkey) = st.broadcast else {
-            return report;
-        };
-        if st.broadcast_joined().is_none() {
-            if st.groups[&bkey].wants_join(now) {
-                let params = sh.params(&st, bkey, None);
-                st = sh.start_join(st, bkey, params, now, &mut pending);
-                report.started += 1;
-            }
-        } else {
-            // Full members before send-only ones, in creation order.
-            let mut keys: Vec<(bool, u64)> = st
-                .groups
-                .iter()
-                .filter(|(_, g)| g.wants_join(now))
-                .map(|(k, g)| (g.sendonly(), *k))
-                .collect();
-            keys.sort_unstable();
-            for (_, key) in keys {
-                // The broadcast record may have changed (or gone) meanwhile.
-                let Some(template) = st
-                    .broadcast_joined()
-                    .and_then(|b| b.rec)
-                    .map(|r| GroupTemplate::from(&r))
-                else {
-                    break;
-                };
-                if !st.groups.get(&key).is_some_and(|g| g.wants_join(now)) {
-                    continue;
-                }
-                let params = sh.params(&st, key, Some(template));
-                st = sh.start_join(st, key, params, now, &mut pending);
-                report.started += 1;
-            }
+        // Nothing starts while no broadcast group is listed (mid-flush), but
+        // expired joins above must still complete below.
+        if let Some(bkey) = st.broadcast {
+            st = start_due_joins(sh, st, bkey, now, &mut pending, &mut report);
         }
 
         let idle: Vec<u64> = st
@@ -107,6 +77,50 @@ impl Engine {
         }
         report
     }
+}
+
+/// Broadcast first; once it is joined, full members, then send-only groups.
+fn start_due_joins<'a>(
+    sh: &'a Arc<Shared>,
+    mut st: MutexGuard<'a, State>,
+    bkey: u64,
+    now: Duration,
+    pending: &mut Pending,
+    report: &mut JoinTaskReport,
+) -> MutexGuard<'a, State> {
+    if st.broadcast_joined().is_none() {
+        if st.groups[&bkey].wants_join(now) {
+            let params = sh.params(&st, bkey, None);
+            st = sh.start_join(st, bkey, params, now, pending);
+            report.started += 1;
+        }
+        return st;
+    }
+    // Full members before send-only ones, in creation order.
+    let mut keys: Vec<(bool, u64)> = st
+        .groups
+        .iter()
+        .filter(|(_, g)| g.wants_join(now))
+        .map(|(k, g)| (g.sendonly(), *k))
+        .collect();
+    keys.sort_unstable();
+    for (_, key) in keys {
+        // The broadcast record may have changed (or gone) meanwhile.
+        let Some(template) = st
+            .broadcast_joined()
+            .and_then(|b| b.rec)
+            .map(|r| GroupTemplate::from(&r))
+        else {
+            break;
+        };
+        if !st.groups.get(&key).is_some_and(|g| g.wants_join(now)) {
+            continue;
+        }
+        let params = sh.params(&st, key, Some(template));
+        st = sh.start_join(st, key, params, now, pending);
+        report.started += 1;
+    }
+    st
 }
 
 /// Takes the lcores' send-only requests: a new MGID becomes a SENDONLY group.
