@@ -24,9 +24,9 @@ pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
 pub use mcast::{
     Backoff, Completion, Engine, EngineBuilder, EngineConfig, EngineStats, FlushLevel, FlushReport,
     GroupCounters, GroupFlags, GroupInfo, GroupStatus, GroupTemplate, GroupsTable, JoinCallback,
-    JoinError, JoinParams, JoinResult, JoinState, JoinTaskReport, LockSite, McastAttach,
-    McastRecord, Membership, MulticastService, NoProbe, Probe, ProbeEvent, RecordingAttach,
-    RestartReport,
+    JoinError, JoinParams, JoinResult, JoinState, JoinTaskReport, JoinThread, LockSite,
+    McastAttach, McastRecord, Membership, MulticastService, NoProbe, Probe, ProbeEvent,
+    RecordingAttach, RestartReport,
 };
 pub use sa::{FaultSpec, FaultSpecError, SaStats, SoftSa, SoftSaConfig};
 pub use scenario::{run_fault_scenario, ScenarioSummary};

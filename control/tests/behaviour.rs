@@ -465,3 +465,41 @@ fn heavy_flush_moves_to_the_new_broadcast_group() {
     e.down();
     sa.assert_balanced();
 }
+
+/// The daemon's wiring: a join thread on real time against the soft SA; a
+/// send-only request from an lcore is picked up without anyone calling in.
+#[test]
+fn join_thread_joins_broadcast_full_and_sendonly_groups() {
+    let sa = Arc::new(SoftSa::reliable());
+    let e = Engine::builder(config(), sa.clone()).build();
+    e.up();
+    e.restart(&[gid(1)]);
+    let t = ipoib_control::JoinThread::spawn(e.clone(), Duration::from_millis(2));
+    e.requests().push(JoinRequest {
+        mgid: gid(0x21),
+        ifindex: 0,
+    });
+    let mut joined = false;
+    for _ in 0..500 {
+        let table = e.table().load();
+        if table.len() == 3
+            && table
+                .iter()
+                .all(|(_, s)| matches!(s, McastState::Joined(_)))
+        {
+            joined = true;
+            break;
+        }
+        e.wait_for_work(Duration::from_millis(10));
+    }
+    t.stop();
+    assert!(joined, "{}", ipoib_control::GroupsTable(&e.groups()));
+    assert!(e.carrier());
+    let shown = ipoib_control::GroupsTable(&e.groups()).to_string();
+    assert!(
+        shown.contains("SENDONLY") && shown.contains("(bcast)"),
+        "{shown}"
+    );
+    e.down();
+    sa.assert_balanced();
+}

@@ -278,6 +278,10 @@ impl Engine {
         s.request_overflows = self.shared.requests.overflows();
         s
     }
+    /// The engine's clock.
+    pub fn now(&self) -> Duration {
+        self.shared.clock.now()
+    }
     /// True when no join is in flight.
     pub fn is_idle(&self) -> bool {
         self.shared

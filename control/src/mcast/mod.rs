@@ -10,6 +10,7 @@ mod join_task;
 mod probe;
 mod publish;
 mod restart;
+mod runner;
 mod service;
 mod table;
 
@@ -21,6 +22,7 @@ pub use group::{Backoff, GroupCounters, GroupFlags, GroupInfo, GroupStatus};
 pub use join_task::JoinTaskReport;
 pub use probe::{LockSite, NoProbe, Probe, ProbeEvent};
 pub use restart::RestartReport;
+pub use runner::JoinThread;
 pub use service::{
     GroupTemplate, JoinCallback, JoinError, JoinParams, JoinResult, JoinState, McastRecord,
     Membership, MulticastService,
