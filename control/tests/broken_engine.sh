@@ -2,6 +2,7 @@
 # Builds the engine with `--cfg broken_engine` (the behaviour the seed fixed:
 # mutex dropped around join, mc stored after join returns) and checks that
 # both seed race tests catch it. Succeeds only if each race test FAILS.
+# With --with-model, also checks that the shuttle model catches it.
 set -u
 cd "$(dirname "$0")/../.."
 target="${CARGO_TARGET_DIR:-target}/broken_engine"
@@ -24,3 +25,11 @@ if [ "$status" -eq 0 ] || [ "$ok" -ne 1 ]; then
     exit 1
 fi
 echo "ok: both seed races fail on the broken engine"
+if [ "${1:-}" = "--with-model" ]; then
+    if RUSTFLAGS="--cfg broken_engine" CARGO_TARGET_DIR="$target" \
+        cargo test -q -p ipoib-control --features shuttle --test model_shuttle >/dev/null 2>&1; then
+        echo "FAIL: the shuttle model does not detect the broken engine" >&2
+        exit 1
+    fi
+    echo "ok: the shuttle model fails on the broken engine"
+fi
