@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Instructions per packet of the null-provider datapath (64-byte IPv4/UDP:
-# source → IPoIB header → neighbour/MGID lookup → post burst → poll →
-# decapsulate → free, stats per burst), counted by callgrind.
+# Instructions per packet of the null-provider datapath for 64-byte IPv4/UDP
+# (TX ring → IPoIB header → neighbour/MGID lookup → post burst → poll →
+# decapsulate → deliver, stats per burst), counted by callgrind, in two modes:
+#   forward  — a fixed set of packets goes round TX → loopback → RX → TX
+#              (testpmd io forwarding): the datapath alone;
+#   generate — traffic sources allocate and fill every packet (64-byte copy)
+#              and RX frees it: the datapath plus packet generation.
 #
 # The measurement program runs twice with different packet counts; the
 # difference of the two instruction totals over the difference of the packet
 # counts cancels process start-up, pool set-up and warm-up.
 #
-# Prints `name: value` lines; the last one is `instructions_per_packet: N`
-# (unicast to a neighbour). Goal: <= 80.
+# Prints `name: value` lines; the last one is `instructions_per_packet: N`,
+# forward mode, unicast to a neighbour. Goal: <= 80.
 #
 # Env: IPP_SMALL / IPP_LARGE packet counts (default 200000 / 1200000),
-#      IPP_DESTS destinations measured (default "multicast mixed unicast";
-#      the last one is the headline).
+#      IPP_RUNS mode:destination pairs measured (default: every pair, ending
+#      with forward:unicast, the headline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +33,7 @@ fi
 
 small=${IPP_SMALL:-200000}
 large=${IPP_LARGE:-1200000}
-dests=${IPP_DESTS:-"multicast mixed unicast"}
+runs=${IPP_RUNS:-"generate:multicast generate:mixed generate:unicast forward:multicast forward:mixed forward:unicast"}
 target_dir=${CARGO_TARGET_DIR:-target}
 
 # The release profile keeps line-level debug info, which callgrind reports use.
@@ -41,24 +45,28 @@ trap 'rm -rf "$work"' EXIT
 
 # Runs one measurement; prints "instructions packets".
 measure() {
-    local dest=$1 packets=$2 out="$work/cg.$1.$2"
-    valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$bin" --dest "$dest" --packets "$packets" --warmup 50000 >"$work/run.$dest.$packets" 2>"$work/vg.$dest.$packets" || {
+    local mode=$1 dest=$2 packets=$3
+    local tag="$mode.$dest.$packets"
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.$tag" \
+        "$bin" --mode "$mode" --dest "$dest" --packets "$packets" --warmup 50000 \
+        >"$work/run.$tag" 2>"$work/vg.$tag" || {
         echo "instructions_per_packet.sh: measurement run failed:" >&2
-        cat "$work/vg.$dest.$packets" "$work/run.$dest.$packets" >&2
+        cat "$work/vg.$tag" "$work/run.$tag" >&2
         exit 1
     }
     local ir sent
-    ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$out")
-    sent=$(awk '/^packets:/ { print $2 }' "$work/run.$dest.$packets")
+    ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$work/cg.$tag")
+    sent=$(awk '/^packets:/ { print $2 }' "$work/run.$tag")
     echo "$ir $sent"
 }
 
-for dest in $dests; do
-    read -r ir1 n1 < <(measure "$dest" "$small")
-    read -r ir2 n2 < <(measure "$dest" "$large")
+for run in $runs; do
+    mode=${run%%:*}
+    dest=${run#*:}
+    read -r ir1 n1 < <(measure "$mode" "$dest" "$small")
+    read -r ir2 n2 < <(measure "$mode" "$dest" "$large")
     ipp=$(awk -v a="$ir1" -v b="$ir2" -v m="$n1" -v n="$n2" 'BEGIN { printf "%.1f", (b - a) / (n - m) }')
-    echo "instructions_per_packet_${dest}: $ipp"
+    echo "instructions_per_packet_${mode}_${dest}: $ipp"
     last=$ipp
 done
 echo "instructions_per_packet: $last"

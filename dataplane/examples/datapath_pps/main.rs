@@ -2,19 +2,25 @@
 //! IPv4/UDP. Prints `name: value` lines; `mpps` last.
 //!
 //!     datapath_pps [--packets N] [--warmup N] [--dest unicast|multicast|mixed]
+//!                  [--mode generate|forward]
+//!
+//! `generate`: traffic sources allocate and fill every packet, RX frees it.
+//! `forward`: a fixed set of packets goes round TX → loopback → RX → TX
+//! (testpmd io forwarding): the datapath alone, no alloc, free or copy.
 //!
 //! `benches/instructions_per_packet.sh` runs it under callgrind with two
 //! packet counts; the difference cancels start-up and warm-up.
 
 mod rig;
 
-use rig::{Dest, Rig};
+use rig::{Dest, Mode, Rig};
 use std::time::Instant;
 
 fn main() {
     let mut packets: u64 = 20_000_000;
     let mut warmup: u64 = 100_000;
     let mut dest = Dest::Unicast;
+    let mut mode = Mode::Generate;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -36,14 +42,17 @@ fn main() {
                 dest = Dest::parse(&value())
                     .unwrap_or_else(|| fail("--dest: unicast, multicast or mixed"))
             }
+            "--mode" => {
+                mode = Mode::parse(&value()).unwrap_or_else(|| fail("--mode: generate or forward"))
+            }
             "-h" | "--help" => {
-                println!("usage: datapath_pps [--packets N] [--warmup N] [--dest unicast|multicast|mixed]");
+                println!("usage: datapath_pps [--packets N] [--warmup N] [--dest unicast|multicast|mixed] [--mode generate|forward]");
                 return;
             }
             _ => fail(&format!("unknown argument {a}")),
         }
     }
-    let mut rig = Rig::new(dest);
+    let mut rig = Rig::with_mode(dest, mode);
     rig.warm_up(warmup);
     let before = rig.snapshot();
     let t = Instant::now();
@@ -57,6 +66,7 @@ fn main() {
             "datapath lost packets: sent {sent}, received {received}, drops {drops}"
         ));
     }
+    println!("mode: {}", mode.name());
     println!("dest: {}", dest.name());
     println!("packet_size: {}", rig::PACKET_SIZE);
     println!("packets: {sent}");

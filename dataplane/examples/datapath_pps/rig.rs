@@ -1,17 +1,23 @@
-//! One lcore, one interface on the null provider in loopback mode, fed by
-//! traffic sources: the whole software datapath with no transport behind it.
-//! TX: source → ring → IPoIB header → neighbour or MGID lookup → post burst;
-//! RX: poll burst → decapsulate → free; stats per burst. Shared by the
-//! measurement program, the criterion bench and the allocation test.
+//! One lcore, one interface on the null provider in loopback mode: the whole
+//! software datapath with no transport behind it.
+//! TX: ring → IPoIB header → neighbour or MGID lookup → post burst;
+//! RX: poll burst → decapsulate → deliver; stats per burst.
+//! Two ways to keep it busy (`Mode`): traffic sources that allocate, fill and
+//! enqueue fresh packets (RX frees them), or a fixed set of packets forwarded
+//! round and round (RX delivers to a ring whose packets go back to TX, as
+//! testpmd's io forwarding). Shared by the measurement program, the criterion
+//! bench and the allocation test.
 
 #![allow(dead_code)]
 
+use arrayvec::ArrayVec;
 use ipoib_dataplane::lcore::{
-    FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, TrafficSource,
+    build_udp_packet, FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable,
+    TrafficSource,
 };
 use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig};
 use ipoib_dataplane::provider::null::{NullAh, NullMode, NullProvider};
-use ipoib_dataplane::provider::PortAttr;
+use ipoib_dataplane::provider::{PortAttr, BURST};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::{IfaceStats, StatsSnapshot};
 use ipoib_dataplane::tables::{
@@ -59,6 +65,41 @@ impl Dest {
     }
 }
 
+/// What feeds the TX ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Traffic sources: alloc + 64-byte copy per packet, RX frees.
+    Generate,
+    /// Packets received go back to the TX ring: no alloc, free or copy.
+    Forward,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "generate" => Some(Mode::Generate),
+            "forward" => Some(Mode::Forward),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Generate => "generate",
+            Mode::Forward => "forward",
+        }
+    }
+}
+
+/// Packets in flight in forward mode: two bursts.
+const IN_FLIGHT: usize = 2 * BURST;
+
+/// Forward mode: received packets → TX ring.
+struct Reflector {
+    rx: spsc::Consumer<Mbuf>,
+    tx: spsc::Producer<Mbuf>,
+    burst: ArrayVec<Mbuf, BURST>,
+}
+
 pub struct Rig {
     pub lcore: Lcore<NullProvider>,
     pub stats: Arc<IfaceStats>,
@@ -66,6 +107,7 @@ pub struct Rig {
     mcast: Published<McastTable>,
     requests: Arc<JoinRequestQueue>,
     generation: u64,
+    reflect: Option<Reflector>,
 }
 
 fn flow(dst: Ipv4Addr) -> FlowSpec {
@@ -92,8 +134,12 @@ pub fn group_route() -> McastRoute {
 
 impl Rig {
     pub fn new(dest: Dest) -> Rig {
+        Rig::with_mode(dest, Mode::Generate)
+    }
+
+    pub fn with_mode(dest: Dest, mode: Mode) -> Rig {
         let pool = Mempool::new(MempoolConfig {
-            name: format!("bench-{}", dest.name()),
+            name: format!("bench-{}-{}", dest.name(), mode.name()),
             count: 8192,
             buf_size: 2176,
             hugepages: HugepageMode::Auto,
@@ -126,10 +172,37 @@ impl Rig {
             Dest::Mixed => &[PEER, GROUP],
         };
         let mut tx_in = Vec::new();
-        for &d in dsts {
-            let (prod, cons) = spsc::channel::<Mbuf>(1024);
-            lcore.add_source(TrafficSource::new(&flow(d), prod).expect("flow"));
-            tx_in.push(cons);
+        let mut rx_out = None;
+        let mut reflect = None;
+        match mode {
+            Mode::Generate => {
+                for &d in dsts {
+                    let (prod, cons) = spsc::channel::<Mbuf>(1024);
+                    lcore.add_source(TrafficSource::new(&flow(d), prod).expect("flow"));
+                    tx_in.push(cons);
+                }
+            }
+            Mode::Forward => {
+                let (mut tx, cons) = spsc::channel::<Mbuf>(1024);
+                tx_in.push(cons);
+                let templates: Vec<Vec<u8>> = dsts
+                    .iter()
+                    .map(|&d| build_udp_packet(&flow(d)).expect("flow"))
+                    .collect();
+                for i in 0..IN_FLIGHT {
+                    let t = &templates[i % templates.len()];
+                    let mut m = pool.alloc().expect("mbuf");
+                    m.append(t.len()).expect("room").copy_from_slice(t);
+                    tx.push(m).expect("ring room");
+                }
+                let (prod, rx) = spsc::channel::<Mbuf>(1024);
+                rx_out = Some(prod);
+                reflect = Some(Reflector {
+                    rx,
+                    tx,
+                    burst: ArrayVec::new(),
+                });
+            }
         }
         let iface = Iface::new(
             IfaceConfig {
@@ -142,7 +215,7 @@ impl Rig {
             provider,
             IfaceWiring {
                 tx_in,
-                rx_out: None,
+                rx_out,
                 neigh,
                 mcast: mcast.clone(),
                 join_requests: requests.clone(),
@@ -157,6 +230,7 @@ impl Rig {
             mcast,
             requests,
             generation: 0,
+            reflect,
         }
     }
 
@@ -190,6 +264,10 @@ impl Rig {
         loop {
             for _ in 0..64 {
                 self.lcore.poll_once();
+                if let Some(r) = self.reflect.as_mut() {
+                    r.rx.dequeue_burst(&mut r.burst);
+                    r.tx.enqueue_burst(&mut r.burst);
+                }
             }
             let sent = self.stats.snapshot().tx_packets - start;
             if sent >= packets {

@@ -54,38 +54,41 @@ pub struct Iface<P: Provider> {
     rxc: ArrayVec<RecvCompletion, BURST>,
 }
 
+/// A packet's destination, small and register-friendly (no `u128`/`IpAddr`
+/// in the hot loop; multicast addresses become an `IpAddr` only for the MGID).
 enum Dest {
     Unicast4(u32),
-    Unicast6(u128),
-    Multicast(IpAddr),
+    Unicast6([u8; 16]),
+    Multicast4(u32),
+    Multicast6([u8; 16]),
 }
 
 /// Reads the destination of an IP packet; `None` if it is not one.
-#[inline]
+#[inline(always)]
 fn ip_dest(d: &[u8]) -> Option<(u16, Dest)> {
-    match d.first()? >> 4 {
-        4 if d.len() >= 20 => {
-            let a = u32::from_be_bytes([d[16], d[17], d[18], d[19]]);
-            let ip = Ipv4Addr::from(a);
-            let dest = if ip.is_multicast() || ip.is_broadcast() {
-                Dest::Multicast(IpAddr::V4(ip))
-            } else {
-                Dest::Unicast4(a)
-            };
-            Some((ETHERTYPE_IPV4, dest))
-        }
-        6 if d.len() >= 40 => {
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&d[24..40]);
-            let dest = if b[0] == 0xff {
-                Dest::Multicast(IpAddr::V6(Ipv6Addr::from(b)))
-            } else {
-                Dest::Unicast6(u128::from_be_bytes(b))
-            };
-            Some((ETHERTYPE_IPV6, dest))
-        }
-        _ => None,
+    let version = d.first()? >> 4;
+    if version == 4 && d.len() >= 20 {
+        let a = u32::from_be_bytes([d[16], d[17], d[18], d[19]]);
+        // 224.0.0.0/4 or the limited broadcast: the same test as
+        // `Ipv4Addr::is_multicast() || is_broadcast()`, on the integer.
+        let dest = if a >> 28 == 0xE || a == u32::MAX {
+            Dest::Multicast4(a)
+        } else {
+            Dest::Unicast4(a)
+        };
+        return Some((ETHERTYPE_IPV4, dest));
     }
+    if version == 6 && d.len() >= 40 {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[24..40]);
+        let dest = if b[0] == 0xff {
+            Dest::Multicast6(b)
+        } else {
+            Dest::Unicast6(b)
+        };
+        return Some((ETHERTYPE_IPV6, dest));
+    }
+    None
 }
 
 impl<P: Provider> Iface<P> {
@@ -178,6 +181,7 @@ impl<P: Provider> Iface<P> {
             mcast_n += n as u64;
         }
         self.gather_tx();
+        debug_assert!(self.pkts.len() + self.wrs.len() <= BURST);
         let neigh = self.neigh.load();
         let mtu = self.cfg.mtu as usize;
         for mut m in self.pkts.drain(..) {
@@ -192,7 +196,8 @@ impl<P: Provider> Iface<P> {
                 continue;
             }
             match m.prepend(HEADER_LEN) {
-                Some(h) => h.copy_from_slice(&[(ethertype >> 8) as u8, ethertype as u8, 0, 0]),
+                // Ethertype, then 16 reserved bits, in one store.
+                Some(h) => h.copy_from_slice(&((ethertype as u32) << 16).to_be_bytes()),
                 None => {
                     counts.drop(DpDrop::TxNoHeadroom);
                     cache.free(m);
@@ -201,8 +206,13 @@ impl<P: Provider> Iface<P> {
             }
             let entry = match dest {
                 Dest::Unicast4(a) => neigh.lookup_v4(a),
-                Dest::Unicast6(a) => neigh.lookup_v6(a),
-                Dest::Multicast(ip) => {
+                Dest::Unicast6(a) => neigh.lookup_v6(u128::from_be_bytes(a)),
+                Dest::Multicast4(_) | Dest::Multicast6(_) => {
+                    let ip = match dest {
+                        Dest::Multicast4(a) => IpAddr::V4(Ipv4Addr::from(a)),
+                        Dest::Multicast6(b) => IpAddr::V6(Ipv6Addr::from(b)),
+                        _ => unreachable!("matched above"),
+                    };
                     let Ok(mgid) = mgid_for_ip(ip, self.cfg.pkey, self.cfg.scope) else {
                         counts.drop(DpDrop::TxMalformed);
                         cache.free(m);
@@ -226,12 +236,15 @@ impl<P: Provider> Iface<P> {
             match entry {
                 Some(e) => {
                     bytes += m.len() as u64;
-                    self.wrs.push(SendWr {
+                    let wr = SendWr {
                         mbuf: m,
                         ah: e.ah,
                         remote_qpn: e.qpn,
                         remote_qkey: self.port.qkey,
-                    });
+                    };
+                    // SAFETY: gather_tx took at most BURST - wrs.len() packets,
+                    // and each adds at most one request.
+                    unsafe { self.wrs.push_unchecked(wr) };
                 }
                 None => {
                     counts.drop(DpDrop::TxNoNeighbour);
@@ -265,6 +278,9 @@ impl<P: Provider> Iface<P> {
             return 0;
         }
         let mut counts = BurstCounts::default();
+        // Every burst leaves `pkts` empty, so a whole poll fits.
+        debug_assert!(self.pkts.is_empty());
+        let sink = self.rx_out.is_none();
         for c in self.rxc.drain(..) {
             let mut m = c.mbuf;
             // Our own multicast comes back from the fabric; the kernel drops it too.
@@ -288,17 +304,19 @@ impl<P: Provider> Iface<P> {
             counts.rx_packets += 1;
             counts.rx_bytes += m.len() as u64;
             counts.rx_mcast_packets += c.multicast as u64;
-            self.pkts.push(m);
-        }
-        match self.rx_out.as_mut() {
-            Some(ring) => {
-                ring.enqueue_burst(&mut self.pkts);
-                for m in self.pkts.drain(..) {
-                    counts.drop(DpDrop::RxRingFull);
-                    cache.free(m);
-                }
+            if sink {
+                cache.free(m);
+            } else {
+                // SAFETY: `pkts` started empty and a poll is at most BURST.
+                unsafe { self.pkts.push_unchecked(m) };
             }
-            None => cache.free_burst(&mut self.pkts),
+        }
+        if let Some(ring) = self.rx_out.as_mut() {
+            ring.enqueue_burst(&mut self.pkts);
+            for m in self.pkts.drain(..) {
+                counts.drop(DpDrop::RxRingFull);
+                cache.free(m);
+            }
         }
         self.stats.add(&counts);
         n

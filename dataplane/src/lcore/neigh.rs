@@ -93,7 +93,8 @@ impl<A: Copy> NeighTable<A> {
         let mask = self.v4.len() - 1;
         let mut i = slot32(addr, mask);
         loop {
-            match &self.v4[i] {
+            // SAFETY: i is masked by len - 1, len a power of two.
+            match unsafe { self.v4.get_unchecked(i) } {
                 Some((k, e)) if *k == addr => return Some(e),
                 Some(_) => i = (i + 1) & mask,
                 None => return None,
@@ -106,7 +107,8 @@ impl<A: Copy> NeighTable<A> {
         let mask = self.v6.len() - 1;
         let mut i = slot128(addr, mask);
         loop {
-            match &self.v6[i] {
+            // SAFETY: i is masked by len - 1, len a power of two.
+            match unsafe { self.v6.get_unchecked(i) } {
                 Some((k, e)) if *k == addr => return Some(e),
                 Some(_) => i = (i + 1) & mask,
                 None => return None,

@@ -1,7 +1,7 @@
 //! A simple traffic source: fixed IPv4/IPv6 UDP packets from a template,
 //! optionally paced, pushed into an interface's TX ring like any producer.
 
-use crate::mem::{LcoreCache, Mbuf};
+use crate::mem::{LcoreCache, Mbuf, HEADROOM};
 use crate::provider::BURST;
 use crate::ring::spsc;
 use crate::wire::{checksum, UdpPacket};
@@ -116,14 +116,18 @@ impl TrafficSource {
         if want == 0 {
             return 0;
         }
+        // A template larger than a fresh buffer's tailroom never fits: nothing to send.
+        if self.template.len() > cache.pool().buf_size() - HEADROOM {
+            return 0;
+        }
         cache.alloc_burst(&mut self.burst, want);
+        let t = self.template.as_slice();
         for m in self.burst.iter_mut() {
-            match m.append(self.template.len()) {
-                Some(d) => d.copy_from_slice(&self.template),
-                None => m.reset(),
+            // Fresh, unshared buffers with the whole tailroom: append cannot fail.
+            if let Some(d) = m.append(t.len()) {
+                d.copy_from_slice(t);
             }
         }
-        self.burst.retain(|m| !m.is_empty());
         let n = self.tx.enqueue_burst(&mut self.burst);
         cache.free_burst(&mut self.burst);
         self.sent += n as u64;

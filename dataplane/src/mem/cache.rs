@@ -46,7 +46,17 @@ impl LcoreCache {
     #[inline]
     pub fn alloc_burst<const N: usize>(&mut self, dst: &mut ArrayVec<Mbuf, N>, n: usize) -> usize {
         let want = n.min(dst.remaining_capacity());
-        for i in 0..want {
+        if self.items.len() < want {
+            self.refill();
+        }
+        // Fast path: the whole burst from the top of the cache, one length update.
+        let k = want.min(self.items.len());
+        let pool = self.pool;
+        for idx in self.items.drain(self.items.len() - k..).rev() {
+            // SAFETY: k <= want <= dst.remaining_capacity().
+            unsafe { dst.push_unchecked(pool.take(idx)) };
+        }
+        for i in k..want {
             match self.alloc() {
                 Some(m) => dst.push(m),
                 None => return i,
@@ -65,13 +75,14 @@ impl LcoreCache {
         }
         if let Some(idx) = m.into_released() {
             if self.items.len() == self.size {
+                // Also the path of a zero-sized cache (always full).
+                if self.size == 0 {
+                    self.pool.put_shared(idx);
+                    return;
+                }
                 self.flush(self.size / 2 + 1);
             }
-            if self.size == 0 {
-                self.pool.put_shared(idx);
-            } else {
-                self.items.push(idx);
-            }
+            self.items.push(idx);
         }
     }
 
@@ -83,8 +94,10 @@ impl LcoreCache {
         }
     }
 
+    #[cold]
     fn refill(&mut self) {
-        let want = (self.size / 2).max(1).min(self.size);
+        // Never beyond `size`: the Vec must not grow (no allocation after start-up).
+        let want = (self.size / 2).max(1).min(self.size - self.items.len());
         for _ in 0..want {
             match self.pool.pop_shared() {
                 Some(idx) => self.items.push(idx),
@@ -93,6 +106,7 @@ impl LcoreCache {
         }
     }
 
+    #[cold]
     fn flush(&mut self, n: usize) {
         for _ in 0..n.min(self.items.len()) {
             if let Some(idx) = self.items.pop() {

@@ -26,10 +26,12 @@ impl Mbuf {
         }
     }
 
+    #[inline]
     pub fn pool(&self) -> &'static Mempool {
         self.pool
     }
     /// Buffer index inside the pool (stable for the buffer's life).
+    #[inline]
     pub fn index(&self) -> u32 {
         self.idx
     }
@@ -81,6 +83,15 @@ impl Mbuf {
         })
     }
 
+    /// `n` writable bytes at `at` (from the buffer start), unchecked.
+    ///
+    /// # Safety
+    /// The caller is the sole owner and `at + n` is inside the buffer.
+    #[inline(always)]
+    unsafe fn bytes_mut(&mut self, at: usize, n: usize) -> &mut [u8] {
+        std::slice::from_raw_parts_mut(self.pool.buf_ptr(self.idx).add(at), n)
+    }
+
     /// Grows the window by `n` bytes at the front (a header goes there) and
     /// returns them; `None` without headroom or when shared.
     #[inline]
@@ -90,7 +101,8 @@ impl Mbuf {
         }
         self.off -= n as u16;
         self.len += n as u16;
-        self.data_mut().map(|d| &mut d[..n])
+        // SAFETY: sole owner (checked once above); the new front is inside the buffer.
+        Some(unsafe { self.bytes_mut(self.off as usize, n) })
     }
 
     /// Grows the window by `n` bytes at the end and returns them.
@@ -99,9 +111,10 @@ impl Mbuf {
         if n > self.tailroom() || self.is_shared() {
             return None;
         }
-        let old = self.len as usize;
+        let end = self.off as usize + self.len as usize;
         self.len += n as u16;
-        self.data_mut().map(|d| &mut d[old..])
+        // SAFETY: sole owner (checked once above); n fits the tailroom.
+        Some(unsafe { self.bytes_mut(end, n) })
     }
 
     /// Drops `n` bytes from the front (strip a header). False if too short.

@@ -71,6 +71,7 @@ impl Mempool {
     pub fn capacity(&self) -> usize {
         self.count as usize
     }
+    #[inline]
     pub fn buf_size(&self) -> usize {
         self.buf_size as usize
     }
@@ -87,34 +88,47 @@ impl Mempool {
         (self.region.as_ptr(), self.region.len())
     }
 
+    #[inline]
     pub(super) fn take(&'static self, idx: u32) -> Mbuf {
-        self.refcnt[idx as usize].store(1, Ordering::Relaxed);
+        self.rc(idx).store(1, Ordering::Relaxed);
         Mbuf::new(self, idx)
+    }
+
+    /// The reference count of buffer `idx`, without a bounds check: indices
+    /// only come from this pool's free list, so they are below `count`.
+    #[inline(always)]
+    fn rc(&self, idx: u32) -> &AtomicU16 {
+        debug_assert!(idx < self.count);
+        // SAFETY: idx < count == refcnt.len() (see above).
+        unsafe { self.refcnt.get_unchecked(idx as usize) }
     }
 
     /// Drops one owner of `idx`; true when it was the last and the buffer is free.
     #[inline]
     pub(super) fn release(&self, idx: u32) -> bool {
-        let rc = &self.refcnt[idx as usize];
+        let rc = self.rc(idx);
         // Sole owner: nobody else can share it any more, so no RMW is needed.
+        // (Acquire pairs with the release of an owner that dropped its share.)
         rc.load(Ordering::Acquire) == 1 || rc.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     #[inline]
     pub(super) fn add_ref(&self, idx: u32) {
-        self.refcnt[idx as usize].fetch_add(1, Ordering::Relaxed);
+        self.rc(idx).fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
     pub(super) fn refs(&self, idx: u32) -> u16 {
-        self.refcnt[idx as usize].load(Ordering::Acquire)
+        self.rc(idx).load(Ordering::Acquire)
     }
 
+    #[inline]
     pub(super) fn put_shared(&self, idx: u32) {
         // Cannot fail: at most `count` indices exist.
         let _ = self.free.push(idx);
     }
 
+    #[inline]
     pub(super) fn pop_shared(&self) -> Option<u32> {
         self.free.pop()
     }

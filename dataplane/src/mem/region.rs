@@ -69,6 +69,7 @@ impl Region {
         })
     }
 
+    #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
