@@ -16,6 +16,8 @@
 
 pub mod clock;
 pub mod mcast;
+pub mod neigh;
+pub mod path;
 pub mod sa;
 pub mod scenario;
 pub mod sync;
@@ -28,5 +30,7 @@ pub use mcast::{
     McastAttach, McastRecord, Membership, MulticastService, NoProbe, Probe, ProbeEvent,
     RecordingAttach, RestartReport,
 };
+pub use neigh::{NeighCache, NeighConfig, Resolver};
+pub use path::{AhFactory, PathCache, PathConfig, PathService, SoftPathService};
 pub use sa::{FaultSpec, FaultSpecError, SaStats, SoftSa, SoftSaConfig};
 pub use scenario::{run_fault_scenario, ScenarioSummary};
