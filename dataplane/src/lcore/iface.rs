@@ -183,54 +183,76 @@ impl<P: Provider> Iface<P> {
         self.gather_tx();
         debug_assert!(self.pkts.len() + self.wrs.len() <= BURST);
         let neigh = self.neigh.load();
+        // Slots and mask in registers for the whole burst.
+        let v4 = neigh.v4_view();
         let mtu = self.cfg.mtu as usize;
         for mut m in self.pkts.drain(..) {
-            let Some((ethertype, dest)) = ip_dest(m.data()) else {
-                counts.drop(DpDrop::TxMalformed);
-                cache.free(m);
-                continue;
-            };
-            if m.len() > mtu {
-                counts.drop(DpDrop::TxTooBig);
-                cache.free(m);
-                continue;
-            }
-            match m.prepend(HEADER_LEN) {
-                // Ethertype, then 16 reserved bits, in one store.
-                Some(h) => h.copy_from_slice(&((ethertype as u32) << 16).to_be_bytes()),
-                None => {
-                    counts.drop(DpDrop::TxNoHeadroom);
-                    cache.free(m);
-                    continue;
-                }
-            }
-            let entry = match dest {
-                Dest::Unicast4(a) => neigh.lookup_v4(a),
-                Dest::Unicast6(a) => neigh.lookup_v6(u128::from_be_bytes(a)),
-                Dest::Multicast4(_) | Dest::Multicast6(_) => {
-                    let ip = match dest {
-                        Dest::Multicast4(a) => IpAddr::V4(Ipv4Addr::from(a)),
-                        Dest::Multicast6(b) => IpAddr::V6(Ipv6Addr::from(b)),
-                        _ => unreachable!("matched above"),
-                    };
-                    let Ok(mgid) = mgid_for_ip(ip, self.cfg.pkey, self.cfg.scope) else {
-                        counts.drop(DpDrop::TxMalformed);
+            // Fast path: the header room is there and the buffer is ours, so
+            // grow the window first and parse the IP packet behind it.
+            let dest = match m.prepend_window(HEADER_LEN) {
+                Some(w) => {
+                    let (hdr, ip) = w.split_at_mut(HEADER_LEN);
+                    let parsed = ip_dest(ip).filter(|_| ip.len() <= mtu);
+                    let Some((ethertype, dest)) = parsed else {
+                        // A packet that is dropped anyway: its header does not matter.
+                        let r = if ip_dest(ip).is_none() {
+                            DpDrop::TxMalformed
+                        } else {
+                            DpDrop::TxTooBig
+                        };
+                        counts.drop(r);
                         cache.free(m);
                         continue;
                     };
-                    if let Some((ah, route, mbuf)) =
-                        self.mcast.classify(mgid, m, cache, &mut counts)
-                    {
-                        bytes += mbuf.len() as u64;
-                        mcast_n += 1;
-                        self.wrs.push(SendWr {
-                            mbuf,
-                            ah,
-                            remote_qpn: MCAST_QPN,
-                            remote_qkey: route.qkey,
-                        });
-                    }
+                    // Ethertype, then 16 reserved bits, in one store.
+                    hdr.copy_from_slice(&((ethertype as u32) << 16).to_be_bytes());
+                    dest
+                }
+                None => {
+                    // Shared or no headroom: drop, with the same precedence of
+                    // reasons as the checks above.
+                    let r = match ip_dest(m.data()) {
+                        None => DpDrop::TxMalformed,
+                        Some(_) if m.len() > mtu => DpDrop::TxTooBig,
+                        Some(_) => DpDrop::TxNoHeadroom,
+                    };
+                    counts.drop(r);
+                    cache.free(m);
                     continue;
+                }
+            };
+            // IPv4 unicast first, with no jump table in the way.
+            let entry = if let Dest::Unicast4(a) = dest {
+                v4.lookup(a)
+            } else {
+                match dest {
+                    Dest::Unicast4(_) => unreachable!("handled above"),
+                    Dest::Unicast6(a) => neigh.lookup_v6(u128::from_be_bytes(a)),
+                    Dest::Multicast4(_) | Dest::Multicast6(_) => {
+                        let ip = match dest {
+                            Dest::Multicast4(a) => IpAddr::V4(Ipv4Addr::from(a)),
+                            Dest::Multicast6(b) => IpAddr::V6(Ipv6Addr::from(b)),
+                            _ => unreachable!("matched above"),
+                        };
+                        let Ok(mgid) = mgid_for_ip(ip, self.cfg.pkey, self.cfg.scope) else {
+                            counts.drop(DpDrop::TxMalformed);
+                            cache.free(m);
+                            continue;
+                        };
+                        if let Some((ah, route, mbuf)) =
+                            self.mcast.classify(mgid, m, cache, &mut counts)
+                        {
+                            bytes += mbuf.len() as u64;
+                            mcast_n += 1;
+                            self.wrs.push(SendWr {
+                                mbuf,
+                                ah,
+                                remote_qpn: MCAST_QPN,
+                                remote_qkey: route.qkey,
+                            });
+                        }
+                        continue;
+                    }
                 }
             };
             match entry {

@@ -25,6 +25,28 @@ impl<A: Copy> Default for NeighTable<A> {
     }
 }
 
+/// The IPv4 slots of a table with their mask: two registers in a burst loop.
+pub(crate) struct V4View<'a, A> {
+    slots: &'a [Option<(u32, NeighEntry<A>)>],
+    mask: usize,
+}
+
+impl<'a, A> V4View<'a, A> {
+    #[inline]
+    pub(crate) fn lookup(&self, addr: u32) -> Option<&'a NeighEntry<A>> {
+        let mask = self.mask;
+        let mut i = slot32(addr, mask);
+        loop {
+            // SAFETY: i is masked by len - 1, len a power of two (>= 8).
+            match unsafe { self.slots.get_unchecked(i) } {
+                Some((k, e)) if *k == addr => return Some(e),
+                Some(_) => i = (i + 1) & mask,
+                None => return None,
+            }
+        }
+    }
+}
+
 #[inline]
 fn slot32(k: u32, mask: usize) -> usize {
     (k.wrapping_mul(0x9E37_79B1) >> 7) as usize & mask
@@ -90,15 +112,15 @@ impl<A: Copy> NeighTable<A> {
 
     #[inline]
     pub fn lookup_v4(&self, addr: u32) -> Option<&NeighEntry<A>> {
-        let mask = self.v4.len() - 1;
-        let mut i = slot32(addr, mask);
-        loop {
-            // SAFETY: i is masked by len - 1, len a power of two.
-            match unsafe { self.v4.get_unchecked(i) } {
-                Some((k, e)) if *k == addr => return Some(e),
-                Some(_) => i = (i + 1) & mask,
-                None => return None,
-            }
+        self.v4_view().lookup(addr)
+    }
+
+    /// The IPv4 half, to hoist out of a burst loop.
+    #[inline]
+    pub(crate) fn v4_view(&self) -> V4View<'_, A> {
+        V4View {
+            slots: &self.v4,
+            mask: self.v4.len() - 1,
         }
     }
 

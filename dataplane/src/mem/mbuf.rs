@@ -105,6 +105,20 @@ impl Mbuf {
         Some(unsafe { self.bytes_mut(self.off as usize, n) })
     }
 
+    /// As `prepend`, but returns the whole new window (the `n` new bytes,
+    /// then the old data), so a caller can read the payload and write the
+    /// header with one address computation and one shared check.
+    #[inline]
+    pub(crate) fn prepend_window(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.off as usize || self.is_shared() {
+            return None;
+        }
+        self.off -= n as u16;
+        self.len += n as u16;
+        // SAFETY: sole owner (checked once above); the window is inside the buffer.
+        Some(unsafe { self.bytes_mut(self.off as usize, self.len as usize) })
+    }
+
     /// Grows the window by `n` bytes at the end and returns them.
     #[inline]
     pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {

@@ -99,19 +99,22 @@ impl Provider for NullProvider {
         let n = out.remaining_capacity().min(self.looped.len());
         let (src_qpn, slid) = self.loop_src;
         let gid = self.port.gid;
-        for mbuf in self.looped.drain(..n) {
-            // SAFETY: n <= out.remaining_capacity().
-            unsafe {
-                out.push_unchecked(RecvCompletion {
-                    mbuf,
-                    src_qpn,
-                    slid,
-                    sgid: gid,
-                    dgid: gid,
-                    multicast: false,
-                })
+        let len = out.len();
+        let dst = out.as_mut_ptr();
+        for (i, mbuf) in self.looped.drain(..n).enumerate() {
+            let c = RecvCompletion {
+                mbuf,
+                src_qpn,
+                slid,
+                sgid: gid,
+                dgid: gid,
+                multicast: false,
             };
+            // SAFETY: len + n <= capacity; the slots are set before set_len.
+            unsafe { dst.add(len + i).write(c) };
         }
+        // SAFETY: the n slots after len were just written.
+        unsafe { out.set_len(len + n) };
         n
     }
 }
