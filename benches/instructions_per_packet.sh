@@ -40,14 +40,18 @@ target_dir=${CARGO_TARGET_DIR:-target}
 cargo build --quiet --release -p ipoib-dataplane --example datapath_pps
 bin="$target_dir/release/examples/datapath_pps"
 
+lcore_fn='ipoib_dataplane::lcore::Lcore<*>::poll_once'
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Runs one measurement; prints "instructions packets".
+# Runs one measurement; prints "instructions packets". A fourth argument
+# counts only inside that function (callgrind --toggle-collect).
 measure() {
-    local mode=$1 dest=$2 packets=$3
-    local tag="$mode.$dest.$packets"
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.$tag" \
+    local mode=$1 dest=$2 packets=$3 only=${4:-}
+    local tag="$mode.$dest.$packets${only:+.only}"
+    local collect=()
+    [ -n "$only" ] && collect=(--collect-atstart=no "--toggle-collect=$only")
+    valgrind --tool=callgrind "${collect[@]}" --callgrind-out-file="$work/cg.$tag" \
         "$bin" --mode "$mode" --dest "$dest" --packets "$packets" --warmup 50000 \
         >"$work/run.$tag" 2>"$work/vg.$tag" || {
         echo "instructions_per_packet.sh: measurement run failed:" >&2
@@ -66,6 +70,11 @@ for run in $runs; do
     read -r ir1 n1 < <(measure "$mode" "$dest" "$small")
     read -r ir2 n2 < <(measure "$mode" "$dest" "$large")
     ipp=$(awk -v a="$ir1" -v b="$ir2" -v m="$n1" -v n="$n2" 'BEGIN { printf "%.1f", (b - a) / (n - m) }')
+    # The same without the measurement harness: only the lcore's poll loop.
+    read -r lr1 ln1 < <(measure "$mode" "$dest" "$small" "$lcore_fn")
+    read -r lr2 ln2 < <(measure "$mode" "$dest" "$large" "$lcore_fn")
+    lpp=$(awk -v a="$lr1" -v b="$lr2" -v m="$ln1" -v n="$ln2" 'BEGIN { printf "%.1f", (b - a) / (n - m) }')
+    echo "instructions_per_packet_lcore_${mode}_${dest}: $lpp"
     echo "instructions_per_packet_${mode}_${dest}: $ipp"
     last=$ipp
 done
