@@ -338,3 +338,24 @@ fn interface_down_releases_everything() {
     w.dropped.clear();
     assert_eq!(tokens.live(), 0);
 }
+
+#[test]
+fn lcore_requests_are_drained_from_the_lock_free_queue() {
+    use ipoib_dataplane::tables::RequestQueue;
+    let tokens = Tokens::new();
+    let mut w = World::default(2);
+    let queue: RequestQueue<(IpAddr, Token)> = RequestQueue::new(8);
+    for _ in 0..4 {
+        assert!(queue.push((ip4(2), tokens.token())));
+    }
+    let out = w.hosts[0].drain_requests(&queue, 3, w.now);
+    w.take(0, out);
+    w.run();
+    assert_eq!(queue.len(), 1, "at most `max` per call");
+    let out = w.hosts[0].drain_requests(&queue, 3, w.now);
+    w.take(0, out);
+    w.advance(ms(10), ms(1));
+    assert_eq!(w.sent.len(), 3);
+    assert_eq!(w.dropped.len(), 1, "the fourth exceeded the queue bound");
+    assert!(queue.is_empty());
+}

@@ -84,14 +84,13 @@ impl<T> NeighCache<T> {
     }
 
     /// Interface up: announce every address.
-    pub fn interface_up(&mut self, now: Duration) -> Vec<Action<T>> {
+    pub fn interface_up(&mut self, _now: Duration) -> Vec<Action<T>> {
         self.up = true;
         let mut actions = Vec::new();
         let own: Vec<IpAddr> = self.addresses().collect();
         for ip in own {
             self.announce(ip, &mut actions);
         }
-        let _ = now;
         actions
     }
 

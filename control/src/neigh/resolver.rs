@@ -8,7 +8,7 @@ use super::cache::NeighCache;
 use crate::mcast::FlushLevel;
 use crate::path::{Acquire, AhFactory, PathCache, PathEvent, PathService};
 use ipoib_dataplane::lcore::{NeighEntry, NeighTable};
-use ipoib_dataplane::tables::{published, Published};
+use ipoib_dataplane::tables::{published, Published, RequestQueue};
 use ipoib_dataplane::wire::HwAddr;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -153,6 +153,24 @@ impl<T, F: AhFactory, S: PathService> Resolver<T, F, S> {
     /// An lcore's resolution request: no table entry for `ip`.
     pub fn tx_miss(&mut self, ip: IpAddr, packet: T, now: Duration) -> Vec<Output<T, F::Ah>> {
         let actions = self.neigh.on_tx_miss(ip, packet, now);
+        self.finish(actions, now)
+    }
+
+    /// Handles up to `max` resolution requests the lcores pushed: each is
+    /// the destination they missed and the packet they could not send.
+    pub fn drain_requests(
+        &mut self,
+        requests: &RequestQueue<(IpAddr, T)>,
+        max: usize,
+        now: Duration,
+    ) -> Vec<Output<T, F::Ah>> {
+        let mut actions = Vec::new();
+        for _ in 0..max {
+            let Some((ip, packet)) = requests.pop() else {
+                break;
+            };
+            actions.extend(self.neigh.on_tx_miss(ip, packet, now));
+        }
         self.finish(actions, now)
     }
 
