@@ -10,6 +10,7 @@ use crate::stats::{BurstCounts, DpDrop, IfaceStats};
 use crate::tables::{JoinRequestQueue, McastTable, Published, SnapshotReader};
 use crate::wire::ipoib::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN};
 use crate::wire::mgid::mgid_for_ip;
+use crate::wire::Gid;
 use arrayvec::ArrayVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct Iface<P: Provider> {
     wrs: ArrayVec<SendWr<P::Ah>, BURST>,
     pkts: ArrayVec<Mbuf, BURST>,
     rxc: ArrayVec<RecvCompletion, BURST>,
+    /// Last IPv4 group sent to and its MGID; 0.0.0.0 (never a group) when none.
+    last_v4_group: (u32, Gid),
 }
 
 /// A packet's destination, small and register-friendly (no `u128`/`IpAddr`
@@ -107,6 +110,7 @@ impl<P: Provider> Iface<P> {
             wrs: ArrayVec::new(),
             pkts: ArrayVec::new(),
             rxc: ArrayVec::new(),
+            last_v4_group: (0, Gid::default()),
         }
     }
 
@@ -229,12 +233,31 @@ impl<P: Provider> Iface<P> {
                     Dest::Unicast4(_) => unreachable!("handled above"),
                     Dest::Unicast6(a) => neigh.lookup_v6(u128::from_be_bytes(a)),
                     Dest::Multicast4(_) | Dest::Multicast6(_) => {
-                        let ip = match dest {
-                            Dest::Multicast4(a) => IpAddr::V4(Ipv4Addr::from(a)),
-                            Dest::Multicast6(b) => IpAddr::V6(Ipv6Addr::from(b)),
+                        let mgid = match dest {
+                            // The mapping is a pure function of the group:
+                            // remember the last one (flows repeat it).
+                            Dest::Multicast4(a) if a == self.last_v4_group.0 => {
+                                Ok(self.last_v4_group.1)
+                            }
+                            Dest::Multicast4(a) => {
+                                let r = mgid_for_ip(
+                                    IpAddr::V4(Ipv4Addr::from(a)),
+                                    self.cfg.pkey,
+                                    self.cfg.scope,
+                                );
+                                if let Ok(g) = r {
+                                    self.last_v4_group = (a, g);
+                                }
+                                r
+                            }
+                            Dest::Multicast6(b) => mgid_for_ip(
+                                IpAddr::V6(Ipv6Addr::from(b)),
+                                self.cfg.pkey,
+                                self.cfg.scope,
+                            ),
                             _ => unreachable!("matched above"),
                         };
-                        let Ok(mgid) = mgid_for_ip(ip, self.cfg.pkey, self.cfg.scope) else {
+                        let Ok(mgid) = mgid else {
                             counts.drop(DpDrop::TxMalformed);
                             cache.free(m);
                             continue;
