@@ -20,6 +20,7 @@ pub mod neigh;
 pub mod path;
 pub mod sa;
 pub mod scenario;
+pub mod stack;
 pub mod sync;
 
 pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
