@@ -183,7 +183,7 @@ proptest! {
                 match o {
                     Output::Send { packets, .. } => sent.set(sent.get() + packets.len()),
                     Output::Drop { packets, .. } => dropped.set(dropped.get() + packets.len()),
-                    Output::Transmit(_) => {}
+                    Output::Multicast(_) | Output::Unicast { .. } => {}
                 }
             }
         };

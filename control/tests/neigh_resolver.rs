@@ -29,8 +29,29 @@ fn fabric(n: u8) -> Arc<Fabric> {
             pkey: 0xffff,
             qkey: 0x0B1B,
         })
+        .chain(std::iter::once(PortSpec {
+            lid: MOVED_LID,
+            gid: port_gid(MOVED_GID),
+            qpn: hwaddr(1).qpn,
+            pkey: 0xffff,
+            qkey: 0x0B1B,
+        }))
         .collect();
     Fabric::new(FabricConfig::default(), &specs).expect("fabric")
+}
+
+/// Where host 1's port is after its GID change.
+const MOVED_GID: u8 = 77;
+const MOVED_LID: u16 = 770;
+
+/// The host behind a LID: host i has LID 10 * (i + 1), and host 0 also
+/// answers at its moved LID.
+fn host_by_lid(lid: u16) -> usize {
+    if lid == MOVED_LID {
+        0
+    } else {
+        usize::from(lid / 10).saturating_sub(1)
+    }
 }
 
 struct World {
@@ -38,7 +59,8 @@ struct World {
     now: Duration,
     sent: Vec<(usize, IpAddr, NeighEntry<RecordedAh>, Token)>,
     dropped: Vec<(usize, IpAddr, DropReason, Token)>,
-    frames: VecDeque<(usize, HwAddr, Vec<u8>)>,
+    /// (destination host, or None for every host, frame).
+    frames: VecDeque<(Option<usize>, Vec<u8>)>,
 }
 
 impl World {
@@ -84,7 +106,26 @@ impl World {
     fn take(&mut self, host: usize, out: Vec<Output<Token, RecordedAh>>) {
         for o in out {
             match o {
-                Output::Transmit(t) => self.frames.push_back((host, t.dest, t.frame)),
+                Output::Multicast(t) => {
+                    assert!(t.dest.is_multicast());
+                    self.frames.push_back((None, t.frame));
+                }
+                Output::Unicast { entry, frame } => {
+                    // The handle says which LID, the QPN which QP behind it.
+                    let dlid = self.hosts[host]
+                        .paths()
+                        .factory()
+                        .attr(entry.ah)
+                        .map(|a| a.dlid);
+                    let to = dlid.map(host_by_lid).filter(|&i| {
+                        self.hosts
+                            .get(i)
+                            .is_some_and(|h| h.neigh().link().hwaddr.qpn == entry.qpn)
+                    });
+                    if let Some(to) = to {
+                        self.frames.push_back((Some(to), frame));
+                    }
+                }
                 Output::Send { ip, entry, packets } => {
                     for p in packets {
                         self.sent.push((host, ip, entry, p));
@@ -105,11 +146,11 @@ impl World {
 
     fn run(&mut self) {
         let mut budget = 10_000;
-        while let Some((_, dest, frame)) = self.frames.pop_front() {
+        while let Some((dest, frame)) = self.frames.pop_front() {
             budget -= 1;
             assert!(budget > 0, "the link never went quiet");
             for to in 0..self.hosts.len() {
-                if dest.is_multicast() || dest == self.hosts[to].neigh().link().hwaddr {
+                if dest.is_none() || dest == Some(to) {
                     let out = self.hosts[to].rx_frame(&frame, self.now);
                     self.take(to, out);
                 }
@@ -221,7 +262,7 @@ fn gid_change_flushes_releases_handles_and_re_resolves() {
     w.advance(ms(10), ms(1));
     let before = w.lookup(0, ip4(2)).expect("published");
 
-    let new_hw = HwAddr::new(0, hwaddr(1).qpn, port_gid(77));
+    let new_hw = HwAddr::new(0, hwaddr(1).qpn, port_gid(MOVED_GID));
     let out = w.hosts[0].set_hwaddr(new_hw, w.now);
     w.take(0, out);
     w.run();
@@ -261,17 +302,23 @@ fn port_event_flush_re_resolves_everything() {
 #[test]
 fn path_query_timeout_drops_and_counts_the_waiting_packets() {
     let tokens = Tokens::new();
-    let svc = SoftPathConfig {
-        loss: 1.0,
-        ..SoftPathConfig::default()
-    };
-    let mut w = World::new(2, NeighConfig::default(), PathConfig::default(), svc);
+    let mut w = World::default(2);
+    // Only host 1's path queries go unanswered; the peer still replies.
+    w.hosts[0].service_mut().set_faults(1.0, 0.0);
     for _ in 0..3 {
         w.miss(0, ip4(2), tokens.token());
     }
-    w.advance(ms(999), ms(1));
-    assert!(w.dropped.is_empty());
+    // Host 2's reply leaves once its own path to host 1 is answered (1 ms);
+    // host 1 then asks for its path to host 2 and never hears back.
+    w.advance(ms(10), ms(1));
+    assert!(w.hosts[0]
+        .neigh()
+        .get(ip4(2))
+        .is_some_and(|e| e.hwaddr.is_some()));
+    assert_eq!(w.hosts[0].queued(), 3);
     w.advance(ms(1000), ms(1));
+    assert!(w.dropped.is_empty());
+    w.advance(ms(1001), ms(1));
     assert_eq!(w.dropped.len(), 3);
     assert!(w.dropped.iter().all(|d| d.2 == DropReason::NoPath));
     assert_eq!(w.hosts[0].stats().drop_no_path, 3);
@@ -283,7 +330,7 @@ fn path_query_timeout_drops_and_counts_the_waiting_packets() {
     // The SA answers again: the next miss asks again and succeeds.
     w.hosts[0].service_mut().set_faults(0.0, 0.0);
     w.miss(0, ip4(2), tokens.token());
-    w.advance(ms(1010), ms(1));
+    w.advance(ms(1020), ms(1));
     assert_eq!(w.sent.len(), 1);
     assert!(w.lookup(0, ip4(2)).is_some());
 }
@@ -291,11 +338,8 @@ fn path_query_timeout_drops_and_counts_the_waiting_packets() {
 #[test]
 fn path_query_failure_drops_and_counts() {
     let tokens = Tokens::new();
-    let svc = SoftPathConfig {
-        failure: 1.0,
-        ..SoftPathConfig::default()
-    };
-    let mut w = World::new(2, NeighConfig::default(), PathConfig::default(), svc);
+    let mut w = World::default(2);
+    w.hosts[0].service_mut().set_faults(0.0, 1.0);
     w.miss(0, ip6(2), tokens.token());
     w.advance(ms(10), ms(1));
     assert_eq!(w.dropped.len(), 1);
@@ -307,12 +351,15 @@ fn path_query_failure_drops_and_counts() {
 #[test]
 fn packets_waiting_for_a_path_are_bounded() {
     let tokens = Tokens::new();
-    let svc = SoftPathConfig {
-        loss: 1.0,
-        ..SoftPathConfig::default()
-    };
-    let mut w = World::new(2, NeighConfig::default(), PathConfig::default(), svc);
-    for _ in 0..5 {
+    let mut w = World::default(2);
+    // Only host 1's path queries go unanswered; the peer still replies.
+    w.hosts[0].service_mut().set_faults(1.0, 0.0);
+    for _ in 0..3 {
+        w.miss(0, ip4(2), tokens.token());
+    }
+    w.advance(ms(10), ms(1));
+    // Resolved; the packets now wait for the path, and so do the next ones.
+    for _ in 0..2 {
         w.miss(0, ip4(2), tokens.token());
     }
     assert_eq!(w.hosts[0].queued(), 3);

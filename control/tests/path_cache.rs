@@ -303,3 +303,35 @@ fn dropping_the_cache_destroys_its_handles() {
     assert_eq!(log.borrow().destroyed.len(), 2);
     assert!(log.borrow().double_destroys.is_empty());
 }
+
+#[test]
+fn a_lookup_without_users_is_collected_with_its_handle() {
+    let mut paths = PathCache::new(PathConfig::default(), RecordingAhFactory::new());
+    let mut events = Vec::new();
+    assert_eq!(paths.lookup(gid(2), ms(0), &mut events), Acquire::Pending);
+    let id = only_query(&events);
+    let events = paths.on_answer(id, Ok(record(2, 20)), ms(1));
+    let ah = match events[..] {
+        [PathEvent::Ready { ah, .. }] => ah,
+        _ => panic!("expected Ready, got {events:?}"),
+    };
+    let mut events = Vec::new();
+    assert_eq!(paths.lookup(gid(2), ms(2), &mut events), Acquire::Ready(ah));
+    assert_eq!(
+        paths.poll_timeout(),
+        Some(Duration::ZERO),
+        "collect at once"
+    );
+    assert!(paths.on_timer(ms(3)).is_empty());
+    assert!(paths.is_empty());
+    assert_eq!(paths.factory().destroyed, vec![ah]);
+
+    // A path a neighbour acquired is not collected.
+    let mut events = Vec::new();
+    paths.lookup(gid(3), ms(4), &mut events);
+    paths.acquire(gid(3), ip(3), ms(4), &mut events);
+    let id = only_query(&events);
+    paths.on_answer(id, Ok(record(3, 30)), ms(5));
+    paths.on_timer(ms(6));
+    assert!(paths.ah(&gid(3)).is_some());
+}

@@ -9,7 +9,7 @@ use crate::mcast::FlushLevel;
 use crate::path::{Acquire, AhFactory, PathCache, PathEvent, PathService};
 use ipoib_dataplane::lcore::{NeighEntry, NeighTable};
 use ipoib_dataplane::tables::{published, Published, RequestQueue};
-use ipoib_dataplane::wire::HwAddr;
+use ipoib_dataplane::wire::{Gid, HwAddr};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,8 +18,14 @@ use std::time::Duration;
 /// What the owner of a resolver does next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output<T, A> {
-    /// Post this ARP/ND frame.
-    Transmit(Transmit),
+    /// Post this ARP/ND frame to the multicast group `dest.gid` (the
+    /// broadcast or a solicited-node group).
+    Multicast(Transmit),
+    /// Post this ARP/ND frame (a reply or a probe) with this handle and QPN.
+    Unicast {
+        entry: NeighEntry<A>,
+        frame: Vec<u8>,
+    },
     /// Send these packets to `ip` with this handle and QPN.
     Send {
         ip: IpAddr,
@@ -47,6 +53,8 @@ pub struct ResolverStats {
     pub published: u64,
     /// Answers the path service gave for queries.
     pub path_answers: u64,
+    /// Unicast ARP/ND frames dropped: no path, or too many waiting.
+    pub drop_frames: u64,
 }
 
 /// Address resolution of one interface, sans-IO.
@@ -56,6 +64,8 @@ pub struct Resolver<T, F: AhFactory, S: PathService> {
     service: S,
     /// Resolved neighbours whose path has no handle yet, with their packets.
     waiting: BTreeMap<IpAddr, (HwAddr, Vec<T>)>,
+    /// Unicast ARP/ND frames (QPN, frame) waiting for their path's handle.
+    frames: BTreeMap<Gid, Vec<(u32, Vec<u8>)>>,
     table: Published<NeighTable<F::Ah>>,
     /// (neighbour, path) generations of the last published table.
     seen: Option<(u64, u64)>,
@@ -64,6 +74,8 @@ pub struct Resolver<T, F: AhFactory, S: PathService> {
 
 /// Most rounds of service answers handled within one event.
 const MAX_ANSWER_ROUNDS: usize = 8;
+/// Unicast ARP/ND frames held per path while its handle is created.
+const FRAMES_PER_PATH: usize = 8;
 
 impl<T, F: AhFactory, S: PathService> Resolver<T, F, S> {
     pub fn new(neigh: NeighCache<T>, paths: PathCache<F>, service: S) -> Self {
@@ -82,6 +94,7 @@ impl<T, F: AhFactory, S: PathService> Resolver<T, F, S> {
             paths,
             service,
             waiting: BTreeMap::new(),
+            frames: BTreeMap::new(),
             table,
             seen: None,
             stats: ResolverStats::default(),
@@ -122,6 +135,11 @@ impl<T, F: AhFactory, S: PathService> Resolver<T, F, S> {
 
     pub fn interface_down(&mut self, now: Duration) -> Vec<Output<T, F::Ah>> {
         let actions = self.neigh.interface_down(now);
+        let dropped: usize = std::mem::take(&mut self.frames)
+            .values()
+            .map(Vec::len)
+            .sum();
+        self.stats.drop_frames += dropped as u64;
         self.finish(actions, now)
     }
 
@@ -264,7 +282,11 @@ impl<T, F: AhFactory, S: PathService> Resolver<T, F, S> {
         let mut orphans: BTreeMap<IpAddr, Vec<T>> = BTreeMap::new();
         for action in actions {
             if let Some(transmit) = action.transmit() {
-                out.push(Output::<T, F::Ah>::Transmit(transmit));
+                if transmit.dest.is_multicast() {
+                    out.push(Output::<T, F::Ah>::Multicast(transmit));
+                } else {
+                    self.unicast_frame(transmit, now, out);
+                }
                 continue;
             }
             match action {
@@ -300,6 +322,33 @@ impl<T, F: AhFactory, S: PathService> Resolver<T, F, S> {
         for (ip, packets) in orphans {
             self.drop_no_path(ip, packets, out);
         }
+    }
+
+    /// Sends a unicast frame with its path's handle, or holds it until
+    /// the handle exists.
+    fn unicast_frame(
+        &mut self,
+        transmit: Transmit,
+        now: Duration,
+        out: &mut Vec<Output<T, F::Ah>>,
+    ) {
+        let dest = transmit.dest;
+        let mut events = Vec::new();
+        match self.paths.lookup(dest.gid, now, &mut events) {
+            Acquire::Ready(ah) => out.push(Output::Unicast {
+                entry: NeighEntry { ah, qpn: dest.qpn },
+                frame: transmit.frame,
+            }),
+            Acquire::Pending => {
+                let held = self.frames.entry(dest.gid).or_default();
+                if held.len() < FRAMES_PER_PATH {
+                    held.push((dest.qpn, transmit.frame));
+                } else {
+                    self.stats.drop_frames += 1;
+                }
+            }
+        }
+        self.path_events(events, now, out);
     }
 
     fn resolved(
@@ -366,11 +415,19 @@ impl<T, F: AhFactory, S: PathService> Resolver<T, F, S> {
             match event {
                 PathEvent::Query { id, dgid } => self.service.query(id, sgid, dgid, now),
                 PathEvent::Ready { dgid, ah } => {
+                    for (qpn, frame) in self.frames.remove(&dgid).unwrap_or_default() {
+                        out.push(Output::Unicast {
+                            entry: NeighEntry { ah, qpn },
+                            frame,
+                        });
+                    }
                     for (ip, (hw, packets)) in self.take_waiting(dgid) {
                         self.send(ip, NeighEntry { ah, qpn: hw.qpn }, packets, out);
                     }
                 }
                 PathEvent::Failed { dgid, .. } => {
+                    let frames = self.frames.remove(&dgid).map_or(0, |f| f.len());
+                    self.stats.drop_frames += frames as u64;
                     for (ip, (_, packets)) in self.take_waiting(dgid) {
                         self.drop_no_path(ip, packets, out);
                     }
@@ -379,10 +436,7 @@ impl<T, F: AhFactory, S: PathService> Resolver<T, F, S> {
         }
     }
 
-    fn take_waiting(
-        &mut self,
-        dgid: ipoib_dataplane::wire::Gid,
-    ) -> Vec<(IpAddr, (HwAddr, Vec<T>))> {
+    fn take_waiting(&mut self, dgid: Gid) -> Vec<(IpAddr, (HwAddr, Vec<T>))> {
         let ips: Vec<IpAddr> = self
             .waiting
             .iter()

@@ -153,6 +153,31 @@ impl<F: AhFactory> PathCache<F> {
         Acquire::Pending
     }
 
+    /// The handle for `dgid` without becoming a user of the path (a
+    /// unicast ARP/ND frame to a host we may keep no entry for). Starts a
+    /// query if needed; a path nobody uses is collected by `on_timer`.
+    pub fn lookup(
+        &mut self,
+        dgid: Gid,
+        now: Duration,
+        events: &mut Vec<PathEvent<F::Ah>>,
+    ) -> Acquire<F::Ah> {
+        let entry = self.paths.entry(dgid).or_insert_with(|| PathEntry {
+            record: None,
+            ah: None,
+            expires: now,
+            query: None,
+            users: BTreeSet::new(),
+        });
+        if let Some(ah) = entry.ah {
+            return Acquire::Ready(ah);
+        }
+        if entry.query.is_none() {
+            self.start_query(dgid, now, events);
+        }
+        Acquire::Pending
+    }
+
     /// `ip` no longer uses the path; the last user's release destroys the
     /// handle and forgets the path.
     pub fn release(&mut self, dgid: Gid, ip: IpAddr) {
@@ -192,7 +217,8 @@ impl<F: AhFactory> PathCache<F> {
         events
     }
 
-    /// Query timeouts and record expiry due by `now`.
+    /// Query timeouts, record expiry, and paths without users (left by
+    /// `lookup`) due by `now`.
     pub fn on_timer(&mut self, now: Duration) -> Vec<PathEvent<F::Ah>> {
         let mut events = Vec::new();
         let gids: Vec<Gid> = self.paths.keys().copied().collect();
@@ -200,6 +226,12 @@ impl<F: AhFactory> PathCache<F> {
             let Some(entry) = self.paths.get(&dgid) else {
                 continue;
             };
+            if entry.users.is_empty() && entry.query.is_none() {
+                if let Some(ah) = self.paths.remove(&dgid).and_then(|e| e.ah) {
+                    self.destroy(ah);
+                }
+                continue;
+            }
             match entry.query {
                 Some((_, deadline)) if now >= deadline => {
                     self.stats.timeouts += 1;
@@ -220,6 +252,8 @@ impl<F: AhFactory> PathCache<F> {
             .values()
             .filter_map(|p| match p.query {
                 Some((_, deadline)) => Some(deadline),
+                // Unused: collect at the next timer.
+                None if p.users.is_empty() => Some(Duration::ZERO),
                 None => p.record.map(|_| p.expires),
             })
             .min()
