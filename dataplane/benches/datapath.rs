@@ -1,6 +1,8 @@
-//! Null-provider datapath throughput, one core, 64-byte IPv4/UDP: traffic
-//! source → IPoIB header → neighbour/MGID lookup → post burst → poll →
-//! decapsulate → free, stats per burst. Criterion reports elements/s = pps.
+//! Null-provider datapath throughput, one core, 64-byte IPv4/UDP: TX ring →
+//! IPoIB header → neighbour/MGID lookup → post burst → poll → decapsulate,
+//! stats per burst; `forward` recycles a fixed set of packets (the datapath
+//! alone), `generate` allocates, fills and frees every packet as well.
+//! Criterion reports elements/s = packets/s.
 //! `benches/instructions_per_packet.sh` counts the same loop's instructions.
 
 #[path = "../examples/datapath_pps/rig.rs"]
@@ -14,10 +16,13 @@ const PACKETS: u64 = 64 * 1024;
 fn datapath(c: &mut Criterion) {
     let mut g = c.benchmark_group("datapath_null_64B");
     g.throughput(Throughput::Elements(PACKETS));
-    for dest in [rig::Dest::Unicast, rig::Dest::Multicast, rig::Dest::Mixed] {
-        let mut r = rig::Rig::new(dest);
-        r.warm_up(100_000);
-        g.bench_function(dest.name(), |b| b.iter(|| r.run(PACKETS)));
+    for mode in [rig::Mode::Forward, rig::Mode::Generate] {
+        for dest in [rig::Dest::Unicast, rig::Dest::Multicast, rig::Dest::Mixed] {
+            let mut r = rig::Rig::with_mode(dest, mode);
+            r.warm_up(100_000);
+            let name = format!("{}_{}", mode.name(), dest.name());
+            g.bench_function(name, |b| b.iter(|| r.run(PACKETS)));
+        }
     }
     g.finish();
 }
