@@ -135,6 +135,10 @@ fn spsc_drop_frees_leftovers_on_either_side() {
     });
 }
 
+/// How often the MPSC consumer tries to receive while producers run; an
+/// unbounded wait makes the model too large to explore.
+const CONCURRENT_ATTEMPTS: usize = 3;
+
 /// Two producers each send `per_producer` items with `send` into a ring
 /// large enough for all of them, so only the producers' publication order
 /// makes anyone wait. The consumer tries `recv` a couple of times while they
@@ -156,8 +160,12 @@ fn mpsc_two_producers(
         })
         .collect();
     let mut received = Vec::new();
-    recv(&mut consumer, &mut received);
-    recv(&mut consumer, &mut received);
+    for _ in 0..CONCURRENT_ATTEMPTS {
+        // Yielding lets the model run the producers between attempts
+        // without spending its preemption budget.
+        thread::yield_now();
+        recv(&mut consumer, &mut received);
+    }
     for sender in senders {
         sender.join().unwrap();
     }
