@@ -1,7 +1,7 @@
 //! Address handle creation as the path cache needs it; the provider side
 //! implements [`AhFactory`].
 
-use ipoib_dataplane::provider::AhAttr;
+use ipoib_dataplane::provider::{AhAttr, Provider};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
@@ -70,5 +70,46 @@ impl AhFactory for RecordingAhFactory {
         } else {
             self.double_destroys.push(ah);
         }
+    }
+}
+
+/// Address handles from a provider's queue pair (e.g. a second handle on
+/// the port the lcore drives). Providers keep no per-handle state to free,
+/// so `destroy_ah` only counts.
+pub struct ProviderAhFactory<P> {
+    provider: P,
+    destroyed: u64,
+}
+
+impl<P: Provider> ProviderAhFactory<P> {
+    pub fn new(provider: P) -> Self {
+        ProviderAhFactory {
+            provider,
+            destroyed: 0,
+        }
+    }
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+    /// Handles given back so far.
+    pub fn destroyed(&self) -> u64 {
+        self.destroyed
+    }
+}
+
+impl<P: Provider> AhFactory for ProviderAhFactory<P>
+where
+    P::Ah: PartialEq,
+{
+    type Ah = P::Ah;
+
+    fn create_ah(&mut self, attr: &AhAttr) -> Result<P::Ah, AhError> {
+        self.provider
+            .create_ah(attr)
+            .map_err(|e| AhError(e.to_string()))
+    }
+
+    fn destroy_ah(&mut self, _ah: P::Ah) {
+        self.destroyed += 1;
     }
 }

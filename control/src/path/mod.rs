@@ -7,7 +7,7 @@ mod cache;
 mod record;
 mod service;
 
-pub use ah::{AhError, AhFactory, RecordedAh, RecordingAhFactory};
+pub use ah::{AhError, AhFactory, ProviderAhFactory, RecordedAh, RecordingAhFactory};
 pub use cache::{Acquire, PathCache, PathConfig, PathEvent, PathStats};
 pub use record::{PathError, PathRecord, PathResult, QueryId};
 pub use service::{PathService, SoftPathConfig, SoftPathService, SoftPathStats};
