@@ -5,8 +5,7 @@
 
 use arrayvec::ArrayVec;
 use ipoib_control::neigh::{
-    link_local_from_guid, parse_frame, solicited_node, Inbound, LocalLink, NeighCache, NeighConfig,
-    Output, Resolver, ALL_NODES,
+    parse_frame, Inbound, LocalLink, NeighCache, NeighConfig, Output, Resolver,
 };
 use ipoib_control::path::{
     PathCache, PathConfig, ProviderAhFactory, SoftPathConfig, SoftPathService,
@@ -15,9 +14,7 @@ use ipoib_control::stack::{IpStack, StackConfig};
 use ipoib_dataplane::mem::{HugepageMode, Mempool, MempoolConfig};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricAh, FabricConfig, FabricQp, PortSpec};
 use ipoib_dataplane::provider::{Provider, RecvCompletion, SendWr, BURST, MCAST_QPN};
-use ipoib_dataplane::wire::{
-    broadcast_mgid, mgid_for_ip, EtherType, Gid, HwAddr, IpoibPacket, IpoibRepr,
-};
+use ipoib_dataplane::wire::{EtherType, Gid, HwAddr, IpoibPacket, IpoibRepr};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,25 +88,7 @@ impl Host {
             pkey: attr.pkey,
             scope: 2,
         };
-        // The groups the multicast engine would join: broadcast, all-nodes,
-        // and the solicited-node group of every IPv6 address.
-        let ll = link_local_from_guid(attr.gid.interface_id());
-        let groups = [
-            IpAddr::V6(ALL_NODES),
-            IpAddr::V6(solicited_node(ll)),
-            match ip6(n) {
-                IpAddr::V6(a) => IpAddr::V6(solicited_node(a)),
-                v4 => v4,
-            },
-        ];
-        fabric
-            .attach_mcast(port, broadcast_mgid(attr.pkey, 2))
-            .expect("attach");
-        for group in groups {
-            let mgid = mgid_for_ip(group, attr.pkey, 2).expect("mgid");
-            fabric.attach_mcast(port, mgid).expect("attach");
-        }
-        let resolver = Resolver::new(
+        let mut resolver = Resolver::new(
             NeighCache::new(NeighConfig::default(), link),
             PathCache::new(
                 PathConfig::default(),
@@ -117,6 +96,15 @@ impl Host {
             ),
             SoftPathService::new(Arc::clone(fabric), SoftPathConfig::default()),
         );
+        // Addresses first (nothing is sent while down), then the groups the
+        // multicast engine would join, then up: the announcements find
+        // every group attached.
+        let mut out = resolver.add_address(ip4(n), Duration::ZERO);
+        out.extend(resolver.add_address(ip6(n), Duration::ZERO));
+        assert!(out.is_empty());
+        for mgid in resolver.neigh().multicast_groups() {
+            fabric.attach_mcast(port, mgid).expect("attach");
+        }
         let stack = IpStack::new(
             &StackConfig {
                 addrs: vec![(ip4(n), 24), (ip6(n), 64)],
@@ -135,9 +123,7 @@ impl Host {
             misses: 0,
             hits: 0,
         };
-        let mut out = host.resolver.interface_up(Duration::ZERO);
-        out.extend(host.resolver.add_address(ip4(n), Duration::ZERO));
-        out.extend(host.resolver.add_address(ip6(n), Duration::ZERO));
+        let out = host.resolver.interface_up(Duration::ZERO);
         host.handle(out);
         host
     }

@@ -269,3 +269,22 @@ fn interface_up_announces_every_address() {
         ]
     );
 }
+
+#[test]
+fn multicast_groups_cover_broadcast_all_nodes_and_each_solicited_node_group() {
+    let mut net = Net::up(1, NeighConfig::default());
+    let ll = link_local_from_guid(GUID_BASE | 1);
+    // fe80::202:c903:0:1 and 2001:db8::1 share their low 24 bits, so
+    // their solicited-node group, which is listed once.
+    assert_eq!(solicited_node(ll), solicited_node(v6(ip6(1))));
+    let extra = v6(ip6(0x42));
+    let actions = net.hosts[0].add_address(IpAddr::V6(extra), net.now);
+    net.apply(0, actions);
+    let expected = vec![
+        ipoib_dataplane::wire::broadcast_mgid(0xffff, 2),
+        group_hwaddr(ALL_NODES).gid,
+        group_hwaddr(solicited_node(ll)).gid,
+        group_hwaddr(solicited_node(extra)).gid,
+    ];
+    assert_eq!(net.hosts[0].multicast_groups(), expected);
+}

@@ -2,12 +2,12 @@
 //! and returns the actions it caused; nothing here blocks, sleeps or sends.
 
 use super::action::{Action, DropReason};
-use super::addr::LocalLink;
+use super::addr::{solicited_node, LocalLink, ALL_NODES};
 use super::config::NeighConfig;
 use super::entry::{Entry, NeighInfo, NeighState};
 use super::stats::NeighStats;
 use crate::mcast::FlushLevel;
-use ipoib_dataplane::wire::HwAddr;
+use ipoib_dataplane::wire::{Gid, HwAddr};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -81,6 +81,25 @@ impl<T> NeighCache<T> {
 
     pub fn is_own(&self, ip: IpAddr) -> bool {
         self.addresses().any(|own| own == ip)
+    }
+
+    /// The MGIDs this interface must be a full member of for ARP and ND:
+    /// the broadcast group, all-nodes, and the solicited-node group of each
+    /// IPv6 address (joined through the multicast engine).
+    pub fn multicast_groups(&self) -> Vec<Gid> {
+        let mut groups = vec![self.link.broadcast().gid];
+        let v6 = self.addresses().filter_map(|ip| match ip {
+            IpAddr::V6(v6) => Some(solicited_node(v6)),
+            IpAddr::V4(_) => None,
+        });
+        for group in std::iter::once(ALL_NODES).chain(v6) {
+            if let Some(hw) = self.link.ipv6_group(group) {
+                if !groups.contains(&hw.gid) {
+                    groups.push(hw.gid);
+                }
+            }
+        }
+        groups
     }
 
     /// Interface up: announce every address.
