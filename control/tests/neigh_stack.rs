@@ -130,4 +130,38 @@ fn bad_prefix_is_refused() {
         IpStack::new(&cfg, Duration::ZERO),
         Err(StackError::InvalidAddress(_, 33))
     ));
+    for group in ["224.0.0.1", "255.255.255.255", "ff02::1"] {
+        let cfg = StackConfig {
+            addrs: vec![(ip(group), 24)],
+            ..StackConfig::default()
+        };
+        assert!(
+            matches!(
+                IpStack::new(&cfg, Duration::ZERO),
+                Err(StackError::InvalidAddress(..))
+            ),
+            "{group}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_packets_never_break_the_stack(
+        packets in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 0..20)
+    ) {
+        let mut a = stack(1);
+        let mut now = Duration::ZERO;
+        for p in packets {
+            a.receive(p);
+            now += Duration::from_millis(1);
+            a.poll(now);
+            a.take_transmitted();
+        }
+        // Still answers afterwards.
+        let mut b = stack(2);
+        b.ping(ip("10.0.0.1"), 9, b"after").map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+        exchange(&mut a, &mut b, now + Duration::from_millis(1));
+        proptest::prop_assert_eq!(b.echo_replies().len(), 1);
+    }
 }

@@ -94,7 +94,12 @@ impl IpStack {
         iface.update_ip_addrs(|addrs| {
             for &(ip, prefix) in &cfg.addrs {
                 let max = if ip.is_ipv4() { 32 } else { 128 };
-                if prefix > max {
+                // smoltcp refuses (panics on) group addresses as interface addresses.
+                let group = match ip {
+                    IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
+                    IpAddr::V6(v6) => v6.is_multicast(),
+                };
+                if prefix > max || group {
                     result = Err(StackError::InvalidAddress(ip, prefix));
                     return;
                 }
