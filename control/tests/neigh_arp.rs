@@ -417,3 +417,19 @@ fn a_frame_claiming_our_address_is_a_conflict_not_learned() {
     assert_eq!(net.hosts[0].stats().conflicts, 1);
     assert!(net.hosts[0].get(ip4(1)).is_none());
 }
+
+#[test]
+fn heavy_flush_moves_requests_to_the_new_partitions_broadcast_group() {
+    let tokens = Tokens::new();
+    let mut net = Net::up(2, NeighConfig::default());
+    net.drop_rule = Box::new(|_, _| true);
+    net.miss(0, ip4(2), tokens.token());
+    let new_bcast = broadcast_mgid(0x8001, 2);
+    let actions = net.hosts[0].flush(FlushLevel::Heavy(Some(new_bcast)), net.now);
+    net.apply(0, actions);
+    net.run();
+    let last = net.log.last().expect("a request after the flush");
+    assert_eq!(last.transmit.dest, HwAddr::multicast(new_bcast));
+    assert_eq!(net.hosts[0].link().pkey, 0x8001);
+    assert_eq!(net.hosts[0].multicast_groups()[0], new_bcast);
+}

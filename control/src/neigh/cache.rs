@@ -7,7 +7,7 @@ use super::config::NeighConfig;
 use super::entry::{Entry, NeighInfo, NeighState};
 use super::stats::NeighStats;
 use crate::mcast::FlushLevel;
-use ipoib_dataplane::wire::{Gid, HwAddr};
+use ipoib_dataplane::wire::{decode_mgid, Gid, HwAddr};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -158,9 +158,16 @@ impl<T> NeighCache<T> {
 
     /// Port event or GID change: every learned address is dropped (and its
     /// address handle released); entries still resolving start over, keeping
-    /// their packets. Every level flushes neighbours the same way; the level
-    /// matters to the multicast engine and to the path cache.
-    pub fn flush(&mut self, _level: FlushLevel, now: Duration) -> Vec<Action<T>> {
+    /// their packets. Every level flushes neighbours the same way; a heavy
+    /// flush with a new broadcast MGID also moves the link to that MGID's
+    /// partition, so requests go to the new broadcast group.
+    pub fn flush(&mut self, level: FlushLevel, now: Duration) -> Vec<Action<T>> {
+        if let FlushLevel::Heavy(Some(mgid)) = level {
+            if let Some(decoded) = decode_mgid(&mgid) {
+                self.link.pkey = decoded.pkey;
+                self.link.scope = decoded.scope;
+            }
+        }
         let mut actions = Vec::new();
         let ips: Vec<IpAddr> = self.entries.keys().copied().collect();
         for ip in ips {
