@@ -5,6 +5,7 @@
 
 pub mod lcore;
 pub mod mem;
+pub mod pktgen;
 pub mod provider;
 pub mod ring;
 pub mod stats;

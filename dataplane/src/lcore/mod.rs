@@ -12,16 +12,18 @@ pub use iface::{Iface, IfaceConfig, IfaceWiring};
 pub use mcast_tx::{McastTx, PENDING_PER_GROUP};
 pub use neigh::{NeighEntry, NeighTable};
 pub use runner::{spawn_lcores, LcoreHandle, Pinning};
-pub use source::{build_udp_packet, FlowSpec, TrafficSource};
+pub use source::{build_udp_packet, FlowSpec, Source, TrafficSource};
 
 use crate::mem::LcoreCache;
+use crate::pktgen::Sink;
 use crate::provider::Provider;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Lcore<P: Provider> {
     pub id: usize,
     ifaces: Vec<Iface<P>>,
-    sources: Vec<TrafficSource>,
+    sources: Vec<Source>,
+    sinks: Vec<Sink>,
     cache: LcoreCache,
 }
 
@@ -31,14 +33,25 @@ impl<P: Provider> Lcore<P> {
             id,
             ifaces: Vec::new(),
             sources: Vec::new(),
+            sinks: Vec::new(),
             cache,
         }
     }
     pub fn add_iface(&mut self, iface: Iface<P>) {
         self.ifaces.push(iface);
     }
-    pub fn add_source(&mut self, s: TrafficSource) {
-        self.sources.push(s);
+    pub fn add_source(&mut self, s: impl Into<Source>) {
+        self.sources.push(s.into());
+    }
+    /// A pktgen sink, polled after the interfaces (it drains one's RX ring).
+    pub fn add_sink(&mut self, s: Sink) {
+        self.sinks.push(s);
+    }
+    pub fn sinks(&self) -> &[Sink] {
+        &self.sinks
+    }
+    pub fn sinks_mut(&mut self) -> &mut [Sink] {
+        &mut self.sinks
     }
     pub fn ifaces(&self) -> &[Iface<P>] {
         &self.ifaces
@@ -62,6 +75,9 @@ impl<P: Provider> Lcore<P> {
             work += i.rx_burst(&mut self.cache);
             work += i.tx_burst(&mut self.cache);
         }
+        for s in &mut self.sinks {
+            work += s.poll(&mut self.cache);
+        }
         work
     }
 
@@ -78,6 +94,9 @@ impl<P: Provider> Lcore<P> {
             let mut work = 0;
             for i in &mut self.ifaces {
                 work += i.rx_burst(&mut self.cache) + i.tx_burst(&mut self.cache);
+            }
+            for s in &mut self.sinks {
+                work += s.poll(&mut self.cache);
             }
             idle = if work == 0 { idle + 1 } else { 0 };
         }

@@ -86,6 +86,38 @@ pub fn build_udp_packet(f: &FlowSpec) -> Result<Vec<u8>, String> {
     Ok(p)
 }
 
+/// Anything an lcore runs before its interfaces: an enum rather than a trait
+/// object, so the per-burst call is a match, never dynamic dispatch.
+// Built once at start-up and kept in a Vec: boxing the large variant would
+// only add a pointer chase per burst.
+#[allow(clippy::large_enum_variant)]
+pub enum Source {
+    Flow(TrafficSource),
+    Pktgen(crate::pktgen::Generator),
+}
+
+impl Source {
+    #[inline]
+    pub fn produce(&mut self, cache: &mut LcoreCache) -> usize {
+        match self {
+            Source::Flow(s) => s.produce(cache),
+            Source::Pktgen(g) => g.produce(cache),
+        }
+    }
+}
+
+impl From<TrafficSource> for Source {
+    fn from(s: TrafficSource) -> Source {
+        Source::Flow(s)
+    }
+}
+
+impl From<crate::pktgen::Generator> for Source {
+    fn from(g: crate::pktgen::Generator) -> Source {
+        Source::Pktgen(g)
+    }
+}
+
 impl TrafficSource {
     pub fn new(flow: &FlowSpec, tx: spsc::Producer<Mbuf>) -> Result<Self, String> {
         Ok(TrafficSource {

@@ -1,0 +1,216 @@
+//! A paced generator of one stream, run by an lcore like any traffic source:
+//! each call produces at most one burst into the interface's TX ring.
+
+use super::build::PacketWriter;
+use super::clock;
+use super::fields::FieldGen;
+use super::spec::StreamSpec;
+use super::stamp::{Stamp, FLAG_WARMUP};
+use crate::mem::{LcoreCache, Mbuf, HEADROOM};
+use crate::provider::BURST;
+use crate::ring::spsc;
+use arrayvec::ArrayVec;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What a generator has done, published once per burst for readers on other threads.
+#[derive(Default, Debug)]
+pub struct GenCounters {
+    /// Measured packets and IP bytes (warm-up excluded).
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub warmup_packets: AtomicU64,
+    /// Process-clock ns when measurement started, and of the last measured burst.
+    pub measure_start_ns: AtomicU64,
+    pub last_tx_ns: AtomicU64,
+    /// Set once the count or duration limit is reached.
+    pub done: AtomicBool,
+}
+
+/// A plain copy of `GenCounters`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenSnapshot {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub warmup_packets: u64,
+    pub measure_start_ns: u64,
+    pub last_tx_ns: u64,
+    pub done: bool,
+}
+
+impl GenCounters {
+    pub fn snapshot(&self) -> GenSnapshot {
+        GenSnapshot {
+            tx_packets: self.tx_packets.load(Ordering::Relaxed),
+            tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
+            warmup_packets: self.warmup_packets.load(Ordering::Relaxed),
+            measure_start_ns: self.measure_start_ns.load(Ordering::Relaxed),
+            last_tx_ns: self.last_tx_ns.load(Ordering::Relaxed),
+            done: self.done.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Packets due since `start` at a constant rate: bursts leave exactly when
+/// the monotonic clock says they are owed, so long-run error stays below one packet.
+#[derive(Debug, Clone, Copy)]
+struct Pacer {
+    pps: Option<f64>,
+}
+
+impl Pacer {
+    #[inline]
+    fn due(&self, elapsed_ns: u64) -> u64 {
+        match self.pps {
+            None => u64::MAX,
+            Some(p) => (elapsed_ns as f64 * p / 1e9) as u64,
+        }
+    }
+}
+
+pub struct Generator {
+    stream: u16,
+    fields: FieldGen,
+    writer: PacketWriter,
+    tx: spsc::Producer<Mbuf>,
+    pacer: Pacer,
+    burst_len: usize,
+    burst: ArrayVec<Mbuf, BURST>,
+    warmup_ns: u64,
+    duration_ns: Option<u64>,
+    count: Option<u64>,
+    start_ns: Option<u64>,
+    /// Everything sent (warm-up and measured), for the pacer.
+    total: u64,
+    warm_seq: u64,
+    seq: u64,
+    bytes: u64,
+    done: bool,
+    counters: Arc<GenCounters>,
+}
+
+impl Generator {
+    /// `max_size` is the largest packet the pool's buffers take after headroom.
+    pub fn new(
+        spec: &StreamSpec,
+        tx: spsc::Producer<Mbuf>,
+        buf_size: usize,
+    ) -> Result<Generator, String> {
+        let max_size = buf_size.saturating_sub(HEADROOM);
+        spec.validate(max_size)?;
+        clock::init();
+        Ok(Generator {
+            stream: spec.id,
+            fields: FieldGen::new(spec.base, &spec.mode),
+            writer: PacketWriter::new(max_size.min(u16::MAX as usize)),
+            tx,
+            pacer: Pacer {
+                pps: spec.target_pps(),
+            },
+            burst_len: spec.burst,
+            burst: ArrayVec::new(),
+            warmup_ns: spec.warmup.as_nanos() as u64,
+            duration_ns: spec.duration.map(|d| d.as_nanos() as u64),
+            count: spec.count,
+            start_ns: None,
+            total: 0,
+            warm_seq: 0,
+            seq: 0,
+            bytes: 0,
+            done: false,
+            counters: Arc::new(GenCounters::default()),
+        })
+    }
+
+    pub fn stream(&self) -> u16 {
+        self.stream
+    }
+    pub fn counters(&self) -> Arc<GenCounters> {
+        self.counters.clone()
+    }
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn finish(&mut self) -> usize {
+        self.done = true;
+        self.counters.done.store(true, Ordering::Release);
+        0
+    }
+
+    /// Produces up to one burst. Returns packets enqueued.
+    #[inline]
+    pub fn produce(&mut self, cache: &mut LcoreCache) -> usize {
+        if self.done {
+            return 0;
+        }
+        let now = clock::now_ns();
+        let start = match self.start_ns {
+            Some(s) => s,
+            None => {
+                self.start_ns = Some(now);
+                self.counters
+                    .measure_start_ns
+                    .store(now + self.warmup_ns, Ordering::Relaxed);
+                now
+            }
+        };
+        let elapsed = now - start;
+        let warm = elapsed < self.warmup_ns;
+        let mut want = self.tx.free_count().min(self.burst_len) as u64;
+        if !warm {
+            if self
+                .duration_ns
+                .is_some_and(|d| elapsed - self.warmup_ns >= d)
+            {
+                return self.finish();
+            }
+            if let Some(c) = self.count {
+                if self.seq >= c {
+                    return self.finish();
+                }
+                want = want.min(c - self.seq);
+            }
+        }
+        want = want.min(self.pacer.due(elapsed).saturating_sub(self.total));
+        if want == 0 {
+            return 0;
+        }
+        cache.alloc_burst(&mut self.burst, want as usize);
+        let mut bytes = 0u64;
+        for m in self.burst.iter_mut() {
+            let t = self.fields.next_template();
+            let seq = if warm {
+                &mut self.warm_seq
+            } else {
+                &mut self.seq
+            };
+            let stamp = Stamp {
+                stream: self.stream,
+                flags: if warm { FLAG_WARMUP } else { 0 },
+                seq: *seq,
+                ts_ns: now,
+            };
+            // Sizes were validated against the buffers' tailroom: append succeeds.
+            if let Some(d) = m.append(t.size) {
+                self.writer.write(d, &t, &stamp);
+                *seq += 1;
+                bytes += t.size as u64;
+            }
+        }
+        let n = self.tx.enqueue_burst(&mut self.burst);
+        // Nothing is left over (at most free_count was allocated); free defensively.
+        cache.free_burst(&mut self.burst);
+        self.total += n as u64;
+        let c = &self.counters;
+        if warm {
+            c.warmup_packets.store(self.warm_seq, Ordering::Relaxed);
+        } else {
+            self.bytes += bytes;
+            c.tx_packets.store(self.seq, Ordering::Relaxed);
+            c.tx_bytes.store(self.bytes, Ordering::Relaxed);
+            c.last_tx_ns.store(now, Ordering::Relaxed);
+        }
+        n
+    }
+}

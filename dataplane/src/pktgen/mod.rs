@@ -1,0 +1,24 @@
+//! pktgen: a stamped traffic generator and a measuring sink, driven by lcores.
+//!
+//! A `Generator` produces one stream (single, range, random or sequence mode)
+//! into an interface's TX ring, paced in bursts against the monotonic clock,
+//! with a stamp (stream id, sequence number, send time) in every payload. A
+//! `Sink` drains an interface's RX ring and keeps exact per-stream received,
+//! lost, duplicated and reordered counts and a latency histogram.
+
+mod build;
+pub mod clock;
+mod fields;
+mod generator;
+mod sink;
+mod spec;
+pub mod stamp;
+mod window;
+
+pub use build::PacketWriter;
+pub use fields::{FieldGen, Rng};
+pub use generator::{GenCounters, GenSnapshot, Generator};
+pub use sink::{LatencySummary, Sink, SinkLive, StreamResult, DEFAULT_WINDOW, LATENCY_MAX_NS};
+pub use spec::{min_size, FieldRange, Mode, Ranges, Rate, StreamSpec, Template};
+pub use stamp::Stamp;
+pub use window::{Arrival, SeqWindow};

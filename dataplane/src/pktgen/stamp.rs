@@ -1,0 +1,80 @@
+//! The measurement stamp at the start of every generated UDP payload, and the
+//! parser the sink uses to find it in a received IP packet.
+
+/// "PKGN": tells pktgen packets from any other traffic.
+pub const MAGIC: u32 = 0x504B_474E;
+/// Bytes of the stamp: magic, stream id, flags, sequence number, send time.
+pub const STAMP_LEN: usize = 24;
+/// Flag: sent during warm-up; the sink counts it apart and measures nothing.
+pub const FLAG_WARMUP: u16 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    pub stream: u16,
+    pub flags: u16,
+    pub seq: u64,
+    /// Send time in ns on the process clock (`clock::now_ns`).
+    pub ts_ns: u64,
+}
+
+impl Stamp {
+    /// Writes the stamp (big-endian) into the first `STAMP_LEN` bytes of `out`.
+    #[inline]
+    pub fn write(&self, out: &mut [u8; STAMP_LEN]) {
+        out[0..4].copy_from_slice(&MAGIC.to_be_bytes());
+        out[4..6].copy_from_slice(&self.stream.to_be_bytes());
+        out[6..8].copy_from_slice(&self.flags.to_be_bytes());
+        out[8..16].copy_from_slice(&self.seq.to_be_bytes());
+        out[16..24].copy_from_slice(&self.ts_ns.to_be_bytes());
+    }
+
+    /// Reads a stamp from the start of a UDP payload; `None` without the magic.
+    #[inline]
+    pub fn read(payload: &[u8]) -> Option<Stamp> {
+        let b: &[u8; STAMP_LEN] = payload.get(..STAMP_LEN)?.try_into().ok()?;
+        if u32::from_be_bytes([b[0], b[1], b[2], b[3]]) != MAGIC {
+            return None;
+        }
+        let u64_at = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_be_bytes(w)
+        };
+        Some(Stamp {
+            stream: u16::from_be_bytes([b[4], b[5]]),
+            flags: u16::from_be_bytes([b[6], b[7]]),
+            seq: u64_at(8),
+            ts_ns: u64_at(16),
+        })
+    }
+
+    /// The stamp of an IPv4 or IPv6 UDP packet, if it carries one.
+    #[inline]
+    pub fn from_ip(pkt: &[u8]) -> Option<Stamp> {
+        Stamp::read(udp_payload(pkt)?)
+    }
+}
+
+/// The UDP payload of an IP packet (no IPv6 extension headers), or `None`.
+#[inline]
+pub fn udp_payload(pkt: &[u8]) -> Option<&[u8]> {
+    let udp_at = match pkt.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            // Fragments past the first carry no UDP header.
+            let frag = u16::from_be_bytes([*pkt.get(6)?, *pkt.get(7)?]) & 0x1fff;
+            if ihl < 20 || *pkt.get(9)? != 17 || frag != 0 {
+                return None;
+            }
+            ihl
+        }
+        6 => {
+            if *pkt.get(6)? != 17 {
+                return None;
+            }
+            40
+        }
+        _ => return None,
+    };
+    pkt.get(udp_at + 8..)
+}
