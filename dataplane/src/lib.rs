@@ -3,6 +3,7 @@
 //! Nothing here knows about the control plane except two queues: join and
 //! resolution requests going out, published multicast/neighbour tables coming in.
 
+pub mod capture;
 pub mod lcore;
 pub mod mem;
 pub mod pktgen;

@@ -19,6 +19,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod mgid;
 pub mod nd;
+pub mod roce;
 pub mod udp;
 
 pub use error::{Error, Result};

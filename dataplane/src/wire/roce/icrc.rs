@@ -1,0 +1,199 @@
+//! The RoCEv2 invariant CRC (IBA Annex A17): CRC-32 over a stand-in LRH of
+//! eight `0xff` bytes, the IP, UDP and transport headers with their variant
+//! fields set to all ones, and the rest of the transport packet. Routers may
+//! change the masked fields (TTL, ECN, UDP checksum, FECN/BECN) without
+//! breaking it.
+//!
+//! The CRC is the zlib one (reflected 0xEDB88320, init and final XOR all
+//! ones), computed slicing-by-8; it travels least-significant byte first.
+
+use super::super::{Error, Result};
+use super::bth;
+
+pub const ICRC_LEN: usize = 4;
+const IPV4_MIN_HEADER_LEN: usize = 20;
+const IPV4_MAX_HEADER_LEN: usize = 60;
+const IPV6_HEADER_LEN: usize = 40;
+const UDP_HEADER_LEN: usize = 8;
+const POLY: u32 = 0xEDB8_8320;
+
+const fn make_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 != 0 {
+                POLY ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        tables[0][i] = crc;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 256 {
+        let mut slice = 1;
+        while slice < 8 {
+            let prev = tables[slice - 1][i];
+            tables[slice][i] = (prev >> 8) ^ tables[0][(prev & 0xff) as usize];
+            slice += 1;
+        }
+        i += 1;
+    }
+    tables
+}
+
+static TABLES: [[u32; 256]; 8] = make_tables();
+
+/// The register after the eight `0xff` bytes that stand in for the LRH
+/// (Linux rxe seeds its CRC register with this value, 0xdebb20e3).
+const AFTER_LRH: u32 = {
+    let table = make_tables();
+    let mut crc = 0xFFFF_FFFFu32;
+    let mut i = 0;
+    while i < 8 {
+        crc = (crc >> 8) ^ table[0][((crc ^ 0xff) & 0xff) as usize];
+        i += 1;
+    }
+    crc
+};
+
+/// An incremental zlib-compatible CRC-32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crc32 {
+    register: u32,
+}
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Crc32 {
+    pub const fn new() -> Self {
+        Crc32 {
+            register: 0xFFFF_FFFF,
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        let t = &TABLES;
+        let mut crc = self.register;
+        let mut chunks = data.chunks_exact(8);
+        for c in &mut chunks {
+            let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
+            let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+            crc = t[7][(lo & 0xff) as usize]
+                ^ t[6][((lo >> 8) & 0xff) as usize]
+                ^ t[5][((lo >> 16) & 0xff) as usize]
+                ^ t[4][(lo >> 24) as usize]
+                ^ t[3][(hi & 0xff) as usize]
+                ^ t[2][((hi >> 8) & 0xff) as usize]
+                ^ t[1][((hi >> 16) & 0xff) as usize]
+                ^ t[0][(hi >> 24) as usize];
+        }
+        for &byte in chunks.remainder() {
+            crc = (crc >> 8) ^ t[0][((crc ^ u32::from(byte)) & 0xff) as usize];
+        }
+        self.register = crc;
+    }
+
+    pub const fn finish(&self) -> u32 {
+        !self.register
+    }
+}
+
+/// The zlib CRC-32 of `data`.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = Crc32::new();
+    crc.update(data);
+    crc.finish()
+}
+
+/// The ICRC of a RoCEv2 packet given its IP header (IPv4 with options, or
+/// the 40-byte IPv6 header; told apart by the version nibble), its UDP
+/// header and the transport packet from the BTH up to, not including, the
+/// ICRC. `Truncated`/`Malformed` when a part has the wrong size.
+pub fn icrc(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Result<u32> {
+    if udp_header.len() != UDP_HEADER_LEN {
+        return Err(Error::Malformed);
+    }
+    if transport.len() < bth::HEADER_LEN {
+        return Err(Error::Truncated);
+    }
+    let mut crc = Crc32 {
+        register: AFTER_LRH,
+    };
+    let mut ip = [0u8; IPV4_MAX_HEADER_LEN];
+    let ip = match ip_header.first().map(|b| b >> 4) {
+        Some(4) if (IPV4_MIN_HEADER_LEN..=IPV4_MAX_HEADER_LEN).contains(&ip_header.len()) => {
+            let ip = &mut ip[..ip_header.len()];
+            ip.copy_from_slice(ip_header);
+            // TOS, TTL and header checksum.
+            for at in [1, 8, 10, 11] {
+                ip[at] = 0xff;
+            }
+            &*ip
+        }
+        Some(6) if ip_header.len() == IPV6_HEADER_LEN => {
+            let ip = &mut ip[..IPV6_HEADER_LEN];
+            ip.copy_from_slice(ip_header);
+            // Traffic class and flow label (all but the version nibble), hop limit.
+            ip[0] |= 0x0f;
+            for at in [1, 2, 3, 7] {
+                ip[at] = 0xff;
+            }
+            &*ip
+        }
+        None => return Err(Error::Truncated),
+        Some(_) => return Err(Error::Malformed),
+    };
+    crc.update(ip);
+    let mut udp = [0u8; UDP_HEADER_LEN];
+    udp.copy_from_slice(udp_header);
+    udp[6] = 0xff;
+    udp[7] = 0xff;
+    crc.update(&udp);
+    let mut bth = [0u8; bth::HEADER_LEN];
+    bth.copy_from_slice(&transport[..bth::HEADER_LEN]);
+    bth[bth::VARIANT_BYTE] = 0xff;
+    crc.update(&bth);
+    crc.update(&transport[bth::HEADER_LEN..]);
+    Ok(crc.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_the_zlib_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn incremental_equals_one_shot_at_every_split() {
+        let data: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(37)).collect();
+        let whole = crc32(&data);
+        for split in 0..data.len() {
+            let mut crc = Crc32::new();
+            crc.update(&data[..split]);
+            crc.update(&data[split..]);
+            assert_eq!(crc.finish(), whole, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn lrh_stand_in_is_the_rxe_seed() {
+        assert_eq!(AFTER_LRH, 0xdebb_20e3);
+        let mut crc = Crc32::new();
+        crc.update(&[0xff; 8]);
+        assert_eq!(crc.register, AFTER_LRH);
+    }
+}
