@@ -4,11 +4,13 @@
 //! the status clap uses for usage errors.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipoib_dataplane::capture::{decode_input, Link};
 use ipoib_dataplane::wire::mgid::MAX_SCOPE;
 use ipoib_dataplane::wire::{mgid_for_ip, HwAddr};
 
@@ -27,6 +29,30 @@ struct Cli {
 enum Command {
     /// Print the IPoIB multicast GID (MGID) of an IP multicast group.
     Mgid(MgidArgs),
+    /// Decode RoCEv2 or IPoIB frames into one JSON object per line.
+    ///
+    /// Input is a classic pcap (link type 1 Ethernet, 101 raw IP or 242
+    /// IPoIB) or hex text with one frame per line; without FILE, stdin.
+    Decode(DecodeArgs),
+}
+
+#[derive(Args, Debug)]
+struct DecodeArgs {
+    /// A pcap file or a file of hex lines; stdin when absent.
+    file: Option<PathBuf>,
+    /// What each hex line starts with (pcap files say it themselves).
+    #[arg(long, value_enum, default_value_t = HexLink::Ethernet)]
+    link: HexLink,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum HexLink {
+    /// Ethernet II carrying RoCEv2.
+    Ethernet,
+    /// An IPv4/IPv6 packet carrying RoCEv2.
+    Ip,
+    /// A LINKTYPE_IPOIB record: 40-byte pseudo header and IPoIB frame.
+    Ipoib,
 }
 
 #[derive(Args, Debug)]
@@ -60,7 +86,8 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
-        Ok(output) => {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(output)) => {
             let mut stdout = std::io::stdout().lock();
             match writeln!(stdout, "{output}") {
                 Ok(()) => ExitCode::SUCCESS,
@@ -74,10 +101,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<String, CliError> {
+/// The output to print, or `None` when the command wrote it itself.
+fn run(cli: &Cli) -> Result<Option<String>, CliError> {
     match &cli.command {
-        Command::Mgid(args) => mgid(args),
+        Command::Mgid(args) => mgid(args).map(Some),
+        Command::Decode(args) => decode(args).map(|()| None),
     }
+}
+
+fn decode(args: &DecodeArgs) -> Result<(), CliError> {
+    let input = match &args.file {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?,
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| CliError(format!("cannot read stdin: {e}")))?;
+            buf
+        }
+    };
+    let link = match args.link {
+        HexLink::Ethernet => Link::Ethernet,
+        HexLink::Ip => Link::RawIp,
+        HexLink::Ipoib => Link::Ipoib,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let decoded = decode_input(&input, link, &mut out);
+    // Frames decoded before a read error are still printed.
+    let flushed = out.flush();
+    decoded.map_err(|e| CliError(e.to_string()))?;
+    flushed.map_err(|e| CliError(format!("cannot write output: {e}")))
 }
 
 /// A number in hex (`0x` prefix) or decimal; digits only, no sign.
