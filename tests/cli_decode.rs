@@ -185,8 +185,7 @@ fn linktype_ipoib_capture_decodes_its_pseudo_header_and_payloads() {
 fn raw_ip_and_ipoib_hex_lines_follow_the_link_option() {
     let reference = vectors()[0]["hex"].as_str().unwrap().to_owned();
     // Whitespace inside a line is ignored.
-    let spaced: String = reference[28..]
-        .as_bytes()
+    let spaced: String = reference.as_bytes()[28..]
         .chunks(8)
         .map(|c| format!("{} ", std::str::from_utf8(c).unwrap()))
         .collect();

@@ -101,7 +101,7 @@ struct FrameParts {
 impl FrameParts {
     fn frame(&self) -> RoceFrame<'_> {
         RoceFrame {
-            ethernet: self.with_ethernet.then(|| EthernetRepr {
+            ethernet: self.with_ethernet.then_some(EthernetRepr {
                 dst_addr: [2, 0, 0, 0, 0, 2],
                 src_addr: [2, 0, 0, 0, 0, 1],
                 ethertype: 0,
@@ -239,7 +239,7 @@ proptest! {
             a if a < ip_len + 8 => udp[a - ip_len] ^= xor,
             a => transport[a - ip_len - 8] ^= xor,
         }
-        let changed = icrc(&ip, &udp, &transport).map_or(true, |value| value != expected);
+        let changed = icrc(&ip, &udp, &transport) != Ok(expected);
         prop_assert_eq!(changed, !masked(good.ip.version(), at, ip_len, xor), "byte {}", at);
     }
 

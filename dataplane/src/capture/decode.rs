@@ -117,11 +117,11 @@ fn decode_pcap(input: &[u8], out: &mut impl Write) -> Result<usize, DecodeError>
 }
 
 fn unhex(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    let pairs = text.as_bytes().chunks_exact(2);
+    if !pairs.remainder().is_empty() {
         return Err(format!("odd number of hex digits ({})", text.len()));
     }
-    text.as_bytes()
-        .chunks_exact(2)
+    pairs
         .enumerate()
         .map(|(i, pair)| {
             std::str::from_utf8(pair)
