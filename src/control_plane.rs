@@ -1,7 +1,9 @@
 //! The control thread of a run: one multicast join engine per interface,
 //! all served by the soft fabric's SA, attaching QPs on the fabric.
 
+use crate::resolution::HostResolver;
 use crate::wiring::HostInfo;
+use ipoib_control::neigh::NeighInfo;
 use ipoib_control::{
     Engine, EngineConfig, FaultSpec, GroupFlags, GroupStatus, GroupsTable, McastAttach, SaStats,
     SoftSa, SoftSaConfig,
@@ -11,7 +13,7 @@ use ipoib_dataplane::wire::{broadcast_mgid, mgid_for_ip, Gid};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `ibv_attach_mcast` on the soft fabric for one port.
 struct FabricAttach {
@@ -32,7 +34,7 @@ pub struct ControlPlane {
     pub engines: Vec<(String, Arc<Engine>)>,
     pub sa: Arc<SoftSa>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Vec<HostResolver>>>,
 }
 
 /// What shutting the control plane down found.
@@ -41,6 +43,8 @@ pub struct ControlReport {
     pub unbalanced: usize,
     pub violations: Vec<String>,
     pub leaves: usize,
+    /// Neighbour tables at stop, per interface.
+    pub neighbours: Vec<(String, Vec<NeighInfo>)>,
 }
 
 impl ControlReport {
@@ -56,6 +60,7 @@ impl ControlPlane {
     pub fn start(
         fabric: &Arc<Fabric>,
         hosts: &[HostInfo],
+        mut resolvers: Vec<HostResolver>,
         join_timeout: Duration,
         sendonly_idle: Duration,
         faults: FaultSpec,
@@ -77,7 +82,7 @@ impl ControlPlane {
                 .requests(h.join_requests.clone())
                 .table(h.mcast.clone())
                 .build();
-            let desired = h
+            let mut desired = h
                 .groups
                 .iter()
                 .map(|g| {
@@ -85,6 +90,14 @@ impl ControlPlane {
                         .map_err(|e| format!("{}: group {g}: {e}", h.name))
                 })
                 .collect::<Result<Vec<Gid>, String>>()?;
+            // ARP rides on the broadcast group (always joined); ND needs the
+            // all-nodes and solicited-node groups as full member.
+            if let Some(r) = resolvers.iter().find(|r| r.name == h.name) {
+                let bcast = ec.broadcast_mgid;
+                desired.extend(r.multicast_groups().into_iter().filter(|g| *g != bcast));
+            }
+            desired.sort();
+            desired.dedup();
             engine.up();
             engine.restart(&desired);
             engines.push((h.name.clone(), Arc::new(engine)));
@@ -93,17 +106,30 @@ impl ControlPlane {
         let thread = {
             let engines: Vec<Arc<Engine>> = engines.iter().map(|e| e.1.clone()).collect();
             let stop = stop.clone();
+            let start = Instant::now();
             std::thread::Builder::new()
                 .name("control".into())
                 .spawn(move || {
+                    let mut next_touch = Duration::from_secs(1);
                     while !stop.load(Ordering::Relaxed) {
                         for e in &engines {
                             e.join_task();
                         }
+                        let now = start.elapsed();
+                        for r in &mut resolvers {
+                            r.step(now);
+                        }
+                        if now >= next_touch {
+                            for r in &mut resolvers {
+                                r.touch_used(now);
+                            }
+                            next_touch = now + Duration::from_secs(1);
+                        }
                         // Lcores never wake us (no syscall on the datapath):
-                        // poll their request queues on a short tick.
+                        // poll their queues on a short tick.
                         engines[0].wait_for_work(Duration::from_millis(1));
                     }
+                    resolvers
                 })
                 .map_err(|e| format!("cannot start the control thread: {e}"))?
         };
@@ -150,9 +176,10 @@ impl ControlPlane {
     /// joins in flight, leave every valid membership) and checks the SA's books.
     pub fn shutdown(mut self) -> ControlReport {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let resolvers = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
+        let neighbours = resolvers.iter().map(|r| (r.name.clone(), r.neighbours())).collect();
+        // Packets still waiting for resolution go back to the pool here.
+        drop(resolvers);
         let mut leaves = 0;
         for (_, e) in &self.engines {
             leaves += e.down().left;
@@ -162,6 +189,7 @@ impl ControlPlane {
             unbalanced: self.sa.unbalanced(),
             violations: self.sa.violations(),
             leaves,
+            neighbours,
         }
     }
 }

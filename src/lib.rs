@@ -2,5 +2,6 @@
 //! them, and reports. The logic lives in the `dataplane` and `control` crates.
 
 pub mod control_plane;
+pub mod resolution;
 pub mod report;
 pub mod wiring;

@@ -111,3 +111,19 @@ pub fn summary(hosts: &[HostInfo], fabric: Option<&Fabric>, elapsed: Duration) -
     }
     out
 }
+
+/// The neighbour tables the resolvers hold, one block per interface.
+pub fn neighbours(tables: &[(String, Vec<ipoib_control::neigh::NeighInfo>)]) -> String {
+    let mut out = String::new();
+    for (name, entries) in tables {
+        let _ = writeln!(out, "{name}:");
+        if entries.is_empty() {
+            let _ = writeln!(out, "  (none)");
+        }
+        for e in entries {
+            let hw = e.hwaddr.map_or_else(|| "-".to_string(), |h| h.to_string());
+            let _ = writeln!(out, "  {:<24} {:<11} {}", e.ip.to_string(), format!("{:?}", e.state).to_lowercase(), hw);
+        }
+    }
+    out
+}

@@ -13,8 +13,10 @@ use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::IfaceStats;
 use ipoib_dataplane::tables::{published, JoinRequestQueue, McastTable, Published};
 use ipoib_dataplane::wire::Gid;
+use crate::resolution::{HostResolver, ResolverSpec};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// On the soft fabric, port P's UD QP number is 0x100 + P (static neighbours rely on it).
 pub fn fabric_qpn(port: u16) -> u32 {
@@ -33,11 +35,20 @@ pub struct HostInfo {
     pub sendonly: Vec<IpAddr>,
 }
 
+/// A host's neighbour table as the lcore reads it, and its static entries.
+pub struct NeighWiring<A> {
+    pub table: Published<NeighTable<A>>,
+    pub statics: Vec<(IpAddr, NeighEntry<A>)>,
+}
+
 pub struct Built<P: Provider> {
     pub pool: &'static Mempool,
     pub lcores: Vec<Lcore<P>>,
     pub hosts: Vec<HostInfo>,
+    pub neigh: Vec<NeighWiring<P::Ah>>,
     pub fabric: Option<Arc<Fabric>>,
+    /// Address resolution per host (soft fabric only), for the control thread.
+    pub resolvers: Vec<HostResolver>,
 }
 
 fn hugepage_mode(h: Hugepages) -> HugepageMode {
@@ -82,6 +93,39 @@ pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
     let mut built = build(cfg, qps)?;
     for (i, h) in built.hosts.iter_mut().enumerate() {
         h.fabric_port = Some(i);
+    }
+    // ARP/ND through the control thread for every interface.
+    for (i, icfg) in cfg.interfaces.iter().enumerate() {
+        let nw = &built.neigh[i];
+        let addrs = icfg
+            .ipv4
+            .iter()
+            .map(|c| IpAddr::V4(c.addr))
+            .chain(icfg.ipv6.iter().map(|c| IpAddr::V6(c.addr)))
+            .collect();
+        let (resolver, side) = HostResolver::new(
+            &fabric,
+            built.pool,
+            ResolverSpec {
+                name: &icfg.name,
+                port: built.hosts[i].port,
+                pkey: icfg.pkey,
+                addrs,
+                statics: nw.statics.clone(),
+                lcore_table: nw.table.clone(),
+                queue_len: cfg.control.neigh_queue as usize,
+                request_queue: cfg.control.request_queue as usize,
+                ring: 1024,
+            },
+            Duration::ZERO,
+        );
+        let iface = built.lcores[icfg.lcore]
+            .ifaces_mut()
+            .iter_mut()
+            .find(|f| f.config().name == icfg.name)
+            .ok_or_else(|| format!("interface {} is not on lcore {}", icfg.name, icfg.lcore))?;
+        iface.set_control(side.ctrl);
+        built.resolvers.push(resolver);
     }
     built.fabric = Some(fabric);
     Ok(built)
@@ -149,6 +193,7 @@ fn build_with_pool<P: Provider>(
         .map(|id| Lcore::new(id, pool.cache(d.mempool_cache as usize)))
         .collect();
     let mut hosts = Vec::new();
+    let mut neigh_wiring = Vec::new();
     for (idx, (icfg, mut provider)) in cfg.interfaces.iter().zip(providers.drain(..)).enumerate() {
         let mut entries = Vec::new();
         for n in &icfg.neighbours {
@@ -161,7 +206,7 @@ fn build_with_pool<P: Provider>(
                 .map_err(|e| format!("interface {}: neighbour {}: {e}", icfg.name, n.ip))?;
             entries.push((n.ip, NeighEntry { ah, qpn: n.qpn }));
         }
-        let neigh = published(NeighTable::new(entries));
+        let neigh = published(NeighTable::new(entries.iter().copied()));
         let mcast = published(McastTable::default());
         let join_requests = Arc::new(JoinRequestQueue::new(cfg.control.request_queue as usize));
         let stats = Arc::new(IfaceStats::default());
@@ -197,6 +242,7 @@ fn build_with_pool<P: Provider>(
             tx_in.push(cons);
         }
         let port = provider.port();
+        let neigh_for_control = neigh.clone();
         let iface = Iface::new(
             IfaceConfig {
                 name: icfg.name.clone(),
@@ -209,13 +255,14 @@ fn build_with_pool<P: Provider>(
             IfaceWiring {
                 tx_in,
                 rx_out: None,
-                neigh,
+                neigh: neigh.clone(),
                 mcast: mcast.clone(),
                 join_requests: join_requests.clone(),
                 stats: stats.clone(),
             },
         );
         lcores[icfg.lcore].add_iface(iface);
+        neigh_wiring.push(NeighWiring { table: neigh_for_control, statics: entries });
         hosts.push(HostInfo {
             name: icfg.name.clone(),
             port,
@@ -231,6 +278,8 @@ fn build_with_pool<P: Provider>(
         pool,
         lcores,
         hosts,
+        neigh: neigh_wiring,
         fabric: None,
+        resolvers: Vec::new(),
     })
 }

@@ -49,6 +49,8 @@ struct Cli {
 enum Command {
     /// Validate a configuration file and print the effective configuration.
     CheckConfig { file: PathBuf },
+    /// Traffic generator and sink: stamped UDP streams, loss, reorder and latency.
+    Pktgen(ipoib_app::pktgen::PktgenArgs),
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -64,6 +66,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Some(Command::Pktgen(args)) = &cli.command {
+        return ipoib_app::pktgen::main(args);
+    }
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return match ipoib_config::load_file(file) {
             Ok(cfg) => {
@@ -146,6 +151,8 @@ fn run_built<P: Provider + 'static>(
         lcores,
         hosts,
         fabric,
+        resolvers,
+        ..
     } = built;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -169,6 +176,7 @@ fn run_built<P: Provider + 'static>(
         Some(f) => Some(ControlPlane::start(
             f,
             &hosts,
+            resolvers,
             cfg.control.join_timeout(),
             cfg.control.sendonly_gc(),
             opts.faults.unwrap_or_else(FaultSpec::none),
@@ -249,6 +257,7 @@ fn run_built<P: Provider + 'static>(
         for v in &r.violations {
             println!("  violation: {v}");
         }
+        print!("\nneighbours at stop:\n{}", report::neighbours(&r.neighbours));
         ok &= r.is_ok();
     }
     let leaked = pool.capacity() - pool.available();

@@ -2,12 +2,12 @@
 //! the application drains, and the per-burst TX and RX paths.
 
 use super::mcast_tx::McastTx;
-use super::neigh::NeighTable;
+use super::neigh::{NeighEntry, NeighTable};
 use crate::mem::{LcoreCache, Mbuf};
 use crate::provider::{AhAttr, PortAttr, Provider, RecvCompletion, SendWr, BURST, MCAST_QPN};
 use crate::ring::spsc;
 use crate::stats::{BurstCounts, DpDrop, IfaceStats};
-use crate::tables::{JoinRequestQueue, McastTable, Published, SnapshotReader};
+use crate::tables::{JoinRequestQueue, McastTable, Published, RequestQueue, SnapshotReader};
 use crate::wire::ipoib::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN};
 use crate::wire::mgid::mgid_for_ip;
 use crate::wire::Gid;
@@ -39,6 +39,32 @@ pub struct IfaceWiring<A> {
     pub stats: Arc<IfaceStats>,
 }
 
+/// Where the control plane wants a frame or packet sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtrlDest<A> {
+    Unicast(NeighEntry<A>),
+    /// To a multicast group (the broadcast or a solicited-node group).
+    Multicast(Gid),
+}
+
+/// A whole IPoIB frame (header included) the control plane hands to the lcore.
+#[derive(Debug)]
+pub struct CtrlSend<A> {
+    pub mbuf: Mbuf,
+    pub to: CtrlDest<A>,
+}
+
+/// The lcore's side of address resolution: misses go up with their packet,
+/// ARP/ND frames go up, and what control wants sent comes down. Every
+/// channel is bounded and lock-free; a full one is a counted drop.
+pub struct CtrlChannels<A> {
+    /// (destination, packet with its IPoIB header) for a neighbour not in the table.
+    pub resolve: Arc<RequestQueue<(IpAddr, Mbuf)>>,
+    /// Received ARP and ND frames, IPoIB header included.
+    pub to_control: spsc::Producer<Mbuf>,
+    pub from_control: spsc::Consumer<CtrlSend<A>>,
+}
+
 pub struct Iface<P: Provider> {
     cfg: IfaceConfig,
     provider: P,
@@ -55,10 +81,54 @@ pub struct Iface<P: Provider> {
     rxc: ArrayVec<RecvCompletion, BURST>,
     /// Last IPv4 group sent to and its MGID; 0.0.0.0 (never a group) when none.
     last_v4_group: (u32, Gid),
+    ctrl: Option<CtrlChannels<P::Ah>>,
+    /// Misses already handed to control since the table last changed, so a
+    /// flow to an unresolved neighbour sends its first few packets up, not
+    /// every packet (the resolver would only queue a few anyway).
+    misses: MissFilter,
+}
+
+/// Recent unicast misses: (address key, packets sent up), reset when a new
+/// neighbour table is published. Fixed size: no allocation on the datapath.
+struct MissFilter {
+    /// Version of the table the counts belong to.
+    table: u64,
+    slots: [(u128, u8); 8],
+    next: usize,
+}
+
+/// Packets per unresolved address handed to control per table version:
+/// enough to fill the resolver's queue (default 3) with one to spare.
+const MISSES_UP: u8 = 4;
+
+impl MissFilter {
+    fn new() -> Self {
+        MissFilter { table: 0, slots: [(0, 0); 8], next: 0 }
+    }
+
+    /// Whether another packet to `key` should go up to control.
+    #[inline]
+    fn admit(&mut self, table: u64, key: u128) -> bool {
+        if table != self.table {
+            self.table = table;
+            self.slots = [(0, 0); 8];
+        }
+        if let Some(s) = self.slots.iter_mut().find(|s| s.1 != 0 && s.0 == key) {
+            if s.1 >= MISSES_UP {
+                return false;
+            }
+            s.1 += 1;
+            return true;
+        }
+        self.slots[self.next] = (key, 1);
+        self.next = (self.next + 1) % self.slots.len();
+        true
+    }
 }
 
 /// A packet's destination, small and register-friendly (no `u128`/`IpAddr`
 /// in the hot loop; multicast addresses become an `IpAddr` only for the MGID).
+#[derive(Clone, Copy)]
 enum Dest {
     Unicast4(u32),
     Unicast6([u8; 16]),
@@ -94,6 +164,17 @@ fn ip_dest(d: &[u8]) -> Option<(u16, Dest)> {
     None
 }
 
+/// An IPoIB frame carrying ICMPv6 router/neighbour discovery (types 133–137)
+/// in an IPv6 packet without extension headers.
+#[inline]
+fn is_neighbour_discovery(frame: &[u8]) -> bool {
+    const ICMPV6: u8 = 58;
+    frame.len() > HEADER_LEN + 40
+        && u16::from_be_bytes([frame[0], frame[1]]) == ETHERTYPE_IPV6
+        && frame[HEADER_LEN + 6] == ICMPV6
+        && (133..=137).contains(&frame[HEADER_LEN + 40])
+}
+
 impl<P: Provider> Iface<P> {
     pub fn new(cfg: IfaceConfig, provider: P, wiring: IfaceWiring<P::Ah>) -> Self {
         let port = provider.port();
@@ -111,7 +192,46 @@ impl<P: Provider> Iface<P> {
             pkts: ArrayVec::new(),
             rxc: ArrayVec::new(),
             last_v4_group: (0, Gid::default()),
+            ctrl: None,
+            misses: MissFilter::new(),
         }
+    }
+
+    /// Resolves unknown neighbours through the control plane instead of
+    /// dropping their packets, and passes ARP/ND up to it.
+    pub fn with_control(mut self, ctrl: CtrlChannels<P::Ah>) -> Self {
+        self.ctrl = Some(ctrl);
+        self
+    }
+
+    /// As `with_control`, on an interface already placed on an lcore.
+    pub fn set_control(&mut self, ctrl: CtrlChannels<P::Ah>) {
+        self.ctrl = Some(ctrl);
+    }
+
+    /// Moves what the control plane asked to send into this burst.
+    fn gather_control(&mut self, cache: &mut LcoreCache, counts: &mut BurstCounts) -> u64 {
+        let Some(ctrl) = self.ctrl.as_mut() else {
+            return 0;
+        };
+        let mut bytes = 0;
+        while !self.wrs.is_full() {
+            let Some(CtrlSend { mbuf, to }) = ctrl.from_control.pop() else {
+                break;
+            };
+            let sendable = match to {
+                CtrlDest::Unicast(e) => Some((e.ah, e.qpn, self.port.qkey, mbuf)),
+                CtrlDest::Multicast(mgid) => self
+                    .mcast
+                    .classify(mgid, mbuf, cache, counts)
+                    .map(|(ah, route, m)| (ah, MCAST_QPN, route.qkey, m)),
+            };
+            if let Some((ah, remote_qpn, remote_qkey, mbuf)) = sendable {
+                bytes += mbuf.len() as u64;
+                self.wrs.push(SendWr { mbuf, ah, remote_qpn, remote_qkey });
+            }
+        }
+        bytes
     }
 
     pub fn config(&self) -> &IfaceConfig {
@@ -184,6 +304,7 @@ impl<P: Provider> Iface<P> {
             });
             mcast_n += n as u64;
         }
+        bytes += self.gather_control(cache, &mut counts);
         self.gather_tx();
         debug_assert!(self.pkts.len() + self.wrs.len() <= BURST);
         let neigh = self.neigh.load();
@@ -292,8 +413,29 @@ impl<P: Provider> Iface<P> {
                     unsafe { self.wrs.push_unchecked(wr) };
                 }
                 None => {
-                    counts.drop(DpDrop::TxNoNeighbour);
-                    cache.free(m);
+                    let (ip, key) = match dest {
+                        Dest::Unicast4(a) => (IpAddr::V4(Ipv4Addr::from(a)), u128::from(a)),
+                        Dest::Unicast6(b) => (IpAddr::V6(Ipv6Addr::from(b)), u128::from_be_bytes(b)),
+                        _ => unreachable!("multicast handled above"),
+                    };
+                    let table = neigh.version();
+                    match &self.ctrl {
+                        // The packet waits in the resolver; a full queue drops it.
+                        Some(c) if self.misses.admit(table, key) => {
+                            if !c.resolve.push((ip, m)) {
+                                counts.drop(DpDrop::TxNoNeighbour);
+                            }
+                        }
+                        // Already enough of this flow waiting: drop here, counted.
+                        Some(_) => {
+                            counts.drop(DpDrop::TxNoNeighbour);
+                            cache.free(m);
+                        }
+                        None => {
+                            counts.drop(DpDrop::TxNoNeighbour);
+                            cache.free(m);
+                        }
+                    }
                 }
             }
         }
@@ -345,6 +487,19 @@ impl<P: Provider> Iface<P> {
                 cache.free(m);
                 continue;
             }
+            if let Some(ctrl) = self.ctrl.as_mut() {
+                if ethertype == ETHERTYPE_ARP || is_neighbour_discovery(d) {
+                    // Whole frame, header and all: the resolver parses it.
+                    counts.rx_packets += 1;
+                    counts.rx_bytes += (m.len() - HEADER_LEN) as u64;
+                    counts.rx_mcast_packets += c.multicast as u64;
+                    if let Err(m) = ctrl.to_control.push(m) {
+                        counts.drop(DpDrop::RxRingFull);
+                        cache.free(m);
+                    }
+                    continue;
+                }
+            }
             m.adj(HEADER_LEN);
             counts.rx_packets += 1;
             counts.rx_bytes += m.len() as u64;
@@ -370,6 +525,11 @@ impl<P: Provider> Iface<P> {
     /// Frees what the interface still holds (stop).
     pub fn drain(&mut self, cache: &mut LcoreCache) {
         self.mcast.clear(cache);
+        if let Some(ctrl) = self.ctrl.as_mut() {
+            while let Some(c) = ctrl.from_control.pop() {
+                cache.free(c.mbuf);
+            }
+        }
         for ring in &mut self.tx_in {
             while let Some(m) = ring.pop() {
                 cache.free(m);

@@ -8,7 +8,7 @@ mod neigh;
 mod runner;
 mod source;
 
-pub use iface::{Iface, IfaceConfig, IfaceWiring};
+pub use iface::{CtrlChannels, CtrlDest, CtrlSend, Iface, IfaceConfig, IfaceWiring};
 pub use mcast_tx::{McastTx, PENDING_PER_GROUP};
 pub use neigh::{NeighEntry, NeighTable};
 pub use runner::{spawn_lcores, LcoreHandle, Pinning};

@@ -1,7 +1,8 @@
 //! The neighbour table as lcores see it: IP address → (address handle, QPN).
 //! Immutable once built; the control plane publishes a new one to change it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Where to send unicast packets for one neighbour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,11 +13,29 @@ pub struct NeighEntry<A> {
 
 /// Open addressing with linear probing; capacity is a power of two at least
 /// twice the entry count, so a lookup is a multiply, a shift and a probe or two.
-#[derive(Debug, Clone)]
+///
+/// Each slot has an "accessed" bit, like a page table's: a lookup that hits
+/// sets it (a load, and a store only when it was clear), and the control
+/// plane collects and clears the bits to tell used neighbours from idle ones.
+#[derive(Debug)]
 pub struct NeighTable<A> {
     v4: Vec<Option<(u32, NeighEntry<A>)>>,
     v6: Vec<Option<(u128, NeighEntry<A>)>>,
+    used4: Vec<AtomicBool>,
+    used6: Vec<AtomicBool>,
     len: usize,
+    /// Unique per table built in this process: tells tables apart even when
+    /// one is allocated where a freed one was.
+    version: u64,
+}
+
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+#[inline]
+fn mark(bit: &AtomicBool) {
+    if !bit.load(Ordering::Relaxed) {
+        bit.store(true, Ordering::Relaxed);
+    }
 }
 
 impl<A: Copy> Default for NeighTable<A> {
@@ -28,6 +47,7 @@ impl<A: Copy> Default for NeighTable<A> {
 /// The IPv4 slots of a table with their mask: two registers in a burst loop.
 pub(crate) struct V4View<'a, A> {
     slots: &'a [Option<(u32, NeighEntry<A>)>],
+    used: &'a [AtomicBool],
     mask: usize,
 }
 
@@ -39,7 +59,11 @@ impl<'a, A> V4View<'a, A> {
         loop {
             // SAFETY: i is masked by len - 1, len a power of two (>= 8).
             match unsafe { self.slots.get_unchecked(i) } {
-                Some((k, e)) if *k == addr => return Some(e),
+                Some((k, e)) if *k == addr => {
+                    // SAFETY: used has the same length as slots.
+                    mark(unsafe { self.used.get_unchecked(i) });
+                    return Some(e);
+                }
                 Some(_) => i = (i + 1) & mask,
                 None => return None,
             }
@@ -67,10 +91,14 @@ impl<A: Copy> NeighTable<A> {
     pub fn new(entries: impl IntoIterator<Item = (IpAddr, NeighEntry<A>)>) -> Self {
         let all: Vec<_> = entries.into_iter().collect();
         let n4 = all.iter().filter(|e| e.0.is_ipv4()).count();
+        let (s4, s6) = (table_size(n4), table_size(all.len() - n4));
         let mut t = NeighTable {
-            v4: vec![None; table_size(n4)],
-            v6: vec![None; table_size(all.len() - n4)],
+            v4: vec![None; s4],
+            v6: vec![None; s6],
+            used4: (0..s4).map(|_| AtomicBool::new(false)).collect(),
+            used6: (0..s6).map(|_| AtomicBool::new(false)).collect(),
             len: 0,
+            version: NEXT_VERSION.fetch_add(1, Ordering::Relaxed),
         };
         for (ip, e) in all {
             t.insert(ip, e);
@@ -120,6 +148,7 @@ impl<A: Copy> NeighTable<A> {
     pub(crate) fn v4_view(&self) -> V4View<'_, A> {
         V4View {
             slots: &self.v4,
+            used: &self.used4,
             mask: self.v4.len() - 1,
         }
     }
@@ -131,7 +160,11 @@ impl<A: Copy> NeighTable<A> {
         loop {
             // SAFETY: i is masked by len - 1, len a power of two.
             match unsafe { self.v6.get_unchecked(i) } {
-                Some((k, e)) if *k == addr => return Some(e),
+                Some((k, e)) if *k == addr => {
+                    // SAFETY: used6 has the same length as v6.
+                    mark(unsafe { self.used6.get_unchecked(i) });
+                    return Some(e);
+                }
                 Some(_) => i = (i + 1) & mask,
                 None => return None,
             }
@@ -147,6 +180,31 @@ impl<A: Copy> NeighTable<A> {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// This table's unique version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, NeighEntry<A>)> + '_ {
+        let v4 = self.v4.iter().flatten().map(|(k, e)| (IpAddr::V4(Ipv4Addr::from(*k)), *e));
+        let v6 = self.v6.iter().flatten().map(|(k, e)| (IpAddr::V6(Ipv6Addr::from(*k)), *e));
+        v4.chain(v6)
+    }
+
+    /// Addresses looked up since the last call, clearing their accessed bits.
+    pub fn take_used(&self) -> Vec<IpAddr> {
+        let v4 = self.v4.iter().zip(&self.used4).filter_map(|(s, u)| {
+            let (k, _) = s.as_ref()?;
+            u.swap(false, Ordering::Relaxed).then(|| IpAddr::V4(Ipv4Addr::from(*k)))
+        });
+        let v6 = self.v6.iter().zip(&self.used6).filter_map(|(s, u)| {
+            let (k, _) = s.as_ref()?;
+            u.swap(false, Ordering::Relaxed).then(|| IpAddr::V6(Ipv6Addr::from(*k)))
+        });
+        v4.chain(v6).collect()
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
