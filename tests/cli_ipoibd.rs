@@ -41,6 +41,29 @@ fn embedded_default_runs_exchanges_traffic_and_leaks_nothing() {
     assert!(out.contains("(no leak)"), "{out}");
     // The send-only group shows up as such on the sender.
     assert!(out.contains("SENDONLY"), "{out}");
+    // Hosts found each other with ARP (IPv4) and ND (IPv6): ib0's table at
+    // stop holds its flows' destinations with their hardware addresses.
+    let neigh = out
+        .split("neighbours at stop:")
+        .nth(1)
+        .expect("neighbour table");
+    let ib0: Vec<&str> = neigh
+        .lines()
+        .skip_while(|l| *l != "ib0:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    for dst in ["10.0.0.2", "fd00::3"] {
+        let row = ib0
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(dst))
+            .unwrap_or_else(|| panic!("{dst} not resolved:\n{neigh}"));
+        assert!(row.contains("reachable") || row.contains("stale"), "{row}");
+        assert!(
+            row.contains(":fe:80:"),
+            "hardware address carries the GID: {row}"
+        );
+    }
 }
 
 #[test]

@@ -320,3 +320,97 @@ fn group_joined_before_the_first_packet_is_sent_without_a_request() {
     assert_eq!(n, 3);
     assert_eq!(hosts[0].stats.snapshot().total_drops(), 0);
 }
+
+#[test]
+fn control_channels_carry_misses_arp_up_and_frames_down() {
+    use ipoib_dataplane::lcore::{CtrlChannels, CtrlDest, CtrlSend};
+    use ipoib_dataplane::tables::RequestQueue;
+    let (pool, _f, mut hosts) = setup(2);
+    let mut cache = pool.cache(32);
+    let resolve = Arc::new(RequestQueue::new(64));
+    let (up_tx, mut up_rx) = spsc::channel(64);
+    let (mut down_tx, down_rx) = spsc::channel(64);
+    let mut h0 = hosts.remove(0);
+    h0.iface = h0.iface.with_control(CtrlChannels {
+        resolve: resolve.clone(),
+        to_control: up_tx,
+        from_control: down_rx,
+    });
+    hosts.insert(0, h0);
+    // Misses for an unknown neighbour go up with their IPoIB header; only the
+    // first few of a flow do, the rest are dropped here and counted.
+    let src = hosts[0].ip;
+    for _ in 0..6 {
+        hosts[0]
+            .tx
+            .push(udp(pool, src, ip("10.0.0.9"), 64))
+            .unwrap();
+    }
+    pump(&mut hosts, &mut cache);
+    let mut up = Vec::new();
+    while let Some((dst, m)) = resolve.pop() {
+        assert_eq!(dst, ip("10.0.0.9"));
+        assert_eq!(&m.data()[..4], &[0x08, 0x00, 0, 0]);
+        up.push(m);
+    }
+    assert_eq!(up.len(), 4);
+    assert_eq!(
+        hosts[0].stats.snapshot().drop_count(DpDrop::TxNoNeighbour),
+        2
+    );
+    // What control sends down goes out: here a released packet to host 1.
+    let peer = hosts[0]
+        .iface
+        .provider_mut()
+        .create_ah(&AhAttr {
+            dlid: 2,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
+    let entry = NeighEntry {
+        ah: peer,
+        qpn: 0x102,
+    };
+    down_tx
+        .push(CtrlSend {
+            mbuf: up.pop().unwrap(),
+            to: CtrlDest::Unicast(entry),
+        })
+        .unwrap();
+    pump(&mut hosts, &mut cache);
+    assert!(hosts[1].rx.pop().is_some(), "the released packet arrived");
+    // An ARP frame arriving at host 0 goes up whole, not to the application.
+    let mut arp = pool.alloc().unwrap();
+    arp.append(4 + 48)
+        .unwrap()
+        .copy_from_slice(&[[0x08, 0x06, 0, 0].as_slice(), &[0u8; 48]].concat());
+    let mut b: arrayvec::ArrayVec<_, 1> = arrayvec::ArrayVec::new();
+    b.push(ipoib_dataplane::provider::SendWr {
+        mbuf: arp,
+        ah: peer,
+        remote_qpn: 0x101,
+        remote_qkey: 0x0B1B,
+    });
+    // Host 1 sends it to host 0.
+    let back = hosts[1]
+        .iface
+        .provider_mut()
+        .create_ah(&AhAttr {
+            dlid: 1,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
+    b[0].ah = back;
+    hosts[1].iface.provider_mut().post_send(&mut b);
+    pump(&mut hosts, &mut cache);
+    let frame = up_rx.pop().expect("ARP went to control");
+    assert_eq!(&frame.data()[..2], &[0x08, 0x06]);
+    assert!(hosts[0].rx.pop().is_none());
+    drop((frame, up));
+    drop(cache);
+    drop(hosts);
+    drop(down_tx);
+    assert_eq!(pool.available(), pool.capacity());
+}
