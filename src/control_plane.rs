@@ -176,8 +176,15 @@ impl ControlPlane {
     /// joins in flight, leave every valid membership) and checks the SA's books.
     pub fn shutdown(mut self) -> ControlReport {
         self.stop.store(true, Ordering::Relaxed);
-        let resolvers = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
-        let neighbours = resolvers.iter().map(|r| (r.name.clone(), r.neighbours())).collect();
+        let resolvers = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        let neighbours = resolvers
+            .iter()
+            .map(|r| (r.name.clone(), r.neighbours()))
+            .collect();
         // Packets still waiting for resolution go back to the pool here.
         drop(resolvers);
         let mut leaves = 0;

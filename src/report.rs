@@ -122,7 +122,13 @@ pub fn neighbours(tables: &[(String, Vec<ipoib_control::neigh::NeighInfo>)]) -> 
         }
         for e in entries {
             let hw = e.hwaddr.map_or_else(|| "-".to_string(), |h| h.to_string());
-            let _ = writeln!(out, "  {:<24} {:<11} {}", e.ip.to_string(), format!("{:?}", e.state).to_lowercase(), hw);
+            let _ = writeln!(
+                out,
+                "  {:<24} {:<11} {}",
+                e.ip.to_string(),
+                format!("{:?}", e.state).to_lowercase(),
+                hw
+            );
         }
     }
     out

@@ -5,7 +5,9 @@
 
 use ipoib_control::neigh::{LocalLink, NeighInfo, Output};
 use ipoib_control::path::{AhError, SoftPathConfig};
-use ipoib_control::{AhFactory, NeighCache, NeighConfig, PathCache, PathConfig, Resolver, SoftPathService};
+use ipoib_control::{
+    AhFactory, NeighCache, NeighConfig, PathCache, PathConfig, Resolver, SoftPathService,
+};
 use ipoib_dataplane::lcore::{CtrlChannels, CtrlDest, CtrlSend, NeighEntry, NeighTable};
 use ipoib_dataplane::mem::{Mbuf, Mempool};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricAh};
@@ -30,7 +32,12 @@ impl AhFactory for FabricAhFactory {
             None => self.fabric.port_by_lid(attr.dlid),
         };
         port.map(|p| FabricAh::Unicast { port: p as u32 })
-            .ok_or_else(|| AhError(format!("no port with LID {:#x} / GID {:?} on the fabric", attr.dlid, attr.dgid)))
+            .ok_or_else(|| {
+                AhError(format!(
+                    "no port with LID {:#x} / GID {:?} on the fabric",
+                    attr.dlid, attr.dgid
+                ))
+            })
     }
     fn destroy_ah(&mut self, _ah: FabricAh) {}
 }
@@ -72,12 +79,33 @@ pub struct ResolverSpec<'a> {
 }
 
 impl HostResolver {
-    pub fn new(fabric: &Arc<Fabric>, pool: &'static Mempool, spec: ResolverSpec<'_>, now: Duration) -> (HostResolver, LcoreSide) {
-        let link = LocalLink { hwaddr: HwAddr::new(0, spec.port.qpn, spec.port.gid), pkey: spec.pkey, scope: 2 };
-        let neigh = NeighCache::new(NeighConfig { queue_len: spec.queue_len, ..NeighConfig::default() }, link);
-        let paths = PathCache::new(PathConfig::default(), FabricAhFactory { fabric: fabric.clone() });
+    pub fn new(
+        fabric: &Arc<Fabric>,
+        pool: &'static Mempool,
+        spec: ResolverSpec<'_>,
+        now: Duration,
+    ) -> (HostResolver, LcoreSide) {
+        let link = LocalLink {
+            hwaddr: HwAddr::new(0, spec.port.qpn, spec.port.gid),
+            pkey: spec.pkey,
+            scope: 2,
+        };
+        let neigh = NeighCache::new(
+            NeighConfig {
+                queue_len: spec.queue_len,
+                ..NeighConfig::default()
+            },
+            link,
+        );
+        let paths = PathCache::new(
+            PathConfig::default(),
+            FabricAhFactory {
+                fabric: fabric.clone(),
+            },
+        );
         let service = SoftPathService::new(fabric.clone(), SoftPathConfig::default());
-        let resolver = Resolver::with_table(neigh, paths, service, published(NeighTable::default()));
+        let resolver =
+            Resolver::with_table(neigh, paths, service, published(NeighTable::default()));
         let requests = Arc::new(RequestQueue::new(spec.request_queue));
         let (up_tx, up_rx) = spsc::channel(spec.ring);
         let (down_tx, down_rx) = spsc::channel(spec.ring);
@@ -100,7 +128,16 @@ impl HostResolver {
         out.extend(h.resolver.interface_up(now));
         h.handle(out);
         h.republish();
-        (h, LcoreSide { ctrl: CtrlChannels { resolve: requests, to_control: up_tx, from_control: down_rx } })
+        (
+            h,
+            LcoreSide {
+                ctrl: CtrlChannels {
+                    resolve: requests,
+                    to_control: up_tx,
+                    from_control: down_rx,
+                },
+            },
+        )
     }
 
     /// Multicast groups resolution needs (broadcast, all-nodes, solicited-node).
@@ -112,7 +149,9 @@ impl HostResolver {
     pub fn step(&mut self, now: Duration) {
         let mut out = self.resolver.drain_requests(&self.requests, 1024, now);
         for _ in 0..1024 {
-            let Some(m) = self.from_lcore.pop() else { break };
+            let Some(m) = self.from_lcore.pop() else {
+                break;
+            };
             out.extend(self.resolver.rx_frame(m.data(), now));
         }
         out.extend(self.resolver.poll(now));
@@ -139,10 +178,15 @@ impl HostResolver {
         for o in out {
             match o {
                 Output::Multicast(t) => self.send_frame(&t.frame, CtrlDest::Multicast(t.dest.gid)),
-                Output::Unicast { entry, frame } => self.send_frame(&frame, CtrlDest::Unicast(entry)),
+                Output::Unicast { entry, frame } => {
+                    self.send_frame(&frame, CtrlDest::Unicast(entry))
+                }
                 Output::Send { entry, packets, .. } => {
                     for mbuf in packets {
-                        self.send(CtrlSend { mbuf, to: CtrlDest::Unicast(entry) });
+                        self.send(CtrlSend {
+                            mbuf,
+                            to: CtrlDest::Unicast(entry),
+                        });
                     }
                 }
                 // Counted by the resolver; the mbufs go back to their pool.

@@ -1,6 +1,7 @@
 //! From a validated configuration to running lcores: one mempool for the
 //! process, one provider QP per interface, rings, neighbour tables, sources.
 
+use crate::resolution::{HostResolver, ResolverSpec};
 use ipoib_config::{Config, Hugepages, ProviderKind};
 use ipoib_dataplane::lcore::{
     FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, TrafficSource,
@@ -13,7 +14,6 @@ use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::IfaceStats;
 use ipoib_dataplane::tables::{published, JoinRequestQueue, McastTable, Published};
 use ipoib_dataplane::wire::Gid;
-use crate::resolution::{HostResolver, ResolverSpec};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -262,7 +262,10 @@ fn build_with_pool<P: Provider>(
             },
         );
         lcores[icfg.lcore].add_iface(iface);
-        neigh_wiring.push(NeighWiring { table: neigh_for_control, statics: entries });
+        neigh_wiring.push(NeighWiring {
+            table: neigh_for_control,
+            statics: entries,
+        });
         hosts.push(HostInfo {
             name: icfg.name.clone(),
             port,

@@ -103,7 +103,11 @@ const MISSES_UP: u8 = 4;
 
 impl MissFilter {
     fn new() -> Self {
-        MissFilter { table: 0, slots: [(0, 0); 8], next: 0 }
+        MissFilter {
+            table: 0,
+            slots: [(0, 0); 8],
+            next: 0,
+        }
     }
 
     /// Whether another packet to `key` should go up to control.
@@ -228,7 +232,12 @@ impl<P: Provider> Iface<P> {
             };
             if let Some((ah, remote_qpn, remote_qkey, mbuf)) = sendable {
                 bytes += mbuf.len() as u64;
-                self.wrs.push(SendWr { mbuf, ah, remote_qpn, remote_qkey });
+                self.wrs.push(SendWr {
+                    mbuf,
+                    ah,
+                    remote_qpn,
+                    remote_qkey,
+                });
             }
         }
         bytes
@@ -415,7 +424,9 @@ impl<P: Provider> Iface<P> {
                 None => {
                     let (ip, key) = match dest {
                         Dest::Unicast4(a) => (IpAddr::V4(Ipv4Addr::from(a)), u128::from(a)),
-                        Dest::Unicast6(b) => (IpAddr::V6(Ipv6Addr::from(b)), u128::from_be_bytes(b)),
+                        Dest::Unicast6(b) => {
+                            (IpAddr::V6(Ipv6Addr::from(b)), u128::from_be_bytes(b))
+                        }
                         _ => unreachable!("multicast handled above"),
                     };
                     let table = neigh.version();

@@ -189,8 +189,16 @@ impl<A: Copy> NeighTable<A> {
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (IpAddr, NeighEntry<A>)> + '_ {
-        let v4 = self.v4.iter().flatten().map(|(k, e)| (IpAddr::V4(Ipv4Addr::from(*k)), *e));
-        let v6 = self.v6.iter().flatten().map(|(k, e)| (IpAddr::V6(Ipv6Addr::from(*k)), *e));
+        let v4 = self
+            .v4
+            .iter()
+            .flatten()
+            .map(|(k, e)| (IpAddr::V4(Ipv4Addr::from(*k)), *e));
+        let v6 = self
+            .v6
+            .iter()
+            .flatten()
+            .map(|(k, e)| (IpAddr::V6(Ipv6Addr::from(*k)), *e));
         v4.chain(v6)
     }
 
@@ -198,11 +206,13 @@ impl<A: Copy> NeighTable<A> {
     pub fn take_used(&self) -> Vec<IpAddr> {
         let v4 = self.v4.iter().zip(&self.used4).filter_map(|(s, u)| {
             let (k, _) = s.as_ref()?;
-            u.swap(false, Ordering::Relaxed).then(|| IpAddr::V4(Ipv4Addr::from(*k)))
+            u.swap(false, Ordering::Relaxed)
+                .then(|| IpAddr::V4(Ipv4Addr::from(*k)))
         });
         let v6 = self.v6.iter().zip(&self.used6).filter_map(|(s, u)| {
             let (k, _) = s.as_ref()?;
-            u.swap(false, Ordering::Relaxed).then(|| IpAddr::V6(Ipv6Addr::from(*k)))
+            u.swap(false, Ordering::Relaxed)
+                .then(|| IpAddr::V6(Ipv6Addr::from(*k)))
         });
         v4.chain(v6).collect()
     }
