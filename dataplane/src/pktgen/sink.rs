@@ -248,23 +248,26 @@ impl Sink {
 
     /// Per-stream results, for streams that received anything.
     pub fn results(&self) -> Vec<StreamResult> {
-        self.streams
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.rx_packets + s.warmup_packets != 0)
-            .map(|(i, s)| StreamResult {
-                stream: i as u16,
-                rx_packets: s.rx_packets,
-                rx_bytes: s.rx_bytes,
-                unique: s.unique,
-                duplicates: s.duplicates,
-                reordered: s.reordered,
-                late: s.late,
-                warmup_packets: s.warmup_packets,
-                max_seq: s.window.top(),
-                latency: LatencySummary::of(&s.hist),
-            })
+        (0..self.streams.len() as u16)
+            .filter_map(|i| self.result(i))
+            .filter(|r| r.rx_packets + r.warmup_packets != 0)
             .collect()
+    }
+
+    /// The result of one stream, zeros included; `None` for an id out of range.
+    pub fn result(&self, stream: u16) -> Option<StreamResult> {
+        self.streams.get(usize::from(stream)).map(|s| StreamResult {
+            stream,
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            unique: s.unique,
+            duplicates: s.duplicates,
+            reordered: s.reordered,
+            late: s.late,
+            warmup_packets: s.warmup_packets,
+            max_seq: s.window.top(),
+            latency: LatencySummary::of(&s.hist),
+        })
     }
 
     /// The latency histogram of `stream`, to merge across sinks or plot.

@@ -1,0 +1,88 @@
+//! `ipoibd pktgen` command-line flags.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Generate stamped UDP streams and measure them in sinks on every interface.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PktgenArgs {
+    /// Scenario file (TOML): hosts, streams and phases. Flags below override
+    /// its provider, fabric and output settings; stream flags are ignored with it.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Hosts configuration (TOML). Default: the embedded one (three soft hosts).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Provider: "fabric" (soft InfiniBand) or "null" (software ceiling).
+    #[arg(long, value_parser = ["fabric", "null"])]
+    pub provider: Option<String>,
+    /// Sending interface (default: the first).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Destination address, repeatable: one stream each. Default: the sender's
+    /// first IPv4 neighbour.
+    #[arg(long)]
+    pub to: Vec<IpAddr>,
+    /// IP packet bytes (default 64).
+    #[arg(long)]
+    pub size: Option<usize>,
+    #[arg(long, value_parser = ["single", "range", "random"])]
+    pub mode: Option<String>,
+    /// Seed of random mode (default 1).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Rate in packets per second per stream.
+    #[arg(long, value_name = "PPS", conflicts_with_all = ["rate_bps", "rate_pct"])]
+    pub rate_pps: Option<f64>,
+    /// Rate in IP bits per second per stream.
+    #[arg(long, value_name = "BPS", conflicts_with = "rate_pct")]
+    pub rate_bps: Option<f64>,
+    /// Rate in percent of --link-gbps per stream.
+    #[arg(long, value_name = "PCT")]
+    pub rate_pct: Option<f64>,
+    /// Link rate that --rate-pct refers to (default 100).
+    #[arg(long, value_name = "GBPS")]
+    pub link_gbps: Option<f64>,
+    /// Measured packets per stream.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Measured seconds per stream (default 5 unless --count is given).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Seconds sent before measurement, left out of the results.
+    #[arg(long, value_name = "SECONDS")]
+    pub warmup: Option<f64>,
+    /// Packets per paced burst, 1..=32.
+    #[arg(long)]
+    pub burst: Option<usize>,
+    /// Range/random mode: destination addresses `MIN,MAX[/STEP]`.
+    #[arg(long, value_name = "RANGE")]
+    pub dst_range: Option<String>,
+    /// Range/random mode: source ports `MIN-MAX[/STEP]`.
+    #[arg(long, value_name = "RANGE")]
+    pub src_port_range: Option<String>,
+    /// Range/random mode: destination ports `MIN-MAX[/STEP]`.
+    #[arg(long, value_name = "RANGE")]
+    pub dst_port_range: Option<String>,
+    /// Range/random mode: packet sizes `MIN-MAX[/STEP]`.
+    #[arg(long, value_name = "RANGE")]
+    pub size_range: Option<String>,
+    /// Fabric: probability of injected loss.
+    #[arg(long)]
+    pub loss: Option<f64>,
+    /// Fabric: probability of injected reordering.
+    #[arg(long)]
+    pub reorder: Option<f64>,
+    /// Fabric: seed of the injection dice.
+    #[arg(long)]
+    pub fabric_seed: Option<u64>,
+    /// Write every figure as JSON (schema: src/pktgen/SCHEMA.md).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write every figure as CSV, one row per stream and receiver, then per port.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// No live screen.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,260 @@
+//! Builds the hosts of one phase: interfaces with static neighbours and
+//! multicast routes, one TX ring per stream, a generator per stream and a
+//! sink per interface, on the lcores the configuration names.
+
+use super::plan::PlannedStream;
+use crate::wiring::fabric_qpn;
+use ipoib_config::{Config, Interface};
+use ipoib_dataplane::lcore::{Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable};
+use ipoib_dataplane::mem::{Mbuf, Mempool};
+use ipoib_dataplane::pktgen::{GenCounters, Generator, Sink, SinkLive, DEFAULT_WINDOW};
+use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
+use ipoib_dataplane::provider::null::{NullMode, NullProvider};
+use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
+use ipoib_dataplane::ring::spsc;
+use ipoib_dataplane::stats::IfaceStats;
+use ipoib_dataplane::tables::{published, JoinRequestQueue, McastRoute, McastState, McastTable};
+use ipoib_dataplane::wire::{mgid_for_ip, Gid};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Link-local multicast scope, as the datapath's interfaces use.
+const SCOPE: u8 = 2;
+
+/// What the run loop and the report need of one interface.
+pub struct Port {
+    pub name: String,
+    pub addrs: Vec<IpAddr>,
+    pub groups: Vec<IpAddr>,
+    pub stats: Arc<IfaceStats>,
+    pub fabric_port: Option<usize>,
+    pub sink: Arc<SinkLive>,
+}
+
+pub struct Rig<P: Provider> {
+    pub lcores: Vec<Lcore<P>>,
+    pub ports: Vec<Port>,
+    /// Per planned stream, in the same order.
+    pub gens: Vec<Arc<GenCounters>>,
+    pub fabric: Option<Arc<Fabric>>,
+}
+
+fn port_spec(i: &Interface) -> PortSpec {
+    PortSpec {
+        lid: i.port,
+        gid: Gid::from(i.port_gid()),
+        qpn: fabric_qpn(i.port),
+        pkey: i.pkey,
+        qkey: i.qkey,
+    }
+}
+
+pub fn fabric_rig(
+    cfg: &Config,
+    pool: &'static Mempool,
+    streams: &[PlannedStream],
+    nstreams: usize,
+) -> Result<Rig<FabricQp>, String> {
+    let f = &cfg.provider.fabric;
+    let specs: Vec<PortSpec> = cfg.interfaces.iter().map(port_spec).collect();
+    let fabric = Fabric::new(
+        FabricConfig {
+            ib_mtu: f.ib_mtu,
+            injection: Injection {
+                loss: f.loss,
+                reorder: f.reorder,
+                seed: f.seed,
+            },
+            rx_depth: cfg.dataplane.rx_ring_size as usize,
+        },
+        &specs,
+    )?;
+    // Full members are attached up front: pktgen measures the datapath, not joins.
+    for (port, i) in cfg.interfaces.iter().enumerate() {
+        for g in &i.groups {
+            let mgid = mgid_for_ip(*g, i.pkey, SCOPE)
+                .map_err(|e| format!("{}: group {g}: {e}", i.name))?;
+            fabric.attach_mcast(port, mgid).map_err(|e| e.to_string())?;
+        }
+    }
+    let qps = (0..cfg.interfaces.len())
+        .map(|i| fabric.open(i).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rig = rig(cfg, pool, qps, streams, nstreams)?;
+    for (i, p) in rig.ports.iter_mut().enumerate() {
+        p.fabric_port = Some(i);
+    }
+    rig.fabric = Some(fabric);
+    Ok(rig)
+}
+
+pub fn null_rig(
+    cfg: &Config,
+    pool: &'static Mempool,
+    streams: &[PlannedStream],
+    nstreams: usize,
+) -> Result<Rig<NullProvider>, String> {
+    let cache = cfg.dataplane.mempool_cache as usize;
+    let providers = cfg
+        .interfaces
+        .iter()
+        .map(|i| {
+            let s = port_spec(i);
+            let port = PortAttr {
+                lid: s.lid,
+                gid: s.gid,
+                qpn: s.qpn,
+                pkey: s.pkey,
+                qkey: s.qkey,
+                max_msg: 4096,
+            };
+            NullProvider::new(port, NullMode::Sink, pool.cache(cache), 0)
+        })
+        .collect();
+    rig(cfg, pool, providers, streams, nstreams)
+}
+
+/// Multicast groups an interface sends to: its groups, its send-only groups
+/// and its streams' multicast destinations.
+fn mcast_table(i: &Interface, idx: usize, streams: &[PlannedStream]) -> Result<McastTable, String> {
+    let mut addrs: Vec<IpAddr> = i.groups.iter().chain(&i.sendonly).copied().collect();
+    for s in streams.iter().filter(|s| s.iface == idx) {
+        addrs.push(s.to);
+        if let ipoib_dataplane::pktgen::Mode::Sequence(ts) = &s.spec.mode {
+            addrs.extend(ts.iter().map(|t| t.dst));
+        }
+    }
+    let mut entries = Vec::new();
+    for (k, a) in addrs.into_iter().filter(|a| a.is_multicast()).enumerate() {
+        let mgid =
+            mgid_for_ip(a, i.pkey, SCOPE).map_err(|e| format!("{}: group {a}: {e}", i.name))?;
+        let route = McastRoute {
+            mgid,
+            mlid: 0xC001 + k as u16,
+            qkey: i.qkey,
+            sl: 0,
+            mtu: i.mtu + 4,
+        };
+        entries.push((mgid, McastState::Joined(route)));
+    }
+    Ok(McastTable::new(1, entries))
+}
+
+/// Addresses, QPNs and GIDs of the other interfaces in `idx`'s partition.
+fn peers(cfg: &Config, idx: usize) -> Vec<(IpAddr, u32, Gid)> {
+    let me = &cfg.interfaces[idx];
+    cfg.interfaces
+        .iter()
+        .enumerate()
+        .filter(|(k, i)| *k != idx && (i.pkey & 0x7fff) == (me.pkey & 0x7fff))
+        .flat_map(|(_, i)| {
+            let (qpn, gid) = (fabric_qpn(i.port), Gid::from(i.port_gid()));
+            i.ipv4
+                .iter()
+                .map(|c| IpAddr::V4(c.addr))
+                .chain(i.ipv6.iter().map(|c| IpAddr::V6(c.addr)))
+                .map(move |a| (a, qpn, gid))
+        })
+        .collect()
+}
+
+fn rig<P: Provider>(
+    cfg: &Config,
+    pool: &'static Mempool,
+    providers: Vec<P>,
+    streams: &[PlannedStream],
+    nstreams: usize,
+) -> Result<Rig<P>, String> {
+    let d = &cfg.dataplane;
+    let mut lcores: Vec<Lcore<P>> = (0..d.lcores.len())
+        .map(|id| Lcore::new(id, pool.cache(d.mempool_cache as usize)))
+        .collect();
+    let mut ports = Vec::new();
+    let mut gens = vec![None; streams.len()];
+    for (idx, (icfg, mut provider)) in cfg.interfaces.iter().zip(providers).enumerate() {
+        let mut neigh = Vec::new();
+        for n in &icfg.neighbours {
+            let ah = provider
+                .create_ah(&AhAttr {
+                    dlid: 0,
+                    dgid: Some(Gid::from(n.gid)),
+                    sl: 0,
+                })
+                .map_err(|e| format!("interface {}: neighbour {}: {e}", icfg.name, n.ip))?;
+            neigh.push((n.ip, NeighEntry { ah, qpn: n.qpn }));
+        }
+        // Every other host on the fabric, as ARP/ND would resolve it: pktgen
+        // measures the datapath, so resolution is done before the start.
+        for (ip, qpn, gid) in peers(cfg, idx) {
+            if neigh.iter().any(|(a, _)| *a == ip) {
+                continue;
+            }
+            let ah = provider
+                .create_ah(&AhAttr {
+                    dlid: 0,
+                    dgid: Some(gid),
+                    sl: 0,
+                })
+                .map_err(|e| format!("interface {}: neighbour {ip}: {e}", icfg.name))?;
+            neigh.push((ip, NeighEntry { ah, qpn }));
+        }
+        let lcore = lcores
+            .get_mut(icfg.lcore)
+            .ok_or_else(|| format!("interface {}: no lcore {}", icfg.name, icfg.lcore))?;
+        let mut tx_in = Vec::new();
+        for (k, s) in streams.iter().enumerate().filter(|(_, s)| s.iface == idx) {
+            let (prod, cons) = spsc::channel::<Mbuf>(d.tx_ring_size as usize);
+            let g = Generator::new(&s.spec, prod, pool.buf_size())
+                .map_err(|e| format!("stream {}: {e}", s.name))?;
+            gens[k] = Some(g.counters());
+            lcore.add_source(g);
+            tx_in.push(cons);
+        }
+        let (rx_out, rx) = spsc::channel::<Mbuf>(d.rx_ring_size as usize);
+        let sink = Sink::new(rx, nstreams, DEFAULT_WINDOW);
+        let live = sink.live();
+        lcore.add_sink(sink);
+        let stats = Arc::new(IfaceStats::default());
+        lcore.add_iface(Iface::new(
+            IfaceConfig {
+                name: icfg.name.clone(),
+                ifindex: idx as u16,
+                mtu: icfg.mtu,
+                pkey: icfg.pkey,
+                scope: SCOPE,
+            },
+            provider,
+            IfaceWiring {
+                tx_in,
+                rx_out: Some(rx_out),
+                neigh: published(NeighTable::new(neigh)),
+                mcast: published(mcast_table(icfg, idx, streams)?),
+                join_requests: Arc::new(JoinRequestQueue::new(cfg.control.request_queue as usize)),
+                stats: stats.clone(),
+            },
+        ));
+        ports.push(Port {
+            name: icfg.name.clone(),
+            addrs: icfg
+                .ipv4
+                .iter()
+                .map(|c| IpAddr::V4(c.addr))
+                .chain(icfg.ipv6.iter().map(|c| IpAddr::V6(c.addr)))
+                .collect(),
+            groups: icfg.groups.clone(),
+            stats,
+            fabric_port: None,
+            sink: live,
+        });
+    }
+    let gens = gens
+        .into_iter()
+        .map(|g| g.ok_or("a stream's interface is missing"))
+        .collect::<Result<_, _>>()?;
+    Ok(Rig {
+        lcores,
+        ports,
+        gens,
+        fabric: None,
+    })
+}

@@ -1,0 +1,108 @@
+//! `ipoibd pktgen`: stamped UDP streams from generators on the lcores, a
+//! measuring sink on every interface, phase after phase; a live screen, a
+//! summary table, and every figure as JSON or CSV.
+//!
+//! The JSON document is described in `SCHEMA.md` and, machine-readably, in
+//! `schema.json` beside this file.
+
+mod args;
+mod assemble;
+mod live;
+mod outcome;
+mod output;
+mod plan;
+mod run;
+mod scenario;
+
+pub use args::PktgenArgs;
+pub use outcome::{PhaseOutcome, RunOutcome, StreamOutcome};
+pub use output::{summary, to_csv, to_json, SCHEMA_ID};
+pub use plan::{plan, Plan};
+pub use scenario::Scenario;
+
+use ipoib_config::ProviderKind;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The documented JSON schema of `--json` output.
+pub const JSON_SCHEMA: &str = include_str!("schema.json");
+
+/// Runs every phase of the plan. Stops early (and still reports) when `stop` is set.
+pub fn run_plan(plan: &Plan, live: Option<bool>, stop: &AtomicBool) -> Result<RunOutcome, String> {
+    let pool = crate::wiring::make_pool(&plan.cfg)?;
+    ipoib_dataplane::pktgen::clock::init();
+    let mut phases = Vec::new();
+    for i in 0..plan.phases.len() {
+        let streams = plan.phase_streams(i)?;
+        let name = plan.phase_name(i);
+        let r = run::PhaseRun {
+            name: &name,
+            cores: &plan.cfg.dataplane.lcores,
+            streams: &streams,
+            live,
+            stop,
+        };
+        let n = plan.streams.len();
+        let outcome = match plan.provider {
+            ProviderKind::Null => {
+                run::run_phase(&r, assemble::null_rig(&plan.cfg, pool, &streams, n)?)?
+            }
+            _ => run::run_phase(&r, assemble::fabric_rig(&plan.cfg, pool, &streams, n)?)?,
+        };
+        let interrupted = outcome.interrupted;
+        phases.push(outcome);
+        if interrupted || stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    Ok(RunOutcome {
+        provider: plan.provider.as_str(),
+        lcores: plan.cfg.dataplane.lcores.len(),
+        phases,
+        pool_capacity: pool.capacity(),
+        pool_free_after: pool.available(),
+    })
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ipoibd pktgen: error: {msg}");
+    ExitCode::from(2)
+}
+
+/// The subcommand: exit status 0 when the run is clean, 1 on a leak, 2 on bad input.
+pub fn main(args: &PktgenArgs) -> ExitCode {
+    let plan = match plan(args) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            return fail(format!("cannot install signal handler: {e}"));
+        }
+    }
+    let live = (!args.quiet).then(|| std::io::stdout().is_terminal());
+    let outcome = match run_plan(&plan, live, &stop) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    print!("{}", summary(&outcome));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&to_json(&outcome)).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            return fail(format!("--json {}: {e}", path.display()));
+        }
+    }
+    if let Some(path) = &args.csv {
+        if let Err(e) = std::fs::write(path, to_csv(&outcome)) {
+            return fail(format!("--csv {}: {e}", path.display()));
+        }
+    }
+    if outcome.leaked() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

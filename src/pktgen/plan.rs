@@ -1,0 +1,371 @@
+//! From flags and/or a scenario file to a checked plan: the hosts, the
+//! streams as `StreamSpec`s, and the phases to run one after the other.
+
+use super::args::PktgenArgs;
+use super::scenario::{
+    parse_addr_range, parse_num_range, PhaseDef, RangeDefs, Scenario, StreamDef,
+};
+use ipoib_config::{Config, Interface, ProviderKind};
+use ipoib_dataplane::pktgen::{min_size, Mode, Rate, StreamSpec, Template};
+use std::net::IpAddr;
+use std::time::Duration;
+
+const DEFAULT_SIZE: usize = 64;
+const DEFAULT_PORT: u16 = 9000;
+const DEFAULT_SECONDS: f64 = 5.0;
+const DEFAULT_LINK_GBPS: f64 = 100.0;
+
+pub struct Plan {
+    pub provider: ProviderKind,
+    pub cfg: Config,
+    pub link_bps: f64,
+    pub streams: Vec<StreamDef>,
+    pub phases: Vec<PhaseDef>,
+}
+
+/// One stream as a phase runs it.
+pub struct PlannedStream {
+    pub name: String,
+    /// Index of the sending interface in `cfg.interfaces`.
+    pub iface: usize,
+    pub spec: StreamSpec,
+    /// What the destination is, for the report: unicast or multicast.
+    pub to: IpAddr,
+}
+
+fn check_fraction(what: &str, v: Option<f64>) -> Result<(), String> {
+    match v {
+        Some(x) if !(0.0..=1.0).contains(&x) => Err(format!("{what}: expected 0.0..=1.0, got {x}")),
+        _ => Ok(()),
+    }
+}
+
+fn check_seconds(what: &str, v: Option<f64>, zero_ok: bool) -> Result<(), String> {
+    match v {
+        Some(x) if !(x.is_finite() && (x > 0.0 || zero_ok && x == 0.0) && x <= 86_400.0) => {
+            Err(format!(
+                "{what}: expected seconds in {}..=86400, got {x}",
+                if zero_ok { "0" } else { "(0" }
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The stream the flags describe (one per `--to`).
+fn streams_from_flags(a: &PktgenArgs, cfg: &Config) -> Result<Vec<StreamDef>, String> {
+    let from = match &a.from {
+        Some(f) => f.clone(),
+        None => cfg
+            .interfaces
+            .first()
+            .map(|i| i.name.clone())
+            .ok_or("the configuration has no interface")?,
+    };
+    let iface = cfg
+        .interface(&from)
+        .ok_or_else(|| format!("--from: no interface named {from:?}"))?;
+    let to = if a.to.is_empty() {
+        // The next host's first address of a family the sender has.
+        let peer = cfg
+            .interfaces
+            .iter()
+            .filter(|i| i.name != from)
+            .flat_map(|i| {
+                let v4 = i
+                    .ipv4
+                    .first()
+                    .map(|c| IpAddr::V4(c.addr))
+                    .filter(|_| !iface.ipv4.is_empty());
+                let v6 = i
+                    .ipv6
+                    .first()
+                    .map(|c| IpAddr::V6(c.addr))
+                    .filter(|_| !iface.ipv6.is_empty());
+                v4.or(v6)
+            })
+            .next()
+            .ok_or_else(|| format!("no other host to send to from {from}: give --to"))?;
+        vec![peer]
+    } else {
+        a.to.clone()
+    };
+    let range = RangeDefs {
+        src: None,
+        dst: a
+            .dst_range
+            .as_deref()
+            .map(parse_addr_range)
+            .transpose()
+            .map_err(|e| format!("--dst-range: {e}"))?,
+        src_port: a
+            .src_port_range
+            .as_deref()
+            .map(parse_num_range)
+            .transpose()
+            .map_err(|e| format!("--src-port-range: {e}"))?,
+        dst_port: a
+            .dst_port_range
+            .as_deref()
+            .map(parse_num_range)
+            .transpose()
+            .map_err(|e| format!("--dst-port-range: {e}"))?,
+        size: a
+            .size_range
+            .as_deref()
+            .map(parse_num_range)
+            .transpose()
+            .map_err(|e| format!("--size-range: {e}"))?,
+    };
+    let mode = match (&a.mode, range.is_empty()) {
+        (Some(m), _) => Some(m.clone()),
+        (None, false) => Some("range".to_string()),
+        (None, true) => None,
+    };
+    Ok(to
+        .into_iter()
+        .map(|to| StreamDef {
+            from: from.clone(),
+            to,
+            size: a.size,
+            mode: mode.clone(),
+            seed: a.seed,
+            rate_pps: a.rate_pps,
+            rate_bps: a.rate_bps,
+            rate_pct: a.rate_pct,
+            burst: a.burst,
+            range: range.clone(),
+            name: None,
+            src_port: None,
+            dst_port: None,
+            count: None,
+            duration_s: None,
+            templates: Vec::new(),
+        })
+        .collect())
+}
+
+pub fn plan(a: &PktgenArgs) -> Result<Plan, String> {
+    let scenario = match &a.scenario {
+        Some(p) => Scenario::load(p)?,
+        None => Scenario::default(),
+    };
+    let cfg_path = a.config.clone().or(scenario.config.clone());
+    let mut cfg = match &cfg_path {
+        Some(p) => ipoib_config::load_file(p).map_err(|e| e.to_string())?,
+        None => ipoib_config::embedded_default(),
+    };
+    // Plain flows of the configuration are not pktgen streams.
+    cfg.traffic.clear();
+    let provider = match a.provider.as_deref().or(scenario.provider.as_deref()) {
+        None => cfg.provider.kind,
+        Some("fabric") => ProviderKind::Fabric,
+        Some("null") => ProviderKind::Null,
+        Some(other) => {
+            return Err(format!(
+                "provider {other:?}: expected \"fabric\" or \"null\""
+            ))
+        }
+    };
+    if provider != ProviderKind::Fabric && provider != ProviderKind::Null {
+        return Err(format!(
+            "pktgen runs on the fabric or null provider, not {:?}",
+            provider.as_str()
+        ));
+    }
+    let f = &scenario.fabric;
+    let (loss, reorder) = (a.loss.or(f.loss), a.reorder.or(f.reorder));
+    check_fraction("loss", loss)?;
+    check_fraction("reorder", reorder)?;
+    let fc = &mut cfg.provider.fabric;
+    fc.loss = loss.unwrap_or(fc.loss);
+    fc.reorder = reorder.unwrap_or(fc.reorder);
+    fc.seed = a.fabric_seed.or(f.seed).unwrap_or(fc.seed);
+    let link_gbps = a
+        .link_gbps
+        .or(scenario.link_gbps)
+        .unwrap_or(DEFAULT_LINK_GBPS);
+    if !(link_gbps.is_finite() && link_gbps > 0.0) {
+        return Err(format!(
+            "link rate: expected a positive number of Gb/s, got {link_gbps}"
+        ));
+    }
+    let streams = if a.scenario.is_some() {
+        scenario.streams.clone()
+    } else {
+        streams_from_flags(a, &cfg)?
+    };
+    if streams.is_empty() {
+        return Err("the scenario has no [[stream]]".into());
+    }
+    if streams.len() > usize::from(u16::MAX) {
+        return Err("too many streams".into());
+    }
+    let mut phases = scenario.phases.clone();
+    if phases.is_empty() {
+        phases.push(PhaseDef::default());
+    }
+    // Flags set the limits of a scenario's implicit phase, or of a flags-only run.
+    if scenario.phases.is_empty() {
+        let p = &mut phases[0];
+        p.duration_s = a.duration.or(p.duration_s);
+        p.count = a.count.or(p.count);
+        p.warmup_s = a.warmup.or(p.warmup_s);
+    }
+    let plan = Plan {
+        provider,
+        cfg,
+        link_bps: link_gbps * 1e9,
+        streams,
+        phases,
+    };
+    // Check every phase now, so a bad file fails before anything runs.
+    for i in 0..plan.phases.len() {
+        plan.phase_streams(i)?;
+    }
+    Ok(plan)
+}
+
+fn source_for(iface: &Interface, to: IpAddr) -> Result<IpAddr, String> {
+    let v4 = iface.ipv4.first().map(|c| IpAddr::V4(c.addr));
+    let v6 = iface.ipv6.first().map(|c| IpAddr::V6(c.addr));
+    if to.is_ipv4() { v4 } else { v6 }.ok_or_else(|| {
+        format!(
+            "interface {} has no {} address to send to {to} from",
+            iface.name,
+            if to.is_ipv4() { "IPv4" } else { "IPv6" }
+        )
+    })
+}
+
+fn default_size(to: IpAddr) -> usize {
+    DEFAULT_SIZE.max(min_size(to.is_ipv4()))
+}
+
+impl Plan {
+    pub fn phase_name(&self, i: usize) -> String {
+        self.phases[i]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("phase{}", i + 1))
+    }
+
+    pub fn stream_name(&self, id: usize) -> String {
+        self.streams[id]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("s{id}"))
+    }
+
+    /// The streams phase `i` runs, with its limits, warm-up and rate scale applied.
+    pub fn phase_streams(&self, i: usize) -> Result<Vec<PlannedStream>, String> {
+        let p = &self.phases[i];
+        let pname = self.phase_name(i);
+        check_seconds(&format!("phase {pname}: duration_s"), p.duration_s, false)?;
+        check_seconds(&format!("phase {pname}: warmup_s"), p.warmup_s, true)?;
+        let scale = p.rate_scale.unwrap_or(1.0);
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(format!("phase {pname}: rate_scale must be positive"));
+        }
+        if let Some(names) = &p.streams {
+            for n in names {
+                if !(0..self.streams.len()).any(|id| &self.stream_name(id) == n) {
+                    return Err(format!("phase {pname}: no stream named {n:?}"));
+                }
+            }
+        }
+        let buf = self.cfg.dataplane.buf_size as usize - ipoib_dataplane::mem::HEADROOM;
+        let mut out = Vec::new();
+        for (id, d) in self.streams.iter().enumerate() {
+            let name = self.stream_name(id);
+            if p.streams
+                .as_ref()
+                .is_some_and(|names| !names.contains(&name))
+            {
+                continue;
+            }
+            let err = |e: String| format!("stream {name}: {e}");
+            let iface_idx = self
+                .cfg
+                .interfaces
+                .iter()
+                .position(|i| i.name == d.from)
+                .ok_or_else(|| err(format!("no interface named {:?}", d.from)))?;
+            let iface = &self.cfg.interfaces[iface_idx];
+            let mut spec = StreamSpec::single(
+                id as u16,
+                source_for(iface, d.to).map_err(err)?,
+                d.to,
+                d.size.unwrap_or(default_size(d.to)),
+            );
+            spec.base.src_port = d.src_port.unwrap_or(DEFAULT_PORT);
+            spec.base.dst_port = d.dst_port.unwrap_or(DEFAULT_PORT);
+            spec.mode = match d.mode.as_deref().unwrap_or("single") {
+                "single" => Mode::Single,
+                "range" => Mode::Range(d.range.to_ranges().map_err(err)?),
+                "random" => Mode::Random {
+                    seed: d.seed.unwrap_or(1),
+                    ranges: d.range.to_ranges().map_err(err)?,
+                },
+                "sequence" => Mode::Sequence(
+                    d.templates
+                        .iter()
+                        .map(|t| {
+                            Ok(Template {
+                                src: source_for(iface, t.to)?,
+                                dst: t.to,
+                                src_port: t.src_port.unwrap_or(spec.base.src_port),
+                                dst_port: t.dst_port.unwrap_or(spec.base.dst_port),
+                                size: t.size.unwrap_or(default_size(t.to)),
+                            })
+                        })
+                        .collect::<Result<_, String>>()
+                        .map_err(err)?,
+                ),
+                m => {
+                    return Err(err(format!(
+                        "mode {m:?}: expected single, range, random or sequence"
+                    )))
+                }
+            };
+            spec.rate = match (d.rate_pps, d.rate_bps, d.rate_pct) {
+                (None, None, None) => Rate::Unlimited,
+                (Some(p), None, None) => Rate::Pps(p * scale),
+                (None, Some(b), None) => Rate::Bps(b * scale),
+                (None, None, Some(pct)) => Rate::LinkPercent {
+                    pct: pct * scale,
+                    link_bps: self.link_bps,
+                },
+                _ => {
+                    return Err(err(
+                        "give at most one of rate_pps, rate_bps, rate_pct".into()
+                    ))
+                }
+            };
+            if let Some(b) = d.burst {
+                spec.burst = b;
+            }
+            check_seconds(&format!("stream {name}: duration_s"), d.duration_s, false)?;
+            spec.count = d.count.or(p.count);
+            let secs = d.duration_s.or(p.duration_s).or(if spec.count.is_none() {
+                Some(DEFAULT_SECONDS)
+            } else {
+                None
+            });
+            spec.duration = secs.map(Duration::from_secs_f64);
+            spec.warmup = Duration::from_secs_f64(p.warmup_s.unwrap_or(0.0));
+            spec.validate(buf.min(usize::from(iface.mtu)))
+                .map_err(|e| format!("{e} (stream {name})"))?;
+            out.push(PlannedStream {
+                name,
+                iface: iface_idx,
+                spec,
+                to: d.to,
+            });
+        }
+        if out.is_empty() {
+            return Err(format!("phase {pname} runs no stream"));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,188 @@
+//! Runs one phase: start the lcores, show the live screen, stop when every
+//! generator has reached its limit (or on a signal), deliver what is in
+//! flight, and gather the figures.
+
+use super::assemble::Rig;
+use super::live::LiveScreen;
+use super::outcome::{PhaseOutcome, PortOutcome, Receiver, StreamOutcome};
+use super::plan::PlannedStream;
+use ipoib_dataplane::lcore::{spawn_lcores, Lcore, Pinning};
+use ipoib_dataplane::pktgen::{Mode, StreamResult};
+use ipoib_dataplane::provider::Provider;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time left for the last packets to reach the sinks after the generators stop.
+const SETTLE: Duration = Duration::from_millis(20);
+const TICK: Duration = Duration::from_secs(1);
+
+pub struct PhaseRun<'a> {
+    pub name: &'a str,
+    pub cores: &'a [usize],
+    pub streams: &'a [PlannedStream],
+    /// `None`: no live screen; `Some(tty)`: redraw in place when on a terminal.
+    pub live: Option<bool>,
+    pub stop: &'a AtomicBool,
+}
+
+/// Polls every lcore in turn until a few passes in a row move nothing, so
+/// packets sent by one lcore to another's interface are counted too.
+fn settle<P: Provider>(lcores: &mut [Lcore<P>]) {
+    let mut idle = 0;
+    while idle < 4 {
+        let work: usize = lcores.iter_mut().map(|l| l.poll_once()).sum();
+        idle = if work == 0 { idle + 1 } else { 0 };
+    }
+}
+
+fn mode_name(m: &Mode) -> &'static str {
+    match m {
+        Mode::Single => "single",
+        Mode::Range(_) => "range",
+        Mode::Random { .. } => "random",
+        Mode::Sequence(_) => "sequence",
+    }
+}
+
+pub fn run_phase<P: Provider + 'static>(
+    r: &PhaseRun<'_>,
+    rig: Rig<P>,
+) -> Result<PhaseOutcome, String> {
+    let Rig {
+        lcores,
+        ports,
+        gens,
+        fabric,
+    } = rig;
+    let lcore_stop = Arc::new(AtomicBool::new(false));
+    let (handles, pinning) = spawn_lcores(lcores, r.cores, lcore_stop.clone())
+        .map_err(|e| format!("cannot start lcores: {e}"))?;
+    match pinning {
+        Pinning::Shared { cores, lcores } => {
+            tracing::warn!(
+                "{lcores} lcores share {cores} core(s): expect lower rates than with one core each"
+            )
+        }
+        Pinning::Unpinned => tracing::warn!("cannot pin lcores to cores here; they run unpinned"),
+        Pinning::Dedicated => {}
+    }
+    let start = Instant::now();
+    let mut screen = r.live.map(|tty| LiveScreen::new(tty, ports.len()));
+    let mut next = start + TICK;
+    let mut last_tick = start;
+    let mut interrupted = false;
+    loop {
+        if gens.iter().all(|g| g.done.load(Ordering::Acquire)) {
+            break;
+        }
+        if r.stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        let now = Instant::now();
+        if now >= next {
+            if let Some(s) = &mut screen {
+                let text = s.render(
+                    r.name,
+                    now - start,
+                    now - last_tick,
+                    &ports,
+                    fabric.as_deref(),
+                );
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            last_tick = now;
+            next += TICK;
+        }
+        std::thread::sleep(
+            next.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(10)),
+        );
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    std::thread::sleep(SETTLE);
+    lcore_stop.store(true, Ordering::Relaxed);
+    let mut lcores = Vec::new();
+    for h in handles {
+        lcores.push(h.join().map_err(|_| "an lcore panicked".to_string())?);
+    }
+    settle(&mut lcores);
+
+    let sinks: Vec<_> = lcores.iter().flat_map(|l| l.sinks()).collect();
+    // Sinks were added one per interface, in interface order on each lcore;
+    // match them to ports through their live counters.
+    let sink_of = |port: usize| {
+        sinks
+            .iter()
+            .find(|s| Arc::ptr_eq(&s.live(), &ports[port].sink))
+            .copied()
+    };
+    let mut streams = Vec::new();
+    for (k, s) in r.streams.iter().enumerate() {
+        let sent = gens[k].snapshot();
+        let seconds = match s.spec.duration {
+            Some(d) if sent.done && !matches!(s.spec.count, Some(c) if sent.tx_packets >= c) => {
+                d.as_secs_f64()
+            }
+            _ => sent.last_tx_ns.saturating_sub(sent.measure_start_ns) as f64 / 1e9,
+        };
+        let mut receivers = Vec::new();
+        for (pi, p) in ports.iter().enumerate() {
+            let Some(sink) = sink_of(pi) else { continue };
+            let res: StreamResult = match sink.result(s.spec.id) {
+                Some(res) => res,
+                None => continue,
+            };
+            // Expected receivers appear even when nothing arrived: the
+            // destination's owner, or a full member of the group.
+            let expected = p.addrs.contains(&s.to) || (p.groups.contains(&s.to) && pi != s.iface);
+            if res.rx_packets + res.warmup_packets == 0 && !expected {
+                continue;
+            }
+            receivers.push(Receiver {
+                iface: p.name.clone(),
+                lost: res.lost(sent.tx_packets),
+                result: res,
+            });
+        }
+        streams.push(StreamOutcome {
+            id: s.spec.id,
+            name: s.name.clone(),
+            from: ports[s.iface].name.clone(),
+            to: s.to,
+            mode: mode_name(&s.spec.mode),
+            mean_size: s.spec.mean_size(),
+            target_pps: s.spec.target_pps(),
+            sent,
+            seconds,
+            receivers,
+        });
+    }
+    for l in &mut lcores {
+        l.drain();
+    }
+    let ports_out = ports
+        .iter()
+        .map(|p| PortOutcome {
+            iface: p.name.clone(),
+            stats: p.stats.snapshot(),
+            fabric: match (&fabric, p.fabric_port) {
+                (Some(f), Some(k)) => f.counters(k),
+                _ => None,
+            },
+        })
+        .collect();
+    drop(lcores);
+    drop(fabric);
+    Ok(PhaseOutcome {
+        name: r.name.to_string(),
+        seconds,
+        interrupted,
+        streams,
+        ports: ports_out,
+    })
+}
