@@ -168,15 +168,19 @@ fn ip_dest(d: &[u8]) -> Option<(u16, Dest)> {
     None
 }
 
-/// An IPoIB frame carrying ICMPv6 router/neighbour discovery (types 133–137)
-/// in an IPv6 packet without extension headers.
+/// Frames for the control plane: ARP, and ICMP/ICMPv6 (neighbour discovery
+/// for the resolver, echo and errors for the host's own IP stack). The bulk
+/// of traffic (UDP, TCP) goes to the application ring.
 #[inline]
-fn is_neighbour_discovery(frame: &[u8]) -> bool {
+fn is_control_frame(ethertype: u16, frame: &[u8]) -> bool {
+    const ICMP: u8 = 1;
     const ICMPV6: u8 = 58;
-    frame.len() > HEADER_LEN + 40
-        && u16::from_be_bytes([frame[0], frame[1]]) == ETHERTYPE_IPV6
-        && frame[HEADER_LEN + 6] == ICMPV6
-        && (133..=137).contains(&frame[HEADER_LEN + 40])
+    match ethertype {
+        ETHERTYPE_ARP => true,
+        ETHERTYPE_IPV4 => frame.len() > HEADER_LEN + 9 && frame[HEADER_LEN + 9] == ICMP,
+        ETHERTYPE_IPV6 => frame.len() > HEADER_LEN + 6 && frame[HEADER_LEN + 6] == ICMPV6,
+        _ => false,
+    }
 }
 
 impl<P: Provider> Iface<P> {
@@ -499,8 +503,8 @@ impl<P: Provider> Iface<P> {
                 continue;
             }
             if let Some(ctrl) = self.ctrl.as_mut() {
-                if ethertype == ETHERTYPE_ARP || is_neighbour_discovery(d) {
-                    // Whole frame, header and all: the resolver parses it.
+                if is_control_frame(ethertype, d) {
+                    // Whole frame, header and all: control parses it.
                     counts.rx_packets += 1;
                     counts.rx_bytes += (m.len() - HEADER_LEN) as u64;
                     counts.rx_mcast_packets += c.multicast as u64;
