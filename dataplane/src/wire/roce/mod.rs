@@ -3,6 +3,7 @@
 //! parsed past the BTH.
 
 pub mod bth;
+mod clmul;
 pub mod deth;
 pub mod ethernet;
 pub mod frame;
