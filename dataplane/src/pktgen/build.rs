@@ -1,17 +1,27 @@
 //! Writes a stamped IPv4/IPv6 UDP packet in place: headers, a fixed payload
-//! pattern, the stamp, and both checksums. The pattern's checksum is
-//! precomputed per length, so a packet costs a copy and a few additions.
+//! pattern, the stamp, and both checksums. Checksums are computed from the
+//! field values and a per-length table of the pattern's sum — never by
+//! reading back the freshly written buffer, which would stall on store
+//! forwarding. A `Prepared` packet (single mode) costs one copy, the stamp
+//! and one fold.
 
 use super::spec::Template;
-use super::stamp::{Stamp, STAMP_LEN};
+use super::stamp::{Stamp, MAGIC, STAMP_LEN};
 use std::net::IpAddr;
 
 pub struct PacketWriter {
     /// Payload bytes after the stamp, for the largest packet.
     pattern: Vec<u8>,
-    /// `word_sums[k]`: one's-complement partial sum (unfolded) of the
-    /// pattern's first `k` 16-bit words.
+    /// `word_sums[k]`: unfolded one's-complement sum of the pattern's first `k` 16-bit words.
     word_sums: Vec<u64>,
+}
+
+/// A template turned into bytes once: everything but the stamp and the UDP checksum.
+pub struct Prepared {
+    image: Vec<u8>,
+    /// UDP checksum sum without the stamp.
+    base: u64,
+    stamp_at: usize,
 }
 
 #[inline]
@@ -28,11 +38,32 @@ fn sum_words(b: &[u8]) -> u64 {
 }
 
 #[inline]
+fn sum_u64(x: u64) -> u64 {
+    (x & 0xffff) + ((x >> 16) & 0xffff) + ((x >> 32) & 0xffff) + (x >> 48)
+}
+
+#[inline]
+fn stamp_sum(s: &Stamp) -> u64 {
+    sum_u64(u64::from(MAGIC))
+        + u64::from(s.stream)
+        + u64::from(s.flags)
+        + sum_u64(s.seq)
+        + sum_u64(s.ts_ns)
+}
+
+#[inline]
 fn fold(mut s: u64) -> u16 {
     while s >> 16 != 0 {
         s = (s & 0xffff) + (s >> 16);
     }
     s as u16
+}
+
+#[inline]
+fn stamp_bytes(s: &Stamp) -> [u8; STAMP_LEN] {
+    let mut b = [0u8; STAMP_LEN];
+    s.write(&mut b);
+    b
 }
 
 impl PacketWriter {
@@ -52,6 +83,7 @@ impl PacketWriter {
         PacketWriter { pattern, word_sums }
     }
 
+    #[inline]
     fn pattern_sum(&self, n: usize) -> u64 {
         let mut s = self.word_sums[n / 2];
         if n % 2 == 1 {
@@ -60,56 +92,90 @@ impl PacketWriter {
         s
     }
 
-    /// Fills `buf` (exactly `t.size` bytes, validated beforehand) with the packet.
+    /// Writes headers and pattern (not the stamp, not the UDP checksum) and
+    /// returns the UDP checksum sum without the stamp.
     #[inline]
-    pub fn write(&self, buf: &mut [u8], t: &Template, stamp: &Stamp) {
+    fn write_headers(&self, buf: &mut [u8], t: &Template) -> u64 {
         let ip_len = if t.src.is_ipv4() { 20 } else { 40 };
         let udp_len = (t.size - ip_len) as u16;
         let plen = t.size - ip_len - 8 - STAMP_LEN;
         let (hdrs, rest) = buf.split_at_mut(ip_len + 8);
-        let (st, pay) = rest.split_at_mut(STAMP_LEN);
-        pay.copy_from_slice(&self.pattern[..plen]);
-        let st: &mut [u8; STAMP_LEN] = st.try_into().expect("split at STAMP_LEN");
-        stamp.write(st);
+        rest[STAMP_LEN..].copy_from_slice(&self.pattern[..plen]);
         let (ip, udp) = hdrs.split_at_mut(ip_len);
-        let mut sum = u64::from(udp_len) * 2 + 17 + sum_words(st) + self.pattern_sum(plen);
+        let mut sum = u64::from(udp_len) * 2 + 17 + self.pattern_sum(plen);
         match (t.src, t.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                ip[0] = 0x45;
-                ip[1] = 0;
-                ip[2..4].copy_from_slice(&(t.size as u16).to_be_bytes());
-                ip[4..6].fill(0);
-                ip[6] = 0x40; // DF
-                ip[7] = 0;
-                ip[8] = 64;
-                ip[9] = 17;
-                ip[10..12].fill(0);
-                ip[12..16].copy_from_slice(&s.octets());
-                ip[16..20].copy_from_slice(&d.octets());
-                let c = !fold(sum_words(ip));
-                ip[10..12].copy_from_slice(&c.to_be_bytes());
-                sum += sum_words(&ip[12..20]);
+                let (s, d) = (s.octets(), d.octets());
+                let addrs = sum_words(&s) + sum_words(&d);
+                let size = t.size as u16;
+                // 0x4500 version/IHL, 0x4000 DF, 0x4011 TTL 64 / UDP.
+                let c = !fold(0x4500 + u64::from(size) + 0x4000 + 0x4011 + addrs);
+                let [l0, l1] = size.to_be_bytes();
+                let [c0, c1] = c.to_be_bytes();
+                ip[..12].copy_from_slice(&[0x45, 0, l0, l1, 0, 0, 0x40, 0, 64, 17, c0, c1]);
+                ip[12..16].copy_from_slice(&s);
+                ip[16..20].copy_from_slice(&d);
+                sum += addrs;
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
-                ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-                ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
-                ip[6] = 17;
-                ip[7] = 64;
-                ip[8..24].copy_from_slice(&s.octets());
-                ip[24..40].copy_from_slice(&d.octets());
-                sum += sum_words(&ip[8..40]);
+                let (s, d) = (s.octets(), d.octets());
+                let [l0, l1] = udp_len.to_be_bytes();
+                ip[..8].copy_from_slice(&[0x60, 0, 0, 0, l0, l1, 17, 64]);
+                ip[8..24].copy_from_slice(&s);
+                ip[24..40].copy_from_slice(&d);
+                sum += sum_words(&s) + sum_words(&d);
             }
-            // Mixed families are rejected by validation; write nothing sensible.
-            _ => return,
+            // Mixed families are rejected by validation.
+            _ => return 0,
         }
-        udp[0..2].copy_from_slice(&t.src_port.to_be_bytes());
-        udp[2..4].copy_from_slice(&t.dst_port.to_be_bytes());
-        udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        sum += u64::from(t.src_port) + u64::from(t.dst_port);
-        let mut c = !fold(sum);
+        let [s0, s1] = t.src_port.to_be_bytes();
+        let [d0, d1] = t.dst_port.to_be_bytes();
+        let [l0, l1] = udp_len.to_be_bytes();
+        udp.copy_from_slice(&[s0, s1, d0, d1, l0, l1, 0, 0]);
+        sum + u64::from(t.src_port) + u64::from(t.dst_port)
+    }
+
+    #[inline]
+    fn finish(buf: &mut [u8], ip_len: usize, sum: u64, stamp: &Stamp) {
+        let mut c = !fold(sum + stamp_sum(stamp));
         if c == 0 {
             c = 0xffff; // 0 means "no checksum" in UDP
         }
-        udp[6..8].copy_from_slice(&c.to_be_bytes());
+        buf[ip_len + 6..ip_len + 8].copy_from_slice(&c.to_be_bytes());
+        buf[ip_len + 8..ip_len + 8 + STAMP_LEN].copy_from_slice(&stamp_bytes(stamp));
+    }
+
+    /// Fills `buf` (exactly `t.size` bytes, validated beforehand) with the packet.
+    #[inline]
+    pub fn write(&self, buf: &mut [u8], t: &Template, stamp: &Stamp) {
+        let sum = self.write_headers(buf, t);
+        Self::finish(buf, if t.src.is_ipv4() { 20 } else { 40 }, sum, stamp);
+    }
+
+    /// Builds a template's bytes once, for `write_prepared`.
+    pub fn prepare(&self, t: &Template) -> Prepared {
+        let mut image = vec![0u8; t.size];
+        let base = self.write_headers(&mut image, t);
+        Prepared {
+            image,
+            base,
+            stamp_at: if t.src.is_ipv4() { 20 } else { 40 },
+        }
+    }
+
+    /// Fills `buf` (exactly the prepared size) with the prepared packet and `stamp`.
+    #[inline]
+    pub fn write_prepared(buf: &mut [u8], p: &Prepared, stamp: &Stamp) {
+        buf.copy_from_slice(&p.image);
+        Self::finish(buf, p.stamp_at, p.base, stamp);
+    }
+}
+
+impl Prepared {
+    pub fn len(&self) -> usize {
+        self.image.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.image.is_empty()
     }
 }

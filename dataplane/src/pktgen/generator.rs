@@ -1,10 +1,10 @@
 //! A paced generator of one stream, run by an lcore like any traffic source:
 //! each call produces at most one burst into the interface's TX ring.
 
-use super::build::PacketWriter;
+use super::build::{PacketWriter, Prepared};
 use super::clock;
 use super::fields::FieldGen;
-use super::spec::StreamSpec;
+use super::spec::{Mode, StreamSpec};
 use super::stamp::{Stamp, FLAG_WARMUP};
 use crate::mem::{LcoreCache, Mbuf, HEADROOM};
 use crate::provider::BURST;
@@ -72,6 +72,8 @@ pub struct Generator {
     stream: u16,
     fields: FieldGen,
     writer: PacketWriter,
+    /// Single mode: the one packet, built once.
+    prepared: Option<Prepared>,
     tx: spsc::Producer<Mbuf>,
     pacer: Pacer,
     burst_len: usize,
@@ -99,10 +101,13 @@ impl Generator {
         let max_size = buf_size.saturating_sub(HEADROOM);
         spec.validate(max_size)?;
         clock::init();
+        let writer = PacketWriter::new(max_size.min(u16::MAX as usize));
+        let prepared = matches!(spec.mode, Mode::Single).then(|| writer.prepare(&spec.base));
         Ok(Generator {
+            prepared,
             stream: spec.id,
             fields: FieldGen::new(spec.base, &spec.mode),
-            writer: PacketWriter::new(max_size.min(u16::MAX as usize)),
+            writer,
             tx,
             pacer: Pacer {
                 pps: spec.target_pps(),
@@ -178,26 +183,37 @@ impl Generator {
         }
         cache.alloc_burst(&mut self.burst, want as usize);
         let mut bytes = 0u64;
-        for m in self.burst.iter_mut() {
-            let t = self.fields.next_template();
-            let seq = if warm {
-                &mut self.warm_seq
-            } else {
-                &mut self.seq
-            };
-            let stamp = Stamp {
-                stream: self.stream,
-                flags: if warm { FLAG_WARMUP } else { 0 },
-                seq: *seq,
-                ts_ns: now,
-            };
-            // Sizes were validated against the buffers' tailroom: append succeeds.
-            if let Some(d) = m.append(t.size) {
-                self.writer.write(d, &t, &stamp);
-                *seq += 1;
-                bytes += t.size as u64;
+        let seq = if warm {
+            &mut self.warm_seq
+        } else {
+            &mut self.seq
+        };
+        let mut stamp = Stamp {
+            stream: self.stream,
+            flags: if warm { FLAG_WARMUP } else { 0 },
+            seq: *seq,
+            ts_ns: now,
+        };
+        // Sizes were validated against the buffers' tailroom: append succeeds.
+        if let Some(p) = &self.prepared {
+            for m in self.burst.iter_mut() {
+                if let Some(d) = m.append(p.len()) {
+                    PacketWriter::write_prepared(d, p, &stamp);
+                    stamp.seq += 1;
+                    bytes += p.len() as u64;
+                }
+            }
+        } else {
+            for m in self.burst.iter_mut() {
+                let t = self.fields.next_template();
+                if let Some(d) = m.append(t.size) {
+                    self.writer.write(d, &t, &stamp);
+                    stamp.seq += 1;
+                    bytes += t.size as u64;
+                }
             }
         }
+        *seq = stamp.seq;
         let n = self.tx.enqueue_burst(&mut self.burst);
         // Nothing is left over (at most free_count was allocated); free defensively.
         cache.free_burst(&mut self.burst);

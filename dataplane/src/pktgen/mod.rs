@@ -15,7 +15,7 @@ mod spec;
 pub mod stamp;
 mod window;
 
-pub use build::PacketWriter;
+pub use build::{PacketWriter, Prepared};
 pub use fields::{FieldGen, Rng};
 pub use generator::{GenCounters, GenSnapshot, Generator};
 pub use sink::{LatencySummary, Sink, SinkLive, StreamResult, DEFAULT_WINDOW, LATENCY_MAX_NS};
