@@ -1,7 +1,7 @@
 //! The control thread of a run: one multicast join engine per interface,
 //! all served by the soft fabric's SA, attaching QPs on the fabric.
 
-use crate::resolution::HostResolver;
+use crate::resolution::{HostResolver, PingSummary};
 use crate::wiring::HostInfo;
 use ipoib_control::neigh::NeighInfo;
 use ipoib_control::{
@@ -45,6 +45,8 @@ pub struct ControlReport {
     pub leaves: usize,
     /// Neighbour tables at stop, per interface.
     pub neighbours: Vec<(String, Vec<NeighInfo>)>,
+    /// Round trips of the pings the first interface's IP stack sent.
+    pub pings: Vec<PingSummary>,
 }
 
 impl ControlReport {
@@ -185,6 +187,7 @@ impl ControlPlane {
             .iter()
             .map(|r| (r.name.clone(), r.neighbours()))
             .collect();
+        let pings = resolvers.iter().flat_map(|r| r.ping_results()).collect();
         // Packets still waiting for resolution go back to the pool here.
         drop(resolvers);
         let mut leaves = 0;
@@ -197,6 +200,7 @@ impl ControlPlane {
             violations: self.sa.violations(),
             leaves,
             neighbours,
+            pings,
         }
     }
 }

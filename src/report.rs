@@ -133,3 +133,21 @@ pub fn neighbours(tables: &[(String, Vec<ipoib_control::neigh::NeighInfo>)]) -> 
     }
     out
 }
+
+/// `ping 10.0.0.2 from ib0: 5 sent, 5 received, rtt min/avg/max = a/b/c ms`
+pub fn ping_line(p: &crate::resolution::PingSummary) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    match p.min_avg_max() {
+        Some((min, avg, max)) => format!(
+            "ping {} from {}: {} sent, {} received, rtt min/avg/max = {:.3}/{:.3}/{:.3} ms",
+            p.to,
+            p.from,
+            p.sent,
+            p.rtts.len(),
+            ms(min),
+            ms(avg),
+            ms(max)
+        ),
+        None => format!("ping {} from {}: {} sent, 0 received", p.to, p.from, p.sent),
+    }
+}

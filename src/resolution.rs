@@ -5,6 +5,7 @@
 
 use ipoib_control::neigh::{LocalLink, NeighInfo, Output};
 use ipoib_control::path::{AhError, SoftPathConfig};
+use ipoib_control::stack::{IpStack, StackConfig};
 use ipoib_control::{
     AhFactory, NeighCache, NeighConfig, PathCache, PathConfig, Resolver, SoftPathService,
 };
@@ -18,6 +19,19 @@ use ipoib_dataplane::wire::{Gid, HwAddr};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// ARP, or ICMPv6 neighbour/router discovery (types 133–137), after the
+/// 4-byte IPoIB header: the resolver's; other ICMP is the IP stack's.
+fn is_resolution_frame(frame: &[u8]) -> bool {
+    match frame.get(..2) {
+        Some([0x08, 0x06]) => true,
+        Some([0x86, 0xdd]) => {
+            frame.get(4 + 6) == Some(&58)
+                && frame.get(4 + 40).is_some_and(|t| (133..=137).contains(t))
+        }
+        _ => false,
+    }
+}
 
 /// Address handles on the soft fabric: a resolved destination port.
 pub struct FabricAhFactory {
@@ -49,8 +63,43 @@ pub struct LcoreSide {
     pub ctrl: CtrlChannels<FabricAh>,
 }
 
+/// Round trips of one ping target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PingSummary {
+    pub from: String,
+    pub to: IpAddr,
+    pub sent: u16,
+    pub rtts: Vec<Duration>,
+}
+
+impl PingSummary {
+    /// `min/avg/max` of the round trips, if any came back.
+    pub fn min_avg_max(&self) -> Option<(Duration, Duration, Duration)> {
+        let min = *self.rtts.iter().min()?;
+        let max = *self.rtts.iter().max()?;
+        let avg = self.rtts.iter().sum::<Duration>() / self.rtts.len() as u32;
+        Some((min, avg, max))
+    }
+}
+
+/// Echo requests from this host's stack: `count` to each target, `interval` apart.
+struct PingPlan {
+    targets: Vec<IpAddr>,
+    count: u16,
+    interval: Duration,
+    next_at: Duration,
+    next_seq: u16,
+    /// (target, seq) → send time.
+    inflight: Vec<(IpAddr, u16, Duration)>,
+    results: Vec<PingSummary>,
+}
+
 pub struct HostResolver {
     pub name: String,
+    /// The host's own IP stack: answers echo, sends pings.
+    stack: IpStack,
+    stack_tx: spsc::Producer<Mbuf>,
+    ping: Option<PingPlan>,
     resolver: FabricResolver,
     requests: Arc<RequestQueue<(IpAddr, Mbuf)>>,
     from_lcore: spsc::Consumer<Mbuf>,
@@ -76,6 +125,9 @@ pub struct ResolverSpec<'a> {
     pub queue_len: usize,
     pub request_queue: usize,
     pub ring: usize,
+    pub stack_tx: spsc::Producer<Mbuf>,
+    pub mtu: u16,
+    pub prefixes: Vec<(IpAddr, u8)>,
 }
 
 impl HostResolver {
@@ -84,7 +136,17 @@ impl HostResolver {
         pool: &'static Mempool,
         spec: ResolverSpec<'_>,
         now: Duration,
-    ) -> (HostResolver, LcoreSide) {
+    ) -> Result<(HostResolver, LcoreSide), String> {
+        let stack = IpStack::new(
+            &StackConfig {
+                addrs: spec.prefixes.clone(),
+                mtu: usize::from(spec.mtu),
+                seed: u64::from(spec.port.qpn),
+                ..StackConfig::default()
+            },
+            now,
+        )
+        .map_err(|e| format!("{}: IP stack: {e}", spec.name))?;
         let link = LocalLink {
             hwaddr: HwAddr::new(0, spec.port.qpn, spec.port.gid),
             pkey: spec.pkey,
@@ -111,6 +173,9 @@ impl HostResolver {
         let (down_tx, down_rx) = spsc::channel(spec.ring);
         let mut h = HostResolver {
             name: spec.name.to_string(),
+            stack,
+            stack_tx: spec.stack_tx,
+            ping: None,
             resolver,
             requests: requests.clone(),
             from_lcore: up_rx,
@@ -128,7 +193,7 @@ impl HostResolver {
         out.extend(h.resolver.interface_up(now));
         h.handle(out);
         h.republish();
-        (
+        Ok((
             h,
             LcoreSide {
                 ctrl: CtrlChannels {
@@ -137,7 +202,42 @@ impl HostResolver {
                     from_control: down_rx,
                 },
             },
-        )
+        ))
+    }
+
+    /// Pings each target `count` times, `interval` apart, from `start` on.
+    pub fn plan_pings(
+        &mut self,
+        targets: Vec<IpAddr>,
+        count: u16,
+        interval: Duration,
+        start: Duration,
+    ) {
+        self.ping = Some(PingPlan {
+            results: targets
+                .iter()
+                .map(|&to| PingSummary {
+                    from: self.name.clone(),
+                    to,
+                    sent: 0,
+                    rtts: Vec::new(),
+                })
+                .collect(),
+            targets,
+            count,
+            interval,
+            next_at: start,
+            next_seq: 0,
+            inflight: Vec::new(),
+        });
+    }
+
+    /// What the pings saw so far.
+    pub fn ping_results(&self) -> Vec<PingSummary> {
+        self.ping
+            .as_ref()
+            .map(|p| p.results.clone())
+            .unwrap_or_default()
     }
 
     /// Multicast groups resolution needs (broadcast, all-nodes, solicited-node).
@@ -152,11 +252,62 @@ impl HostResolver {
             let Some(m) = self.from_lcore.pop() else {
                 break;
             };
-            out.extend(self.resolver.rx_frame(m.data(), now));
+            let frame = m.data();
+            if is_resolution_frame(frame) {
+                out.extend(self.resolver.rx_frame(frame, now));
+            } else if frame.len() > 4 {
+                // ICMP for the host: its IP stack answers or takes the reply.
+                self.stack.receive(frame[4..].to_vec());
+            }
         }
         out.extend(self.resolver.poll(now));
         self.handle(out);
         self.republish();
+        self.run_stack(now);
+    }
+
+    fn run_stack(&mut self, now: Duration) {
+        if let Some(p) = self.ping.as_mut() {
+            if p.next_seq < p.count && now >= p.next_at {
+                for (i, &to) in p.targets.iter().enumerate() {
+                    if self
+                        .stack
+                        .ping(to, p.next_seq, b"ipoib-dataplane ping")
+                        .is_ok()
+                    {
+                        p.inflight.push((to, p.next_seq, now));
+                        p.results[i].sent += 1;
+                    }
+                }
+                p.next_seq += 1;
+                p.next_at = now + p.interval;
+            }
+        }
+        self.stack.poll(now);
+        for packet in self.stack.take_transmitted() {
+            let sent = self.pool.alloc().and_then(|mut m| {
+                m.append(packet.len())?.copy_from_slice(&packet);
+                Some(m)
+            });
+            match sent.map(|m| self.stack_tx.push(m)) {
+                Some(Ok(())) => {}
+                _ => self.dropped_down += 1,
+            }
+        }
+        if let Some(p) = self.ping.as_mut() {
+            for r in self.stack.echo_replies() {
+                if let Some(k) = p
+                    .inflight
+                    .iter()
+                    .position(|f| f.0 == r.from && f.1 == r.seq)
+                {
+                    let (to, _, at) = p.inflight.swap_remove(k);
+                    if let Some(s) = p.results.iter_mut().find(|s| s.to == to) {
+                        s.rtts.push(now.saturating_sub(at));
+                    }
+                }
+            }
+        }
     }
 
     /// Tells the resolver which neighbours the lcore used since the last call

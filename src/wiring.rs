@@ -35,10 +35,12 @@ pub struct HostInfo {
     pub sendonly: Vec<IpAddr>,
 }
 
-/// A host's neighbour table as the lcore reads it, and its static entries.
+/// A host's neighbour table as the lcore reads it, its static entries, and
+/// the TX ring of the host's own IP stack.
 pub struct NeighWiring<A> {
     pub table: Published<NeighTable<A>>,
     pub statics: Vec<(IpAddr, NeighEntry<A>)>,
+    pub stack_tx: Option<spsc::Producer<Mbuf>>,
 }
 
 pub struct Built<P: Provider> {
@@ -96,7 +98,7 @@ pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
     }
     // ARP/ND through the control thread for every interface.
     for (i, icfg) in cfg.interfaces.iter().enumerate() {
-        let nw = &built.neigh[i];
+        let nw = &mut built.neigh[i];
         let addrs = icfg
             .ipv4
             .iter()
@@ -113,12 +115,20 @@ pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
                 addrs,
                 statics: nw.statics.clone(),
                 lcore_table: nw.table.clone(),
+                stack_tx: nw.stack_tx.take().ok_or("stack ring already taken")?,
+                mtu: icfg.mtu,
+                prefixes: icfg
+                    .ipv4
+                    .iter()
+                    .map(|c| (IpAddr::V4(c.addr), c.prefix))
+                    .chain(icfg.ipv6.iter().map(|c| (IpAddr::V6(c.addr), c.prefix)))
+                    .collect(),
                 queue_len: cfg.control.neigh_queue as usize,
                 request_queue: cfg.control.request_queue as usize,
                 ring: 1024,
             },
             Duration::ZERO,
-        );
+        )?;
         let iface = built.lcores[icfg.lcore]
             .ifaces_mut()
             .iter_mut()
@@ -241,6 +251,9 @@ fn build_with_pool<P: Provider>(
             lcores[icfg.lcore].add_source(TrafficSource::new(&flow, prod)?);
             tx_in.push(cons);
         }
+        // The host's own IP stack (ping, ICMP errors) sends like any producer.
+        let (stack_tx, stack_cons) = spsc::channel::<Mbuf>(256);
+        tx_in.push(stack_cons);
         let port = provider.port();
         let neigh_for_control = neigh.clone();
         let iface = Iface::new(
@@ -265,6 +278,7 @@ fn build_with_pool<P: Provider>(
         neigh_wiring.push(NeighWiring {
             table: neigh_for_control,
             statics: entries,
+            stack_tx: Some(stack_tx),
         });
         hosts.push(HostInfo {
             name: icfg.name.clone(),

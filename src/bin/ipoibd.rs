@@ -41,6 +41,11 @@ struct Cli {
     /// Port-event cycles of the fault scenario run after traffic with --sa-faults.
     #[arg(long, default_value_t = 200)]
     fault_rounds: u32,
+    /// Ping these addresses (comma-separated) from the first interface's IP
+    /// stack while traffic runs, and print min/avg/max round trips. The
+    /// embedded default pings 10.0.0.2 and fd00::3.
+    #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
+    ping: Option<Vec<std::net::IpAddr>>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -98,10 +103,19 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("--sa-faults: {e}")),
     };
     init_logging(&cfg);
+    let pings = match (&cli.ping, &cli.config) {
+        (Some(p), _) => p.clone(),
+        (None, None) => vec![
+            "10.0.0.2".parse().expect("literal"),
+            "fd00::3".parse().expect("literal"),
+        ],
+        (None, Some(_)) => Vec::new(),
+    };
     let opts = RunOptions {
         faults,
         seed: cli.seed,
         fault_rounds: cli.fault_rounds,
+        pings,
     };
     match run(&cfg, &opts) {
         Ok(true) => ExitCode::SUCCESS,
@@ -125,6 +139,7 @@ struct RunOptions {
     faults: Option<FaultSpec>,
     seed: u64,
     fault_rounds: u32,
+    pings: Vec<std::net::IpAddr>,
 }
 
 fn run(cfg: &Config, opts: &RunOptions) -> Result<bool, String> {
@@ -151,9 +166,20 @@ fn run_built<P: Provider + 'static>(
         lcores,
         hosts,
         fabric,
-        resolvers,
+        mut resolvers,
         ..
     } = built;
+    if let Some(first) = resolvers.first_mut() {
+        if !opts.pings.is_empty() {
+            // After carrier and the first resolutions; five rounds, 100 ms apart.
+            first.plan_pings(
+                opts.pings.clone(),
+                5,
+                Duration::from_millis(100),
+                Duration::from_millis(200),
+            );
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
@@ -257,7 +283,13 @@ fn run_built<P: Provider + 'static>(
         for v in &r.violations {
             println!("  violation: {v}");
         }
-        print!("\nneighbours at stop:\n{}", report::neighbours(&r.neighbours));
+        print!(
+            "\nneighbours at stop:\n{}",
+            report::neighbours(&r.neighbours)
+        );
+        for p in &r.pings {
+            println!("{}", report::ping_line(p));
+        }
         ok &= r.is_ok();
     }
     let leaked = pool.capacity() - pool.available();
