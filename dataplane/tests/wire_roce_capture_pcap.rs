@@ -93,6 +93,25 @@ fn writer_records_read_back() {
 }
 
 #[test]
+fn a_capture_file_reads_back_after_flush() {
+    let path = std::env::temp_dir().join(format!("ipoib-create-{}.pcap", std::process::id()));
+    let mut writer = PcapWriter::create_ipoib(&path).unwrap();
+    writer
+        .write_ipoib(
+            Timestamp::from_micros(5, 6),
+            &HwAddr::default(),
+            &[8, 0, 0, 0],
+        )
+        .unwrap();
+    writer.flush().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let records: Vec<_> = PcapReader::new(&bytes[..]).unwrap().collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].as_ref().unwrap().data.len(), 44);
+}
+
+#[test]
 fn ipoib_records_need_an_ipoib_capture() {
     let mut writer = PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET).unwrap();
     let err = writer

@@ -153,6 +153,15 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
+impl PcapWriter<io::BufWriter<std::fs::File>> {
+    /// Creates (or truncates) `path` as a LINKTYPE_IPOIB capture. Call
+    /// `flush` before the file is read.
+    pub fn create_ipoib(path: impl AsRef<std::path::Path>) -> io::Result<Self> {
+        let file = std::fs::File::create(path)?;
+        Self::ipoib(io::BufWriter::new(file))
+    }
+}
+
 /// Reads a classic pcap record by record.
 #[derive(Debug)]
 pub struct PcapReader<R: Read> {
