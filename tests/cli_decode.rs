@@ -124,7 +124,7 @@ fn vector_hex_lines_decode_with_every_field() {
         let ipoib = &object["ipoib"];
         assert_eq!(ipoib["ethertype"], ethertype, "{name}");
         if ethertype == "0x0806" {
-            assert!(ipoib["arp_op"].is_string(), "{name}");
+            assert!(ipoib["op"].is_string(), "{name}");
             assert!(ipoib["sender_ip"].as_str().unwrap().starts_with("10."));
             assert_eq!(ipoib["sender_hwaddr"].as_str().unwrap().len(), 59);
         } else {
@@ -170,7 +170,7 @@ fn linktype_ipoib_capture_decodes_its_pseudo_header_and_payloads() {
     assert_eq!(arp["link"], "ipoib");
     assert_eq!(arp["dest_qpn"], 0xff_ffff);
     assert_eq!(arp["dest_gid"], "ff12:401b:ffff::ffff:ffff");
-    assert_eq!(arp["ipoib"]["arp_op"], "request");
+    assert_eq!(arp["ipoib"]["op"], "request");
     assert_eq!(arp["ipoib"]["sender_ip"], "10.0.0.1");
     assert_eq!(arp["ipoib"]["target_ip"], "10.0.0.2");
     let echo = &objects[1];

@@ -286,7 +286,7 @@ fn arp_summary(o: &mut Object, inner: &[u8]) {
         ArpOperation::Reply => "reply",
         ArpOperation::Unknown(_) => "unknown",
     };
-    o.str("arp_op", op)
+    o.str("op", op)
         .str("sender_hwaddr", &repr.source_hardware_addr.to_string())
         .str("sender_ip", &repr.source_protocol_addr.to_string())
         .str("target_hwaddr", &repr.target_hardware_addr.to_string())
