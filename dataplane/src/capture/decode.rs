@@ -3,6 +3,18 @@
 //! LINKTYPE_IPOIB records with their pseudo header, and in both cases a
 //! summary of the IPoIB payload. Malformed frames become error objects;
 //! nothing here panics on any input.
+//!
+//! Keys, in order. Every object: `frame` (1-based). RoCEv2: `link`,
+//! `ip_version`, `src_ip`, `dst_ip`, `udp_sport`, `udp_dport`, the BTH
+//! (`opcode`, `solicited`, `migreq`, `pad_count`, `tver`, `pkey`, `fecn`,
+//! `becn`, `dest_qpn`, `ack_req`, `psn`), `qkey`, `src_qpn`, `immediate`,
+//! `payload_len`, `icrc_ok`, `icrc` (wire bytes in hex), then `ipoib`.
+//! LINKTYPE_IPOIB: `link`, `dest_hwaddr`, `dest_qpn`, `dest_gid` (or
+//! `grh_hex`), `ipoib`. `ipoib` holds `ethertype` and, for ARP, `op`,
+//! `sender_hwaddr`, `sender_ip`, `target_hwaddr`, `target_ip`; for IPv4 and
+//! IPv6, `src`, `dst`, `protocol`, `length` (whole packet). A frame with a
+//! problem carries `error` (a [`FrameError::kind`], or `bad_hex`) and
+//! `detail`, next to whatever could still be read.
 
 use std::io::{self, Write};
 
