@@ -1,5 +1,5 @@
-//! A whole RoCEv2 UD frame: [Ethernet →] IPv4/IPv6 → UDP 4791 → BTH → DETH
-//! → [ImmDt] → payload → pad → ICRC. Lengths come from the IP and UDP
+//! A whole RoCEv2 UD frame: (Ethernet →) IPv4/IPv6 → UDP 4791 → BTH → DETH
+//! → (ImmDt) → payload → pad → ICRC. Lengths come from the IP and UDP
 //! headers, never from the frame size (links may pad short frames).
 
 use core::fmt;
