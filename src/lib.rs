@@ -3,6 +3,6 @@
 
 pub mod control_plane;
 pub mod pktgen;
-pub mod resolution;
 pub mod report;
+pub mod resolution;
 pub mod wiring;
