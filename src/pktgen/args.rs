@@ -85,4 +85,7 @@ pub struct PktgenArgs {
     /// No live screen.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Check the flags and scenario, print the plan, and exit without running.
+    #[arg(long)]
+    pub dry_run: bool,
 }

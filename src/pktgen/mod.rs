@@ -43,6 +43,7 @@ pub fn run_plan(plan: &Plan, live: Option<bool>, stop: &AtomicBool) -> Result<Ru
             streams: &streams,
             live,
             stop,
+            expect_receivers: plan.provider == ProviderKind::Fabric,
         };
         let n = plan.streams.len();
         let outcome = match plan.provider {
@@ -77,6 +78,10 @@ pub fn main(args: &PktgenArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    if args.dry_run {
+        print!("{}", plan.describe());
+        return ExitCode::SUCCESS;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {

@@ -243,6 +243,41 @@ fn default_size(to: IpAddr) -> usize {
 }
 
 impl Plan {
+    /// What would run, one line per phase and stream.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "provider {}, {} interface(s), {} lcore(s), fabric loss {} reorder {} seed {}\n",
+            self.provider.as_str(),
+            self.cfg.interfaces.len(),
+            self.cfg.dataplane.lcores.len(),
+            self.cfg.provider.fabric.loss,
+            self.cfg.provider.fabric.reorder,
+            self.cfg.provider.fabric.seed,
+        );
+        for i in 0..self.phases.len() {
+            out += &format!("phase {}\n", self.phase_name(i));
+            for s in self.phase_streams(i).unwrap_or_default() {
+                let rate = s
+                    .spec
+                    .target_pps()
+                    .map_or("unpaced".to_string(), |p| format!("{p:.0} pps"));
+                out += &format!(
+                    "  stream {} (id {}): {} -> {} {} mode, mean {:.0} B, {rate}, count {:?}, duration {:?}, warm-up {:?}\n",
+                    s.name,
+                    s.spec.id,
+                    self.cfg.interfaces[s.iface].name,
+                    s.to,
+                    s.spec.mode_name(),
+                    s.spec.mean_size(),
+                    s.spec.count,
+                    s.spec.duration,
+                    s.spec.warmup
+                );
+            }
+        }
+        out
+    }
+
     pub fn phase_name(&self, i: usize) -> String {
         self.phases[i]
             .name

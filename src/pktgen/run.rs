@@ -7,7 +7,7 @@ use super::live::LiveScreen;
 use super::outcome::{PhaseOutcome, PortOutcome, Receiver, StreamOutcome};
 use super::plan::PlannedStream;
 use ipoib_dataplane::lcore::{spawn_lcores, Lcore, Pinning};
-use ipoib_dataplane::pktgen::{Mode, StreamResult};
+use ipoib_dataplane::pktgen::StreamResult;
 use ipoib_dataplane::provider::Provider;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,9 @@ pub struct PhaseRun<'a> {
     /// `None`: no live screen; `Some(tty)`: redraw in place when on a terminal.
     pub live: Option<bool>,
     pub stop: &'a AtomicBool,
+    /// Whether destinations' owners should be listed as receivers even when
+    /// nothing arrived (not on the null provider, which delivers nothing).
+    pub expect_receivers: bool,
 }
 
 /// Polls every lcore in turn until a few passes in a row move nothing, so
@@ -34,15 +37,6 @@ fn settle<P: Provider>(lcores: &mut [Lcore<P>]) {
     while idle < 4 {
         let work: usize = lcores.iter_mut().map(|l| l.poll_once()).sum();
         idle = if work == 0 { idle + 1 } else { 0 };
-    }
-}
-
-fn mode_name(m: &Mode) -> &'static str {
-    match m {
-        Mode::Single => "single",
-        Mode::Range(_) => "range",
-        Mode::Random { .. } => "random",
-        Mode::Sequence(_) => "sequence",
     }
 }
 
@@ -139,7 +133,8 @@ pub fn run_phase<P: Provider + 'static>(
             };
             // Expected receivers appear even when nothing arrived: the
             // destination's owner, or a full member of the group.
-            let expected = p.addrs.contains(&s.to) || (p.groups.contains(&s.to) && pi != s.iface);
+            let expected = r.expect_receivers
+                && (p.addrs.contains(&s.to) || (p.groups.contains(&s.to) && pi != s.iface));
             if res.rx_packets + res.warmup_packets == 0 && !expected {
                 continue;
             }
@@ -154,7 +149,7 @@ pub fn run_phase<P: Provider + 'static>(
             name: s.name.clone(),
             from: ports[s.iface].name.clone(),
             to: s.to,
-            mode: mode_name(&s.spec.mode),
+            mode: s.spec.mode_name(),
             mean_size: s.spec.mean_size(),
             target_pps: s.spec.target_pps(),
             sent,

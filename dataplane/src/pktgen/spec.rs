@@ -198,6 +198,15 @@ impl StreamSpec {
         }
     }
 
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            Mode::Single => "single",
+            Mode::Range(_) => "range",
+            Mode::Random { .. } => "random",
+            Mode::Sequence(_) => "sequence",
+        }
+    }
+
     /// Mean IP packet size over what the stream produces (for bit rates).
     pub fn mean_size(&self) -> f64 {
         match &self.mode {

@@ -1,0 +1,325 @@
+//! `ipoibd pktgen` end to end: JSON output validates against the documented
+//! schema, loss equals the fabric's injected drops, CSV carries the same
+//! figures, shipped scenarios are valid, and bad input fails in one line.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ipoibd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipoibd"))
+        .arg("pktgen")
+        .args(args)
+        .output()
+        .expect("ipoibd runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cli_pktgen_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn type_ok(v: &Value, t: &str) -> bool {
+    match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        "integer" => v.is_u64() || v.is_i64(),
+        "number" => v.is_number(),
+        _ => false,
+    }
+}
+
+/// The subset of JSON Schema that `src/pktgen/schema.json` uses.
+fn validate(v: &Value, s: &Value, path: &str, errors: &mut Vec<String>) {
+    if let Some(t) = s.get("type") {
+        let ok = match t {
+            Value::String(t) => type_ok(v, t),
+            Value::Array(ts) => ts.iter().any(|t| type_ok(v, t.as_str().unwrap_or(""))),
+            _ => false,
+        };
+        if !ok {
+            errors.push(format!("{path}: {v} is not of type {t}"));
+            return;
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if v != c {
+            errors.push(format!("{path}: {v} is not {c}"));
+        }
+    }
+    if let Some(Value::Array(e)) = s.get("enum") {
+        if !e.contains(v) {
+            errors.push(format!("{path}: {v} is not one of {e:?}"));
+        }
+    }
+    if let (Some(min), Some(x)) = (s.get("minimum").and_then(Value::as_f64), v.as_f64()) {
+        if x < min {
+            errors.push(format!("{path}: {x} < {min}"));
+        }
+    }
+    if let Value::Object(obj) = v {
+        for r in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let k = r.as_str().unwrap_or("");
+            if !obj.contains_key(k) {
+                errors.push(format!("{path}: missing {k}"));
+            }
+        }
+        let props = s.get("properties").and_then(Value::as_object);
+        for (k, item) in obj {
+            match (props.and_then(|p| p.get(k)), s.get("additionalProperties")) {
+                (Some(ps), _) => validate(item, ps, &format!("{path}.{k}"), errors),
+                (None, Some(Value::Bool(false))) => {
+                    errors.push(format!("{path}: unexpected key {k}"))
+                }
+                (None, Some(extra @ Value::Object(_))) => {
+                    validate(item, extra, &format!("{path}.{k}"), errors)
+                }
+                _ => {}
+            }
+        }
+    }
+    if let (Value::Array(items), Some(is)) = (v, s.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            validate(item, is, &format!("{path}[{i}]"), errors);
+        }
+    }
+}
+
+fn schema() -> Value {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/pktgen/schema.json"),
+    )
+    .unwrap();
+    serde_json::from_str(&text).expect("schema.json is JSON")
+}
+
+#[test]
+fn the_validator_rejects_what_breaks_the_schema() {
+    let s = schema();
+    let mut errors = Vec::new();
+    validate(
+        &serde_json::json!({"schema": "ipoib-pktgen/1", "provider": "tcp", "lcores": 0}),
+        &s,
+        "$",
+        &mut errors,
+    );
+    let all = errors.join("\n");
+    assert!(
+        all.contains("missing phases") && all.contains("not one of") && all.contains("0 < 1"),
+        "{all}"
+    );
+}
+
+#[test]
+fn json_and_csv_carry_exact_loss_on_the_fabric() {
+    let (json, csv) = (tmp("run.json"), tmp("run.csv"));
+    let out = ipoibd(&[
+        "-q",
+        "--count",
+        "20000",
+        "--rate-pps",
+        "200000",
+        "--loss",
+        "0.02",
+        "--fabric-seed",
+        "5",
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("(no leak)"), "{stdout}");
+
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&doc, &schema(), "$", &mut errors);
+    assert!(
+        errors.is_empty(),
+        "schema violations:\n{}",
+        errors.join("\n")
+    );
+
+    let phase = &doc["phases"][0];
+    let stream = &phase["streams"][0];
+    assert_eq!(stream["tx_packets"], 20000);
+    let rx = &stream["receivers"][0];
+    assert_eq!(rx["iface"], "ib1");
+    let ib0 = phase["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["iface"] == "ib0")
+        .unwrap();
+    let injected = &ib0["fabric"]["drops"]["tx_injected_loss_drops"];
+    assert!(injected.as_u64().unwrap() > 0);
+    let other: u64 = phase["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["fabric"]["drops"].as_object().unwrap().iter())
+        .filter(|(k, _)| *k != "tx_injected_loss_drops")
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    if other == 0 {
+        assert_eq!(&rx["lost"], injected, "loss is the fabric's injected loss");
+    }
+    assert_eq!(rx["duplicates"], 0);
+
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(csv.starts_with("phase,kind,stream,iface,metric,value\n"));
+    let lost_row = format!("phase1,receiver,s0,ib1,lost,{}", rx["lost"]);
+    assert!(csv.lines().any(|l| l == lost_row), "{lost_row} not in CSV");
+    assert!(csv
+        .lines()
+        .any(|l| l.starts_with("phase1,fabric,,ib0,tx_injected_loss_drops,")));
+}
+
+#[test]
+fn shipped_scenarios_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/scenarios");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let out = ipoibd(&["--scenario", p.to_str().unwrap(), "--dry-run"]);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "at least three shipped scenarios");
+}
+
+#[test]
+fn a_scenario_with_modes_runs_its_exact_counts() {
+    let json = tmp("modes.json");
+    let sc = tmp("modes.toml");
+    std::fs::write(
+        &sc,
+        r#"
+[[stream]]
+name = "r"
+from = "ib0"
+to = "fd00::2"
+mode = "range"
+rate_pps = 100000
+count = 3000
+[stream.range]
+size = { min = 80, max = 200, step = 8 }
+
+[[stream]]
+name = "q"
+from = "ib1"
+to = "10.0.0.1"
+mode = "sequence"
+rate_pps = 100000
+count = 3001
+[[stream.template]]
+to = "10.0.0.1"
+size = 100
+[[stream.template]]
+to = "fd00::1"
+size = 300
+"#,
+    )
+    .unwrap();
+    let out = ipoibd(&[
+        "-q",
+        "--scenario",
+        sc.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let streams = doc["phases"][0]["streams"].as_array().unwrap();
+    assert_eq!(streams[0]["tx_packets"], 3000);
+    assert_eq!(streams[1]["tx_packets"], 3001);
+    // Range sizes 80..=200 by 8 cycle exactly: 3000 = 187 full cycles of 16 + 8.
+    let cycle: u64 = (0..16).map(|i| 80 + 8 * i).sum();
+    let first8: u64 = (0..8).map(|i| 80 + 8 * i).sum();
+    assert_eq!(streams[0]["tx_bytes"], 187 * cycle + first8);
+    assert_eq!(streams[1]["tx_bytes"], 1501 * 100 + 1500 * 300);
+    for s in streams {
+        let unique: u64 = s["receivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["unique"].as_u64().unwrap())
+            .sum();
+        let lost: u64 = s["receivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["lost"].as_u64().unwrap())
+            .sum();
+        assert_eq!(unique + lost, s["tx_packets"].as_u64().unwrap());
+    }
+}
+
+#[test]
+fn bad_scenarios_fail_in_one_line_with_status_2() {
+    let cases = [
+        (
+            "unknown.toml",
+            "[[stream]]\nfrom = \"ib0\"\nto = \"10.0.0.2\"\nspeed = 3\n",
+            "unknown field",
+        ),
+        (
+            "mode.toml",
+            "[[stream]]\nfrom = \"ib0\"\nto = \"10.0.0.2\"\nmode = \"zigzag\"\n",
+            "zigzag",
+        ),
+        (
+            "iface.toml",
+            "[[stream]]\nfrom = \"ib9\"\nto = \"10.0.0.2\"\n",
+            "ib9",
+        ),
+        (
+            "size.toml",
+            "[[stream]]\nfrom = \"ib0\"\nto = \"10.0.0.2\"\nsize = 20\n",
+            "size",
+        ),
+        (
+            "rates.toml",
+            "[[stream]]\nfrom = \"ib0\"\nto = \"10.0.0.2\"\nrate_pps = 1\nrate_bps = 1\n",
+            "at most one",
+        ),
+        ("empty.toml", "provider = \"null\"\n", "no [[stream]]"),
+        ("syntax.toml", "[[stream]\n", "syntax.toml:1"),
+    ];
+    for (name, text, want) in cases {
+        let p = tmp(name);
+        std::fs::write(&p, text).unwrap();
+        let out = ipoibd(&["--scenario", p.to_str().unwrap(), "--dry-run"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line: {err}");
+        assert!(err.contains(want), "{name}: {err:?} lacks {want:?}");
+    }
+    let out = ipoibd(&["--scenario", "/nonexistent/x.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
