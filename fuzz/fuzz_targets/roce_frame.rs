@@ -4,8 +4,11 @@
 #![no_main]
 
 use ipoib_dataplane::capture::{decode_frame, decode_input, Link, PcapReader};
-use ipoib_dataplane::wire::roce::{RoceFrame, ROCEV2_UDP_PORT};
+use ipoib_dataplane::wire::ipv4;
+use ipoib_dataplane::wire::roce::{icrc, Outer, RoceFrame, ICRC_LEN, ROCEV2_UDP_PORT};
 use libfuzzer_sys::fuzz_target;
+
+const ETHERNET_HEADER_LEN: usize = 14;
 
 fn roundtrip(frame: RoceFrame<'_>, with_ethernet: bool) {
     let mut out = vec![0u8; frame.buffer_len()];
@@ -28,9 +31,32 @@ fn roundtrip(frame: RoceFrame<'_>, with_ethernet: bool) {
     assert_eq!(twice, out);
 }
 
+/// Random bytes almost never carry a valid IPv4 checksum and ICRC: repair
+/// both on a copy so the round trip behind them is reached too.
+fn repaired(data: &[u8]) -> Option<Vec<u8>> {
+    let mut copy = data.to_vec();
+    let ip = copy.get_mut(ETHERNET_HEADER_LEN..)?;
+    if let Ok(mut packet) = ipv4::Packet::new_checked(&mut ip[..]) {
+        packet.fill_checksum();
+    }
+    let outer = Outer::parse_ethernet(&copy, ROCEV2_UDP_PORT).ok()?;
+    let payload = outer.udp_payload;
+    let covered = payload.len().checked_sub(ICRC_LEN)?;
+    let value = icrc(outer.ip_header, outer.udp_header, &payload[..covered]).ok()?;
+    // The UDP payload is a subslice of `copy`; its offset locates the ICRC.
+    let at = payload.as_ptr() as usize - copy.as_ptr() as usize + covered;
+    copy[at..at + ICRC_LEN].copy_from_slice(&value.to_le_bytes());
+    Some(copy)
+}
+
 fuzz_target!(|data: &[u8]| {
     if let Ok(frame) = RoceFrame::parse(data) {
         roundtrip(frame, true);
+    }
+    if let Some(copy) = repaired(data) {
+        if let Ok(frame) = RoceFrame::parse(&copy) {
+            roundtrip(frame, true);
+        }
     }
     if let Ok(frame) = RoceFrame::parse_ip(data, ROCEV2_UDP_PORT) {
         roundtrip(frame, false);
