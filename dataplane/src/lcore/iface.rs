@@ -183,6 +183,134 @@ fn is_control_frame(ethertype: u16, frame: &[u8]) -> bool {
     }
 }
 
+/// The general TX path: every packet the IPv4-unicast fast path did not
+/// take (IPv6, multicast, unknown neighbours, malformed or oversize ones).
+struct TxSlow<'a, A> {
+    neigh: &'a NeighTable<A>,
+    cfg: &'a IfaceConfig,
+    qkey: u32,
+    mcast: &'a mut McastTx<A>,
+    last_v4_group: &'a mut (u32, Gid),
+    misses: &'a mut MissFilter,
+    ctrl: &'a Option<CtrlChannels<A>>,
+}
+
+impl<A: Copy> TxSlow<'_, A> {
+    /// A packet whose header could not be prepended (shared or no headroom):
+    /// dropped, with the same precedence of reasons as `send`.
+    #[cold]
+    #[inline(never)]
+    fn no_headroom(&mut self, m: Mbuf, cache: &mut LcoreCache, counts: &mut BurstCounts) {
+        let r = match ip_dest(m.data()) {
+            None => DpDrop::TxMalformed,
+            Some(_) if m.len() > self.cfg.mtu as usize => DpDrop::TxTooBig,
+            Some(_) => DpDrop::TxNoHeadroom,
+        };
+        counts.drop(r);
+        cache.free(m);
+    }
+
+    /// A packet with its IPoIB header room already prepended: builds the
+    /// header and routes it; `None` when it was queued, handed up or dropped.
+    #[inline(never)]
+    fn send(
+        &mut self,
+        mut m: Mbuf,
+        cache: &mut LcoreCache,
+        counts: &mut BurstCounts,
+    ) -> Option<SendWr<A>> {
+        let mtu = self.cfg.mtu as usize;
+        let dest = {
+            // Prepended by the caller, so the buffer is ours and writable.
+            let w = m.data_mut().expect("prepended, so not shared");
+            let (hdr, ip) = w.split_at_mut(HEADER_LEN);
+            let parsed = ip_dest(ip).filter(|_| ip.len() <= mtu);
+            let Some((ethertype, dest)) = parsed else {
+                // A packet that is dropped anyway: its header does not matter.
+                let r = if ip_dest(ip).is_none() {
+                    DpDrop::TxMalformed
+                } else {
+                    DpDrop::TxTooBig
+                };
+                counts.drop(r);
+                cache.free(m);
+                return None;
+            };
+            // Ethertype, then 16 reserved bits, in one store.
+            hdr.copy_from_slice(&((ethertype as u32) << 16).to_be_bytes());
+            dest
+        };
+        let entry = match dest {
+            Dest::Unicast4(a) => self.neigh.lookup_v4(a),
+            Dest::Unicast6(a) => self.neigh.lookup_v6(u128::from_be_bytes(a)),
+            Dest::Multicast4(_) | Dest::Multicast6(_) => {
+                let mgid = match dest {
+                    // The mapping is a pure function of the group:
+                    // remember the last one (flows repeat it).
+                    Dest::Multicast4(a) if a == self.last_v4_group.0 => Ok(self.last_v4_group.1),
+                    Dest::Multicast4(a) => {
+                        let r = mgid_for_ip(
+                            IpAddr::V4(Ipv4Addr::from(a)),
+                            self.cfg.pkey,
+                            self.cfg.scope,
+                        );
+                        if let Ok(g) = r {
+                            *self.last_v4_group = (a, g);
+                        }
+                        r
+                    }
+                    Dest::Multicast6(b) => {
+                        mgid_for_ip(IpAddr::V6(Ipv6Addr::from(b)), self.cfg.pkey, self.cfg.scope)
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                let Ok(mgid) = mgid else {
+                    counts.drop(DpDrop::TxMalformed);
+                    cache.free(m);
+                    return None;
+                };
+                return self
+                    .mcast
+                    .classify(mgid, m, cache, counts)
+                    .map(|(ah, route, mbuf)| SendWr {
+                        mbuf,
+                        ah,
+                        remote_qpn: MCAST_QPN,
+                        remote_qkey: route.qkey,
+                    });
+            }
+        };
+        if let Some(e) = entry {
+            return Some(SendWr {
+                mbuf: m,
+                ah: e.ah,
+                remote_qpn: e.qpn,
+                remote_qkey: self.qkey,
+            });
+        }
+        let (ip, key) = match dest {
+            Dest::Unicast4(a) => (IpAddr::V4(Ipv4Addr::from(a)), u128::from(a)),
+            Dest::Unicast6(b) => (IpAddr::V6(Ipv6Addr::from(b)), u128::from_be_bytes(b)),
+            _ => unreachable!("multicast handled above"),
+        };
+        let table = self.neigh.version();
+        match self.ctrl {
+            // The packet waits in the resolver; a full queue drops it.
+            Some(c) if self.misses.admit(table, key) => {
+                if !c.resolve.push((ip, m)) {
+                    counts.drop(DpDrop::TxNoNeighbour);
+                }
+            }
+            // Already enough of this flow waiting, or no resolver: drop here, counted.
+            _ => {
+                counts.drop(DpDrop::TxNoNeighbour);
+                cache.free(m);
+            }
+        }
+        None
+    }
+}
+
 impl<P: Provider> Iface<P> {
     pub fn new(cfg: IfaceConfig, provider: P, wiring: IfaceWiring<P::Ah>) -> Self {
         let port = provider.port();
@@ -324,136 +452,72 @@ impl<P: Provider> Iface<P> {
         // Slots and mask in registers for the whole burst.
         let v4 = neigh.v4_view();
         let mtu = self.cfg.mtu as usize;
-        for mut m in self.pkts.drain(..) {
-            // Fast path: the header room is there and the buffer is ours, so
-            // grow the window first and parse the IP packet behind it.
-            let dest = match m.prepend_window(HEADER_LEN) {
-                Some(w) => {
-                    let (hdr, ip) = w.split_at_mut(HEADER_LEN);
-                    let parsed = ip_dest(ip).filter(|_| ip.len() <= mtu);
-                    let Some((ethertype, dest)) = parsed else {
-                        // A packet that is dropped anyway: its header does not matter.
-                        let r = if ip_dest(ip).is_none() {
-                            DpDrop::TxMalformed
-                        } else {
-                            DpDrop::TxTooBig
-                        };
-                        counts.drop(r);
-                        cache.free(m);
-                        continue;
-                    };
-                    // Ethertype, then 16 reserved bits, in one store.
-                    hdr.copy_from_slice(&((ethertype as u32) << 16).to_be_bytes());
-                    dest
+        let qkey = self.port.qkey;
+        // The packets move out of `pkts` one by one below: it is emptied
+        // first, so a packet is never owned twice.
+        let n = self.pkts.len();
+        let pkts = self.pkts.as_ptr();
+        // SAFETY: the `n` packets are read out exactly once in the loop below.
+        unsafe { self.pkts.set_len(0) };
+        let mut k = self.wrs.len();
+        let wrs = self.wrs.as_mut_ptr();
+        let mut slow = TxSlow {
+            neigh,
+            cfg: &self.cfg,
+            qkey,
+            mcast: &mut self.mcast,
+            last_v4_group: &mut self.last_v4_group,
+            misses: &mut self.misses,
+            ctrl: &self.ctrl,
+        };
+        for i in 0..n {
+            // SAFETY: i < n, initialised and no longer owned by `pkts`.
+            let mut m = unsafe { pkts.add(i).read() };
+            // Fast path: IPv4 unicast to a known neighbour, header room there
+            // and the buffer ours. Anything else goes the general way.
+            let hit = match m.prepend_window(HEADER_LEN) {
+                Some(w) if w.len() >= HEADER_LEN + 20 && w.len() <= mtu + HEADER_LEN => {
+                    let a = u32::from_be_bytes([w[20], w[21], w[22], w[23]]);
+                    let unicast4 = w[HEADER_LEN] >> 4 == 4 && a >> 28 != 0xE && a != u32::MAX;
+                    match if unicast4 { v4.lookup(a) } else { None } {
+                        Some(e) => {
+                            // Ethertype, then 16 reserved bits, in one store.
+                            w[..HEADER_LEN]
+                                .copy_from_slice(&((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes());
+                            Some(*e)
+                        }
+                        None => None,
+                    }
                 }
+                Some(_) => None,
                 None => {
-                    // Shared or no headroom: drop, with the same precedence of
-                    // reasons as the checks above.
-                    let r = match ip_dest(m.data()) {
-                        None => DpDrop::TxMalformed,
-                        Some(_) if m.len() > mtu => DpDrop::TxTooBig,
-                        Some(_) => DpDrop::TxNoHeadroom,
-                    };
-                    counts.drop(r);
-                    cache.free(m);
+                    slow.no_headroom(m, cache, &mut counts);
                     continue;
                 }
             };
-            // IPv4 unicast first, with no jump table in the way.
-            let entry = if let Dest::Unicast4(a) = dest {
-                v4.lookup(a)
-            } else {
-                match dest {
-                    Dest::Unicast4(_) => unreachable!("handled above"),
-                    Dest::Unicast6(a) => neigh.lookup_v6(u128::from_be_bytes(a)),
-                    Dest::Multicast4(_) | Dest::Multicast6(_) => {
-                        let mgid = match dest {
-                            // The mapping is a pure function of the group:
-                            // remember the last one (flows repeat it).
-                            Dest::Multicast4(a) if a == self.last_v4_group.0 => {
-                                Ok(self.last_v4_group.1)
-                            }
-                            Dest::Multicast4(a) => {
-                                let r = mgid_for_ip(
-                                    IpAddr::V4(Ipv4Addr::from(a)),
-                                    self.cfg.pkey,
-                                    self.cfg.scope,
-                                );
-                                if let Ok(g) = r {
-                                    self.last_v4_group = (a, g);
-                                }
-                                r
-                            }
-                            Dest::Multicast6(b) => mgid_for_ip(
-                                IpAddr::V6(Ipv6Addr::from(b)),
-                                self.cfg.pkey,
-                                self.cfg.scope,
-                            ),
-                            _ => unreachable!("matched above"),
-                        };
-                        let Ok(mgid) = mgid else {
-                            counts.drop(DpDrop::TxMalformed);
-                            cache.free(m);
-                            continue;
-                        };
-                        if let Some((ah, route, mbuf)) =
-                            self.mcast.classify(mgid, m, cache, &mut counts)
-                        {
-                            bytes += mbuf.len() as u64;
-                            mcast_n += 1;
-                            self.wrs.push(SendWr {
-                                mbuf,
-                                ah,
-                                remote_qpn: MCAST_QPN,
-                                remote_qkey: route.qkey,
-                            });
-                        }
-                        continue;
+            let wr = match hit {
+                Some(e) => SendWr {
+                    mbuf: m,
+                    ah: e.ah,
+                    remote_qpn: e.qpn,
+                    remote_qkey: qkey,
+                },
+                None => match slow.send(m, cache, &mut counts) {
+                    Some(wr) => {
+                        mcast_n += (wr.remote_qpn == MCAST_QPN) as u64;
+                        wr
                     }
-                }
+                    None => continue,
+                },
             };
-            match entry {
-                Some(e) => {
-                    bytes += m.len() as u64;
-                    let wr = SendWr {
-                        mbuf: m,
-                        ah: e.ah,
-                        remote_qpn: e.qpn,
-                        remote_qkey: self.port.qkey,
-                    };
-                    // SAFETY: gather_tx took at most BURST - wrs.len() packets,
-                    // and each adds at most one request.
-                    unsafe { self.wrs.push_unchecked(wr) };
-                }
-                None => {
-                    let (ip, key) = match dest {
-                        Dest::Unicast4(a) => (IpAddr::V4(Ipv4Addr::from(a)), u128::from(a)),
-                        Dest::Unicast6(b) => {
-                            (IpAddr::V6(Ipv6Addr::from(b)), u128::from_be_bytes(b))
-                        }
-                        _ => unreachable!("multicast handled above"),
-                    };
-                    let table = neigh.version();
-                    match &self.ctrl {
-                        // The packet waits in the resolver; a full queue drops it.
-                        Some(c) if self.misses.admit(table, key) => {
-                            if !c.resolve.push((ip, m)) {
-                                counts.drop(DpDrop::TxNoNeighbour);
-                            }
-                        }
-                        // Already enough of this flow waiting: drop here, counted.
-                        Some(_) => {
-                            counts.drop(DpDrop::TxNoNeighbour);
-                            cache.free(m);
-                        }
-                        None => {
-                            counts.drop(DpDrop::TxNoNeighbour);
-                            cache.free(m);
-                        }
-                    }
-                }
-            }
+            bytes += wr.mbuf.len() as u64;
+            // SAFETY: gather_tx took at most BURST - wrs.len() packets, and
+            // each adds at most one request.
+            unsafe { wrs.add(k).write(wr) };
+            k += 1;
         }
+        // SAFETY: the slots up to k were written above.
+        unsafe { self.wrs.set_len(k) };
         let wanted = self.wrs.len();
         let posted = if wanted == 0 {
             0
@@ -483,10 +547,23 @@ impl<P: Provider> Iface<P> {
         // Every burst leaves `pkts` empty, so a whole poll fits.
         debug_assert!(self.pkts.is_empty());
         let sink = self.rx_out.is_none();
-        for c in self.rxc.drain(..) {
-            let mut m = c.mbuf;
+        let me = (self.port.qpn, self.port.lid);
+        // Completions are read in place and their mbufs moved out one by
+        // one: `rxc` is emptied first, so none is owned twice.
+        let polled = self.rxc.len();
+        let rxc = self.rxc.as_ptr();
+        // SAFETY: each of the `polled` mbufs is read out exactly once below.
+        unsafe { self.rxc.set_len(0) };
+        let out = self.pkts.as_mut_ptr();
+        let mut k = 0;
+        let (mut bytes, mut mcast) = (0u64, 0u64);
+        for i in 0..polled {
+            // SAFETY: i < polled, so the completion is initialised.
+            let c = unsafe { &*rxc.add(i) };
+            // SAFETY: this mbuf is moved out once and `rxc` no longer owns it.
+            let mut m = unsafe { std::ptr::read(&c.mbuf) };
             // Our own multicast comes back from the fabric; the kernel drops it too.
-            if c.src_qpn == self.port.qpn && c.slid == self.port.lid {
+            if (c.src_qpn, c.slid) == me {
                 counts.drop(DpDrop::RxSelfLoop);
                 cache.free(m);
                 continue;
@@ -516,17 +593,22 @@ impl<P: Provider> Iface<P> {
                 }
             }
             m.adj(HEADER_LEN);
-            counts.rx_packets += 1;
-            counts.rx_bytes += m.len() as u64;
-            counts.rx_mcast_packets += c.multicast as u64;
+            bytes += m.len() as u64;
+            mcast += c.multicast as u64;
             if sink {
                 cache.free(m);
             } else {
                 // SAFETY: `pkts` started empty and a poll is at most BURST.
-                unsafe { self.pkts.push_unchecked(m) };
+                unsafe { out.add(k).write(m) };
             }
+            k += 1;
         }
+        counts.rx_packets += k as u64;
+        counts.rx_bytes += bytes;
+        counts.rx_mcast_packets += mcast;
         if let Some(ring) = self.rx_out.as_mut() {
+            // SAFETY: the first k slots were written above.
+            unsafe { self.pkts.set_len(k) };
             ring.enqueue_burst(&mut self.pkts);
             for m in self.pkts.drain(..) {
                 counts.drop(DpDrop::RxRingFull);

@@ -68,6 +68,18 @@ impl Mbuf {
         }
     }
 
+    /// The `n` bytes of headroom right before the data (a header a provider
+    /// left there, such as a GRH); `None` if the headroom is shorter.
+    #[inline]
+    pub fn headroom_bytes(&self, n: usize) -> Option<&[u8]> {
+        let off = self.off as usize;
+        if n > off {
+            return None;
+        }
+        // SAFETY: off - n..off is inside the buffer; read-only, as shared data is.
+        Some(unsafe { std::slice::from_raw_parts(self.pool.buf_ptr(self.idx).add(off - n), n) })
+    }
+
     /// Writable data, or `None` when the buffer is shared.
     #[inline]
     pub fn data_mut(&mut self) -> Option<&mut [u8]> {

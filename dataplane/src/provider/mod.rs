@@ -7,7 +7,8 @@ pub mod fabric;
 pub mod null;
 
 use crate::mem::Mbuf;
-use crate::wire::Gid;
+use crate::wire::grh::{HEADER_LEN as GRH_LEN, NEXT_HEADER_IBA};
+use crate::wire::{Gid, GrhPacket, GrhRepr};
 use arrayvec::ArrayVec;
 
 /// Default burst size, as in DPDK.
@@ -49,16 +50,59 @@ pub struct SendWr<A> {
     pub remote_qkey: u32,
 }
 
-/// A received UD message with what the completion and GRH tell about it.
+/// A received UD message with what the completion tells about it: only what
+/// the IPoIB layer needs per packet, so a completion is 24 bytes. As on a
+/// real UD QP, the GRH (when the message carried one) is in the receive
+/// buffer: the 40 bytes of headroom right before the data (see `grh`).
 #[derive(Debug)]
 pub struct RecvCompletion {
     pub mbuf: Mbuf,
     pub src_qpn: u32,
     pub slid: u16,
-    pub sgid: Gid,
-    /// The destination GID: the MGID for multicast.
-    pub dgid: Gid,
     pub multicast: bool,
+    /// A GRH precedes the data in the headroom.
+    pub has_grh: bool,
+}
+
+impl RecvCompletion {
+    /// The GRH the message came with, if any.
+    pub fn grh(&self) -> Option<GrhRepr> {
+        if !self.has_grh {
+            return None;
+        }
+        let bytes = self.mbuf.headroom_bytes(GRH_LEN)?;
+        GrhRepr::parse(&GrhPacket::new_unchecked(bytes)).ok()
+    }
+    /// The source GID (from the GRH).
+    pub fn sgid(&self) -> Option<Gid> {
+        self.grh().map(|g| g.sgid)
+    }
+    /// The destination GID (from the GRH): the MGID for multicast.
+    pub fn dgid(&self) -> Option<Gid> {
+        self.grh().map(|g| g.dgid)
+    }
+}
+
+/// Writes a GRH into the headroom in front of `m`'s data, as a UD receive
+/// buffer holds it. False (and nothing written) when the buffer is shared or
+/// has no room.
+pub fn put_grh(m: &mut Mbuf, sgid: Gid, dgid: Gid) -> bool {
+    let payload_len = m.len() as u16;
+    let Some(h) = m.prepend(GRH_LEN) else {
+        return false;
+    };
+    let grh = GrhRepr {
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len,
+        next_header: NEXT_HEADER_IBA,
+        hop_limit: 1,
+        sgid,
+        dgid,
+    };
+    let ok = grh.emit(&mut GrhPacket::new_unchecked(h)).is_ok();
+    m.adj(GRH_LEN);
+    ok
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

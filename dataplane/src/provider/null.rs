@@ -83,12 +83,20 @@ impl Provider for NullProvider {
                 self.overflows += (n - take) as u64;
                 let len = self.looped.len();
                 let dst = self.looped.as_mut_ptr();
-                for (i, wr) in wrs.drain(..take).enumerate() {
-                    // SAFETY: len + take <= depth <= capacity; written before set_len.
-                    unsafe { dst.add(len + i).write(wr.mbuf) };
+                let src = wrs.as_mut_ptr();
+                for i in 0..take {
+                    // SAFETY: i < take <= wrs.len(); len + take <= depth <=
+                    // capacity. Each mbuf moves once; the rest of a request is
+                    // `Copy` and needs no drop.
+                    unsafe { dst.add(len + i).write(std::ptr::read(&(*src.add(i)).mbuf)) };
                 }
-                // SAFETY: the `take` slots after `len` were just written.
-                unsafe { self.looped.set_len(len + take) };
+                // SAFETY: the `take` slots after `len` were just written; the
+                // requests not taken move to the front of `wrs`.
+                unsafe {
+                    self.looped.set_len(len + take);
+                    std::ptr::copy(src.add(take), src, n - take);
+                    wrs.set_len(n - take);
+                }
                 take
             }
         }
@@ -98,20 +106,27 @@ impl Provider for NullProvider {
     fn poll_recv<const N: usize>(&mut self, out: &mut ArrayVec<RecvCompletion, N>) -> usize {
         let n = out.remaining_capacity().min(self.looped.len());
         let (src_qpn, slid) = self.loop_src;
-        let gid = self.port.gid;
         let len = out.len();
         let dst = out.as_mut_ptr();
-        for (i, mbuf) in self.looped.drain(..n).enumerate() {
+        let src = self.looped.as_mut_ptr();
+        for i in 0..n {
             let c = RecvCompletion {
-                mbuf,
+                // SAFETY: i < n <= looped.len(); each mbuf moves out once
+                // and the queue is shortened below.
+                mbuf: unsafe { std::ptr::read(src.add(i)) },
                 src_qpn,
                 slid,
-                sgid: gid,
-                dgid: gid,
                 multicast: false,
+                has_grh: false,
             };
             // SAFETY: len + n <= capacity; the slots are set before set_len.
             unsafe { dst.add(len + i).write(c) };
+        }
+        let rest = self.looped.len() - n;
+        // SAFETY: the first n were moved out; the rest move to the front.
+        unsafe {
+            std::ptr::copy(src.add(n), src, rest);
+            self.looped.set_len(rest);
         }
         // SAFETY: the n slots after len were just written.
         unsafe { out.set_len(len + n) };

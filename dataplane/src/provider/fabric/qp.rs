@@ -2,7 +2,8 @@ use super::counters::DropReason;
 use super::inject::Dice;
 use super::{pkey_matches, Fabric, Port};
 use crate::provider::{
-    AhAttr, PortAttr, Provider, ProviderError, RecvCompletion, SendWr, MCAST_QPN, MLID_BASE,
+    put_grh, AhAttr, PortAttr, Provider, ProviderError, RecvCompletion, SendWr, MCAST_QPN,
+    MLID_BASE,
 };
 use crate::wire::Gid;
 use arrayvec::ArrayVec;
@@ -50,7 +51,7 @@ impl FabricQp {
 
     /// Hands one message to the wire. Returns false if it was dropped.
     #[inline]
-    fn deliver(&self, wr: SendWr<FabricAh>, fanout: &super::mcast::McastFanout) {
+    fn deliver(&self, mut wr: SendWr<FabricAh>, fanout: &super::mcast::McastFanout) {
         let me = &self.fabric.ports[self.port];
         if wr.mbuf.len() > self.attr.max_msg as usize {
             me.counters.add_drop(DropReason::Oversize, 1);
@@ -72,8 +73,8 @@ impl FabricQp {
                     dst.counters.add_drop(DropReason::NoSuchQp, 1);
                     return;
                 }
-                let dgid = dst.attr.gid;
-                self.enqueue(dst, qkey, wr.mbuf, dgid, false);
+                let grh = put_grh(&mut wr.mbuf, self.attr.gid, dst.attr.gid);
+                self.enqueue(dst, qkey, wr.mbuf, grh, false);
             }
             FabricAh::Multicast { mgid } => {
                 let members = fanout.members(&mgid);
@@ -82,16 +83,18 @@ impl FabricQp {
                     return;
                 }
                 let (last, rest) = members.split_last().expect("non-empty");
+                // Written once, before the fan-out shares the buffer.
+                let grh = put_grh(&mut wr.mbuf, self.attr.gid, mgid);
                 for &p in rest {
-                    self.enqueue(&self.fabric.ports[p], qkey, wr.mbuf.share(), mgid, true);
+                    self.enqueue(&self.fabric.ports[p], qkey, wr.mbuf.share(), grh, true);
                 }
-                self.enqueue(&self.fabric.ports[*last], qkey, wr.mbuf, mgid, true);
+                self.enqueue(&self.fabric.ports[*last], qkey, wr.mbuf, grh, true);
             }
         }
     }
 
     #[inline]
-    fn enqueue(&self, dst: &Port, qkey: u32, mbuf: crate::mem::Mbuf, dgid: Gid, multicast: bool) {
+    fn enqueue(&self, dst: &Port, qkey: u32, mbuf: crate::mem::Mbuf, grh: bool, multicast: bool) {
         if !pkey_matches(self.attr.pkey, dst.attr.pkey) {
             dst.counters.add_drop(DropReason::PkeyMismatch, 1);
             return;
@@ -104,9 +107,8 @@ impl FabricQp {
             mbuf,
             src_qpn: self.attr.qpn,
             slid: self.attr.lid,
-            sgid: self.attr.gid,
-            dgid,
             multicast,
+            has_grh: grh,
         };
         if dst.rx.push(c).is_err() {
             dst.counters.add_drop(DropReason::RxOverflow, 1);
