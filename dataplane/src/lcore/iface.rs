@@ -183,6 +183,53 @@ fn is_control_frame(ethertype: u16, frame: &[u8]) -> bool {
     }
 }
 
+/// The general RX path: what the IPv4 fast path did not take. Drops and
+/// counts bad frames and our own looped-back multicast, hands control frames
+/// up (counted as received), and returns an IP packet to deliver, its IPoIB
+/// header stripped.
+#[inline(never)]
+fn rx_general<A>(
+    ctrl: &mut Option<CtrlChannels<A>>,
+    mut m: Mbuf,
+    self_loop: bool,
+    multicast: bool,
+    cache: &mut LcoreCache,
+    counts: &mut BurstCounts,
+) -> Option<Mbuf> {
+    // Our own multicast comes back from the fabric; the kernel drops it too.
+    if self_loop {
+        counts.drop(DpDrop::RxSelfLoop);
+        cache.free(m);
+        return None;
+    }
+    let d = m.data();
+    let ethertype = if d.len() >= HEADER_LEN {
+        u16::from_be_bytes([d[0], d[1]])
+    } else {
+        0
+    };
+    if !matches!(ethertype, ETHERTYPE_IPV4 | ETHERTYPE_IPV6 | ETHERTYPE_ARP) {
+        counts.drop(DpDrop::RxBadHeader);
+        cache.free(m);
+        return None;
+    }
+    if let Some(ctrl) = ctrl.as_mut() {
+        if is_control_frame(ethertype, d) {
+            // Whole frame, header and all: control parses it.
+            counts.rx_packets += 1;
+            counts.rx_bytes += (m.len() - HEADER_LEN) as u64;
+            counts.rx_mcast_packets += multicast as u64;
+            if let Err(m) = ctrl.to_control.push(m) {
+                counts.drop(DpDrop::RxRingFull);
+                cache.free(m);
+            }
+            return None;
+        }
+    }
+    m.adj(HEADER_LEN);
+    Some(m)
+}
+
 /// The general TX path: every packet the IPv4-unicast fast path did not
 /// take (IPv6, multicast, unknown neighbours, malformed or oversize ones).
 struct TxSlow<'a, A> {
@@ -456,7 +503,7 @@ impl<P: Provider> Iface<P> {
         // The packets move out of `pkts` one by one below: it is emptied
         // first, so a packet is never owned twice.
         let n = self.pkts.len();
-        let pkts = self.pkts.as_ptr();
+        let pkts = self.pkts.as_mut_ptr();
         // SAFETY: the `n` packets are read out exactly once in the loop below.
         unsafe { self.pkts.set_len(0) };
         let mut k = self.wrs.len();
@@ -471,8 +518,10 @@ impl<P: Provider> Iface<P> {
             ctrl: &self.ctrl,
         };
         for i in 0..n {
-            // SAFETY: i < n, initialised and no longer owned by `pkts`.
-            let mut m = unsafe { pkts.add(i).read() };
+            // SAFETY: i < n, so the packet is initialised; `pkts` no longer
+            // owns it and is not touched otherwise while the loop runs. It
+            // is worked on in place, then moved out exactly once.
+            let m = unsafe { &mut *pkts.add(i) };
             // Fast path: IPv4 unicast to a known neighbour, header room there
             // and the buffer ours. Anything else goes the general way.
             let hit = match m.prepend_window(HEADER_LEN) {
@@ -484,36 +533,41 @@ impl<P: Provider> Iface<P> {
                             // Ethertype, then 16 reserved bits, in one store.
                             w[..HEADER_LEN]
                                 .copy_from_slice(&((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes());
-                            Some(*e)
+                            Some(e)
                         }
                         None => None,
                     }
                 }
                 Some(_) => None,
                 None => {
-                    slow.no_headroom(m, cache, &mut counts);
+                    // SAFETY: moved out once (see above).
+                    slow.no_headroom(unsafe { std::ptr::read(m) }, cache, &mut counts);
                     continue;
                 }
             };
-            let wr = match hit {
-                Some(e) => SendWr {
-                    mbuf: m,
-                    ah: e.ah,
-                    remote_qpn: e.qpn,
-                    remote_qkey: qkey,
+            // SAFETY: gather_tx took at most BURST - wrs.len() packets, and
+            // each adds at most one request, so slot k is inside `wrs`.
+            let wr = unsafe { wrs.add(k) };
+            match hit {
+                // SAFETY: slot k is ours to write; the mbuf moves out once.
+                Some(e) => unsafe {
+                    bytes += m.len() as u64;
+                    std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
+                    std::ptr::addr_of_mut!((*wr).ah).write(e.ah);
+                    std::ptr::addr_of_mut!((*wr).remote_qpn).write(e.qpn);
+                    std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
                 },
-                None => match slow.send(m, cache, &mut counts) {
-                    Some(wr) => {
-                        mcast_n += (wr.remote_qpn == MCAST_QPN) as u64;
-                        wr
+                // SAFETY: the mbuf moves out once.
+                None => match slow.send(unsafe { std::ptr::read(m) }, cache, &mut counts) {
+                    Some(r) => {
+                        bytes += r.mbuf.len() as u64;
+                        mcast_n += (r.remote_qpn == MCAST_QPN) as u64;
+                        // SAFETY: slot k is ours to write.
+                        unsafe { wr.write(r) };
                     }
                     None => continue,
                 },
-            };
-            bytes += wr.mbuf.len() as u64;
-            // SAFETY: gather_tx took at most BURST - wrs.len() packets, and
-            // each adds at most one request.
-            unsafe { wrs.add(k).write(wr) };
+            }
             k += 1;
         }
         // SAFETY: the slots up to k were written above.
@@ -546,74 +600,69 @@ impl<P: Provider> Iface<P> {
         let mut counts = BurstCounts::default();
         // Every burst leaves `pkts` empty, so a whole poll fits.
         debug_assert!(self.pkts.is_empty());
-        let sink = self.rx_out.is_none();
         let me = (self.port.qpn, self.port.lid);
-        // Completions are read in place and their mbufs moved out one by
-        // one: `rxc` is emptied first, so none is owned twice.
+        // Completions are worked on in place and their mbufs moved out one
+        // by one: `rxc` is emptied first, so none is owned twice.
         let polled = self.rxc.len();
-        let rxc = self.rxc.as_ptr();
+        let rxc = self.rxc.as_mut_ptr();
         // SAFETY: each of the `polled` mbufs is read out exactly once below.
         unsafe { self.rxc.set_len(0) };
         let out = self.pkts.as_mut_ptr();
         let mut k = 0;
         let (mut bytes, mut mcast) = (0u64, 0u64);
+        let ctrl = &mut self.ctrl;
         for i in 0..polled {
-            // SAFETY: i < polled, so the completion is initialised.
-            let c = unsafe { &*rxc.add(i) };
-            // SAFETY: this mbuf is moved out once and `rxc` no longer owns it.
-            let mut m = unsafe { std::ptr::read(&c.mbuf) };
-            // Our own multicast comes back from the fabric; the kernel drops it too.
-            if (c.src_qpn, c.slid) == me {
-                counts.drop(DpDrop::RxSelfLoop);
-                cache.free(m);
-                continue;
-            }
-            let d = m.data();
-            let ethertype = if d.len() >= HEADER_LEN {
-                u16::from_be_bytes([d[0], d[1]])
+            // SAFETY: i < polled, so the completion is initialised; `rxc`
+            // is not touched otherwise while the loop runs.
+            let c = unsafe { &mut *rxc.add(i) };
+            let multicast = c.multicast;
+            let d = c.mbuf.data();
+            // Fast path: IPv4 from another QP, and (with a control plane) not
+            // ICMP. The ethertype is compared in network order, as stored.
+            let fast = (c.src_qpn, c.slid) != me
+                && d.len() >= HEADER_LEN
+                && [d[0], d[1]] == ETHERTYPE_IPV4.to_be_bytes()
+                && (ctrl.is_none() || !is_control_frame(ETHERTYPE_IPV4, d));
+            if fast {
+                c.mbuf.adj(HEADER_LEN);
+                bytes += c.mbuf.len() as u64;
             } else {
-                0
-            };
-            if !matches!(ethertype, ETHERTYPE_IPV4 | ETHERTYPE_IPV6 | ETHERTYPE_ARP) {
-                counts.drop(DpDrop::RxBadHeader);
-                cache.free(m);
-                continue;
-            }
-            if let Some(ctrl) = self.ctrl.as_mut() {
-                if is_control_frame(ethertype, d) {
-                    // Whole frame, header and all: control parses it.
-                    counts.rx_packets += 1;
-                    counts.rx_bytes += (m.len() - HEADER_LEN) as u64;
-                    counts.rx_mcast_packets += c.multicast as u64;
-                    if let Err(m) = ctrl.to_control.push(m) {
-                        counts.drop(DpDrop::RxRingFull);
-                        cache.free(m);
+                let self_loop = (c.src_qpn, c.slid) == me;
+                // SAFETY: moved out once; `rxc` no longer owns it.
+                let m = unsafe { std::ptr::read(&c.mbuf) };
+                match rx_general(ctrl, m, self_loop, multicast, cache, &mut counts) {
+                    Some(m) => {
+                        bytes += m.len() as u64;
+                        // SAFETY: `pkts` started empty and a poll is at most BURST.
+                        unsafe { out.add(k).write(m) };
+                        mcast += multicast as u64;
+                        k += 1;
                     }
-                    continue;
+                    None => {}
                 }
+                continue;
             }
-            m.adj(HEADER_LEN);
-            bytes += m.len() as u64;
-            mcast += c.multicast as u64;
-            if sink {
-                cache.free(m);
-            } else {
-                // SAFETY: `pkts` started empty and a poll is at most BURST.
-                unsafe { out.add(k).write(m) };
-            }
+            mcast += multicast as u64;
+            // SAFETY: moved out once (`rxc` no longer owns it); `pkts` started
+            // empty and a poll is at most BURST.
+            unsafe { out.add(k).write(std::ptr::read(&c.mbuf)) };
             k += 1;
         }
         counts.rx_packets += k as u64;
         counts.rx_bytes += bytes;
         counts.rx_mcast_packets += mcast;
-        if let Some(ring) = self.rx_out.as_mut() {
-            // SAFETY: the first k slots were written above.
-            unsafe { self.pkts.set_len(k) };
-            ring.enqueue_burst(&mut self.pkts);
-            for m in self.pkts.drain(..) {
-                counts.drop(DpDrop::RxRingFull);
-                cache.free(m);
+        // SAFETY: the first k slots were written above.
+        unsafe { self.pkts.set_len(k) };
+        match self.rx_out.as_mut() {
+            Some(ring) => {
+                ring.enqueue_burst(&mut self.pkts);
+                for m in self.pkts.drain(..) {
+                    counts.drop(DpDrop::RxRingFull);
+                    cache.free(m);
+                }
             }
+            // A sink: delivered means counted and freed.
+            None => cache.free_burst(&mut self.pkts),
         }
         self.stats.add(&counts);
         n
