@@ -4,6 +4,7 @@
 #   ./run-tests.sh          unit, property, integration and CLI tests, then the
 #                           model checkers (loom, shuttle) and the broken-engine check
 #   SOAK=1 ./run-tests.sh   also the long variants (more model-checking schedules)
+#   FUZZ_SECONDS=60 ./run-tests.sh   a longer fuzz run per target
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -26,5 +27,12 @@ cargo test -p ipoib-control --release --features shuttle --test model_shuttle
 
 step "the seed's race tests catch a deliberately broken engine"
 bash control/tests/broken_engine.sh
+
+step "short fuzz run of every parser (${FUZZ_SECONDS:-3}s each)"
+if cargo fuzz --version >/dev/null 2>&1; then
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/fuzz" bash fuzz/run.sh "${FUZZ_SECONDS:-3}"
+else
+    echo "skipped: cargo-fuzz is not installed (cargo install cargo-fuzz; .ci/run does)"
+fi
 
 step "all tests passed"
