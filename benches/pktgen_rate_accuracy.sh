@@ -25,6 +25,9 @@ cat >"$work/one_lcore.toml" <<'TOML'
 [dataplane]
 lcores = [0]
 hugepages = "off"
+# A pool that stays in cache, as pktgen-dpdk sizes its own.
+mempool_size = 1024
+mempool_cache = 128
 [provider]
 kind = "null"
 [[interface]]
