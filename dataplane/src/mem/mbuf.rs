@@ -1,34 +1,55 @@
+use super::pool::{BufHdr, META};
 use super::{Mempool, HEADROOM};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
 
-/// A move-only handle to one buffer: pool, index, and the data window.
+/// A move-only handle to one buffer: where it starts, its index, and the
+/// data window. The buffer's header (pool, owner count) sits right before
+/// it, so the data is one add away and the owner count one load away.
 ///
 /// Dropping an `Mbuf` returns it to its own pool's shared list; lcores free
 /// through their `LcoreCache` for speed. `share` adds an owner for multicast
 /// fan-out; shared data is read-only.
 pub struct Mbuf {
-    pool: &'static Mempool,
+    buf: NonNull<u8>,
     idx: u32,
     off: u16,
     len: u16,
 }
 
-// SAFETY: the handle owns (or co-owns, read-only) its buffer; the pool is Sync.
+// SAFETY: the handle owns (or co-owns, read-only) its buffer; the pool and
+// the owner count are Sync, and shared data is never written.
 unsafe impl Send for Mbuf {}
+// SAFETY: `&Mbuf` only reads the data or adds an owner (atomically).
+unsafe impl Sync for Mbuf {}
 
 impl Mbuf {
     #[inline]
     pub(super) fn new(pool: &'static Mempool, idx: u32) -> Mbuf {
         Mbuf {
-            pool,
+            // SAFETY: a buffer address inside the region is never null.
+            buf: unsafe { NonNull::new_unchecked(pool.buf_ptr(idx)) },
             idx,
             off: HEADROOM as u16,
             len: 0,
         }
     }
 
+    #[inline(always)]
+    fn hdr(&self) -> &'static BufHdr {
+        // SAFETY: every buffer of a pool is preceded by its header, written
+        // when the pool was created; pools live for the whole process.
+        unsafe { &*self.buf.as_ptr().sub(META).cast::<BufHdr>() }
+    }
+
+    #[inline(always)]
+    fn rc(&self) -> &'static AtomicU16 {
+        &self.hdr().refcnt
+    }
+
     #[inline]
     pub fn pool(&self) -> &'static Mempool {
-        self.pool
+        self.hdr().pool
     }
     /// Buffer index inside the pool (stable for the buffer's life).
     #[inline]
@@ -49,22 +70,19 @@ impl Mbuf {
     }
     #[inline]
     pub fn tailroom(&self) -> usize {
-        self.pool.buf_size() - self.off as usize - self.len as usize
+        self.pool().buf_size() - self.off as usize - self.len as usize
     }
     /// More than one handle refers to this buffer (multicast fan-out).
     #[inline]
     pub fn is_shared(&self) -> bool {
-        self.pool.refs(self.idx) > 1
+        self.rc().load(Ordering::Acquire) > 1
     }
 
     #[inline]
     pub fn data(&self) -> &[u8] {
         // SAFETY: off+len <= buf_size is an invariant of every mutator below.
         unsafe {
-            std::slice::from_raw_parts(
-                self.pool.buf_ptr(self.idx).add(self.off as usize),
-                self.len as usize,
-            )
+            std::slice::from_raw_parts(self.buf.as_ptr().add(self.off as usize), self.len as usize)
         }
     }
 
@@ -77,7 +95,7 @@ impl Mbuf {
             return None;
         }
         // SAFETY: off - n..off is inside the buffer; read-only, as shared data is.
-        Some(unsafe { std::slice::from_raw_parts(self.pool.buf_ptr(self.idx).add(off - n), n) })
+        Some(unsafe { std::slice::from_raw_parts(self.buf.as_ptr().add(off - n), n) })
     }
 
     /// Writable data, or `None` when the buffer is shared.
@@ -89,7 +107,7 @@ impl Mbuf {
         // SAFETY: sole owner, window inside the buffer.
         Some(unsafe {
             std::slice::from_raw_parts_mut(
-                self.pool.buf_ptr(self.idx).add(self.off as usize),
+                self.buf.as_ptr().add(self.off as usize),
                 self.len as usize,
             )
         })
@@ -101,7 +119,7 @@ impl Mbuf {
     /// The caller is the sole owner and `at + n` is inside the buffer.
     #[inline(always)]
     unsafe fn bytes_mut(&mut self, at: usize, n: usize) -> &mut [u8] {
-        std::slice::from_raw_parts_mut(self.pool.buf_ptr(self.idx).add(at), n)
+        std::slice::from_raw_parts_mut(self.buf.as_ptr().add(at), n)
     }
 
     /// Grows the window by `n` bytes at the front (a header goes there) and
@@ -174,9 +192,9 @@ impl Mbuf {
     /// Another handle to the same bytes (refcount + 1), for multicast fan-out.
     #[inline]
     pub fn share(&self) -> Mbuf {
-        self.pool.add_ref(self.idx);
+        self.rc().fetch_add(1, Ordering::Relaxed);
         Mbuf {
-            pool: self.pool,
+            buf: self.buf,
             idx: self.idx,
             off: self.off,
             len: self.len,
@@ -187,7 +205,7 @@ impl Mbuf {
     /// was the last owner. Used by `LcoreCache`.
     #[inline]
     pub(super) fn into_released(self) -> Option<u32> {
-        let last = self.pool.release(self.idx);
+        let last = Mempool::release(self.rc());
         let idx = self.idx;
         std::mem::forget(self);
         last.then_some(idx)
@@ -196,8 +214,8 @@ impl Mbuf {
 
 impl Drop for Mbuf {
     fn drop(&mut self) {
-        if self.pool.release(self.idx) {
-            self.pool.put_shared(self.idx);
+        if Mempool::release(self.rc()) {
+            self.pool().put_shared(self.idx);
         }
     }
 }
@@ -205,7 +223,7 @@ impl Drop for Mbuf {
 impl std::fmt::Debug for Mbuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mbuf")
-            .field("pool", &self.pool.name())
+            .field("pool", &self.pool().name())
             .field("idx", &self.idx)
             .field("off", &self.off)
             .field("len", &self.len)

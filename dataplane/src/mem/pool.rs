@@ -3,6 +3,20 @@ use super::{LcoreCache, Mbuf, HEADROOM};
 use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+/// Bytes in front of every buffer for its header (`BufHdr`): one cache line,
+/// so buffers stay cache-line aligned.
+pub(super) const META: usize = 64;
+
+/// What every buffer carries in front of it: its pool and its owner count.
+/// An `Mbuf` points at the buffer, so both are one load away, with no
+/// multiply by the buffer size and no pool table in between.
+#[repr(C)]
+pub(super) struct BufHdr {
+    pub(super) pool: &'static Mempool,
+    /// Owners: > 1 while a multicast fan-out shares the buffer.
+    pub(super) refcnt: AtomicU16,
+}
+
 /// Geometry of a pool.
 #[derive(Debug, Clone)]
 pub struct MempoolConfig {
@@ -20,9 +34,9 @@ pub struct Mempool {
     name: String,
     region: Region,
     buf_size: u32,
+    /// Distance between buffers: header plus buffer, rounded to a cache line.
+    stride: usize,
     count: u32,
-    /// Owners per buffer: > 1 while a multicast fan-out shares it.
-    refcnt: Box<[AtomicU16]>,
     /// Shared free list; lcores mostly hit their own `LcoreCache`.
     free: ArrayQueue<u32>,
 }
@@ -37,22 +51,31 @@ impl Mempool {
                 "buffer size must exceed the 128-byte headroom and fit in 16 bits",
             ));
         }
-        let region = Region::new(cfg.count as usize * cfg.buf_size as usize, cfg.hugepages)?;
+        let stride = META + (cfg.buf_size as usize).next_multiple_of(META);
+        let region = Region::new(cfg.count as usize * stride, cfg.hugepages)?;
         let free = ArrayQueue::new(cfg.count as usize);
         for idx in 0..cfg.count {
             // Cannot fail: the queue holds exactly `count` entries.
             let _ = free.push(idx);
         }
-        let refcnt = (0..cfg.count).map(|_| AtomicU16::new(0)).collect();
-        let pool = Mempool {
+        let pool: &'static Mempool = Box::leak(Box::new(Mempool {
             name: cfg.name,
             region,
             buf_size: cfg.buf_size,
+            stride,
             count: cfg.count,
-            refcnt,
             free,
-        };
-        Ok(Box::leak(Box::new(pool)))
+        }));
+        for idx in 0..cfg.count {
+            let hdr = BufHdr {
+                pool,
+                refcnt: AtomicU16::new(0),
+            };
+            // SAFETY: the header slot of buffer idx is inside the region,
+            // aligned (stride and META are multiples of 64) and not yet shared.
+            unsafe { pool.hdr_ptr(idx).write(hdr) };
+        }
+        Ok(pool)
     }
 
     /// A per-lcore cache of up to `size` free buffers.
@@ -94,32 +117,21 @@ impl Mempool {
         Mbuf::new(self, idx)
     }
 
-    /// The reference count of buffer `idx`, without a bounds check: indices
-    /// only come from this pool's free list, so they are below `count`.
+    /// The reference count of buffer `idx`: indices only come from this
+    /// pool's free list, so they are below `count`.
     #[inline(always)]
     fn rc(&self, idx: u32) -> &AtomicU16 {
         debug_assert!(idx < self.count);
-        // SAFETY: idx < count == refcnt.len() (see above).
-        unsafe { self.refcnt.get_unchecked(idx as usize) }
+        // SAFETY: every header was written at creation and lives as long as the pool.
+        unsafe { &(*self.hdr_ptr(idx)).refcnt }
     }
 
-    /// Drops one owner of `idx`; true when it was the last and the buffer is free.
+    /// Drops one owner of the buffer; true when it was the last and the buffer is free.
     #[inline]
-    pub(super) fn release(&self, idx: u32) -> bool {
-        let rc = self.rc(idx);
+    pub(super) fn release(rc: &AtomicU16) -> bool {
         // Sole owner: nobody else can share it any more, so no RMW is needed.
         // (Acquire pairs with the release of an owner that dropped its share.)
         rc.load(Ordering::Acquire) == 1 || rc.fetch_sub(1, Ordering::AcqRel) == 1
-    }
-
-    #[inline]
-    pub(super) fn add_ref(&self, idx: u32) {
-        self.rc(idx).fetch_add(1, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(super) fn refs(&self, idx: u32) -> u16 {
-        self.rc(idx).load(Ordering::Acquire)
     }
 
     #[inline]
@@ -133,16 +145,19 @@ impl Mempool {
         self.free.pop()
     }
 
+    /// Header of buffer `idx`.
+    #[inline]
+    fn hdr_ptr(&self, idx: u32) -> *mut BufHdr {
+        debug_assert!(idx < self.count);
+        // SAFETY: idx < count, so the offset stays inside the region.
+        unsafe { self.region.as_ptr().add(idx as usize * self.stride).cast() }
+    }
+
     /// Start of buffer `idx`.
     #[inline]
     pub(super) fn buf_ptr(&self, idx: u32) -> *mut u8 {
-        debug_assert!(idx < self.count);
-        // SAFETY: idx < count, so the offset stays inside the region.
-        unsafe {
-            self.region
-                .as_ptr()
-                .add(idx as usize * self.buf_size as usize)
-        }
+        // SAFETY: the buffer follows its header inside the region.
+        unsafe { self.hdr_ptr(idx).cast::<u8>().add(META) }
     }
 }
 
