@@ -94,6 +94,7 @@ pub fn build_udp_packet(f: &FlowSpec) -> Result<Vec<u8>, String> {
 pub enum Source {
     Flow(TrafficSource),
     Pktgen(crate::pktgen::Generator),
+    Replay(crate::pktgen::Replay),
 }
 
 impl Source {
@@ -102,6 +103,7 @@ impl Source {
         match self {
             Source::Flow(s) => s.produce(cache),
             Source::Pktgen(g) => g.produce(cache),
+            Source::Replay(r) => r.produce(cache),
         }
     }
 }
@@ -164,5 +166,11 @@ impl TrafficSource {
         cache.free_burst(&mut self.burst);
         self.sent += n as u64;
         n
+    }
+}
+
+impl From<crate::pktgen::Replay> for Source {
+    fn from(r: crate::pktgen::Replay) -> Source {
+        Source::Replay(r)
     }
 }

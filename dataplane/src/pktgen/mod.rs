@@ -4,12 +4,14 @@
 //! into an interface's TX ring, paced in bursts against the monotonic clock,
 //! with a stamp (stream id, sequence number, send time) in every payload. A
 //! `Sink` drains an interface's RX ring and keeps exact per-stream received,
-//! lost, duplicated and reordered counts and a latency histogram.
+//! lost, duplicated and reordered counts and a latency histogram. A
+//! `Replay` sends the IP packets of a pcap byte for byte.
 
 mod build;
 pub mod clock;
 mod fields;
 mod generator;
+mod replay;
 mod sink;
 mod spec;
 pub mod stamp;
@@ -18,6 +20,7 @@ mod window;
 pub use build::{PacketWriter, Prepared};
 pub use fields::{FieldGen, Rng};
 pub use generator::{GenCounters, GenSnapshot, Generator};
+pub use replay::{read_capture, Capture, Replay, ReplayPacket};
 pub use sink::{LatencySummary, Sink, SinkLive, StreamResult, DEFAULT_WINDOW, LATENCY_MAX_NS};
 pub use spec::{min_size, FieldRange, Mode, Ranges, Rate, StreamSpec, Template};
 pub use stamp::Stamp;
