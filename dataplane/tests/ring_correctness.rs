@@ -388,3 +388,33 @@ fn mpsc_leftovers_wait_for_the_last_producer() {
     drop(second);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn spsc_move_to_keeps_order_across_wraps() {
+    use ipoib_dataplane::ring::spsc;
+    let (mut p1, mut c1) = spsc::channel::<u64>(8);
+    let (mut p2, mut c2) = spsc::channel::<u64>(4);
+    let mut next = 0u64;
+    let mut expect = 0u64;
+    for round in 0..50 {
+        while p1.push(next).is_ok() {
+            next += 1;
+        }
+        let moved = c1.move_to(&mut p2, 3 + round % 4);
+        assert!(moved <= 4);
+        for _ in 0..(round % 3 + 1) {
+            if let Some(v) = c2.pop() {
+                assert_eq!(v, expect);
+                expect += 1;
+            }
+        }
+    }
+    // A ring forwarding into itself: items and free slots never overlap.
+    let (mut p, mut c) = spsc::channel::<u64>(8);
+    for v in 0..5 {
+        p.push(v).unwrap();
+    }
+    assert_eq!(c.move_to(&mut p, 2), 2);
+    let rest: Vec<u64> = std::iter::from_fn(|| c.pop()).collect();
+    assert_eq!(rest, vec![2, 3, 4, 0, 1]);
+}

@@ -10,7 +10,6 @@
 
 #![allow(dead_code)]
 
-use arrayvec::ArrayVec;
 use ipoib_dataplane::lcore::{
     build_udp_packet, FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable,
     TrafficSource,
@@ -97,7 +96,6 @@ const IN_FLIGHT: usize = 2 * BURST;
 struct Reflector {
     rx: spsc::Consumer<Mbuf>,
     tx: spsc::Producer<Mbuf>,
-    burst: ArrayVec<Mbuf, BURST>,
 }
 
 pub struct Rig {
@@ -197,11 +195,7 @@ impl Rig {
                 }
                 let (prod, rx) = spsc::channel::<Mbuf>(1024);
                 rx_out = Some(prod);
-                reflect = Some(Reflector {
-                    rx,
-                    tx,
-                    burst: ArrayVec::new(),
-                });
+                reflect = Some(Reflector { rx, tx });
             }
         }
         let iface = Iface::new(
@@ -265,8 +259,7 @@ impl Rig {
             for _ in 0..64 {
                 self.lcore.poll_once();
                 if let Some(r) = self.reflect.as_mut() {
-                    r.rx.dequeue_burst(&mut r.burst);
-                    r.tx.enqueue_burst(&mut r.burst);
+                    r.rx.move_to(&mut r.tx, BURST);
                 }
             }
             let sent = self.stats.snapshot().tx_packets - start;

@@ -90,6 +90,39 @@ impl<T> Slots<T> {
         }
     }
 
+    /// Moves `n` items from the slots starting at `start` into the slots of
+    /// `dst` starting at `dst_start`, as contiguous runs (at most three).
+    ///
+    /// # Safety
+    /// As [`Self::read_into`] for these slots and [`Self::write_from`] for
+    /// those of `dst`; the two ranges do not overlap (`dst` may be `self`).
+    #[inline(always)]
+    pub(crate) unsafe fn move_into(
+        &self,
+        start: usize,
+        dst: &Slots<T>,
+        dst_start: usize,
+        n: usize,
+    ) {
+        #[cfg(not(loom))]
+        {
+            let (src_base, dst_base) = (self.base(), dst.base());
+            let mut done = 0;
+            while done < n {
+                let s = start.wrapping_add(done) & self.mask;
+                let d = dst_start.wrapping_add(done) & dst.mask;
+                let run = (n - done).min(self.capacity() - s).min(dst.capacity() - d);
+                copy_items(src_base.add(s), dst_base.add(d), run);
+                done += run;
+            }
+        }
+        #[cfg(loom)]
+        for offset in 0..n {
+            let value = self.read(start.wrapping_add(offset));
+            dst.write(dst_start.wrapping_add(offset), value);
+        }
+    }
+
     /// Stores one item.
     ///
     /// # Safety

@@ -267,6 +267,28 @@ impl<T> Consumer<T> {
         self.release(n);
     }
 
+    /// Moves up to `max` items straight into another ring, oldest first,
+    /// with no burst buffer in between (a forwarding stage); returns how many.
+    #[inline]
+    pub fn move_to(&mut self, dst: &mut Producer<T>, max: usize) -> usize {
+        let n = self.available(max);
+        let n = dst.reserve(n);
+        if n == 0 {
+            return 0;
+        }
+        // SAFETY: `available` found n items from `read_index`, `reserve`
+        // found n free slots from the producer's `write_index`; items and free
+        // slots never overlap, even when both ends belong to the same ring.
+        unsafe {
+            self.shared
+                .slots
+                .move_into(self.read_index, &dst.shared.slots, dst.write_index, n)
+        };
+        self.release(n);
+        dst.publish(n);
+        n
+    }
+
     /// Copies up to `dst.len()` items into the front of `dst` and returns how
     /// many.
     #[inline]
