@@ -323,3 +323,59 @@ fn bad_scenarios_fail_in_one_line_with_status_2() {
     let out = ipoibd(&["--scenario", "/nonexistent/x.toml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_pcap_replays_every_pass_to_its_destination() {
+    use ipoib_dataplane::capture::pcap::{PcapWriter, Timestamp, LINKTYPE_RAW};
+    use ipoib_dataplane::lcore::{build_udp_packet, FlowSpec};
+    let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW).unwrap();
+    for i in 0..25u16 {
+        let p = build_udp_packet(&FlowSpec {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            src_port: i,
+            dst_port: 9,
+            size: 100 + usize::from(i),
+            rate_pps: 0,
+        })
+        .unwrap();
+        w.write_record(Timestamp::from_micros(1, u32::from(i) * 10), &p)
+            .unwrap();
+    }
+    let (pcap, json) = (tmp("replay.pcap"), tmp("replay.json"));
+    std::fs::write(&pcap, w.into_inner()).unwrap();
+    let out = ipoibd(&[
+        "-q",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--loops",
+        "4",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&doc, &schema(), "$", &mut errors);
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let phase = &doc["phases"][0];
+    let s = &phase["streams"][0];
+    assert_eq!(
+        (s["mode"].as_str(), s["tx_packets"].as_u64()),
+        (Some("replay"), Some(100))
+    );
+    let bytes: u64 = (0..25u64).map(|i| 100 + i).sum::<u64>() * 4;
+    assert_eq!(s["tx_bytes"], bytes);
+    let ib1 = phase["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["iface"] == "ib1")
+        .unwrap();
+    assert_eq!(ib1["xstats"]["rx_good_packets"], 100);
+    assert_eq!(ib1["xstats"]["rx_good_bytes"], bytes);
+}

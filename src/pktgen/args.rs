@@ -67,6 +67,16 @@ pub struct PktgenArgs {
     /// Range/random mode: packet sizes `MIN-MAX[/STEP]`.
     #[arg(long, value_name = "RANGE")]
     pub size_range: Option<String>,
+    /// Replay this capture (LINKTYPE_IPOIB 242 or raw IP) from --from instead
+    /// of generating stamped streams.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Replay as fast as possible instead of at the recorded spacing.
+    #[arg(long, requires = "pcap")]
+    pub pcap_fast: bool,
+    /// Replay passes over the capture (default 1).
+    #[arg(long, requires = "pcap")]
+    pub loops: Option<u64>,
     /// Fabric: probability of injected loss.
     #[arg(long)]
     pub loss: Option<f64>,

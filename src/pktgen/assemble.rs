@@ -7,7 +7,7 @@ use crate::wiring::fabric_qpn;
 use ipoib_config::{Config, Interface};
 use ipoib_dataplane::lcore::{Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable};
 use ipoib_dataplane::mem::{Mbuf, Mempool};
-use ipoib_dataplane::pktgen::{GenCounters, Generator, Sink, SinkLive, DEFAULT_WINDOW};
+use ipoib_dataplane::pktgen::{GenCounters, Generator, Replay, Sink, SinkLive, DEFAULT_WINDOW};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
 use ipoib_dataplane::provider::null::{NullMode, NullProvider};
 use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
@@ -204,10 +204,18 @@ fn rig<P: Provider>(
         let mut tx_in = Vec::new();
         for (k, s) in streams.iter().enumerate().filter(|(_, s)| s.iface == idx) {
             let (prod, cons) = spsc::channel::<Mbuf>(d.tx_ring_size as usize);
-            let g = Generator::new(&s.spec, prod, pool.buf_size())
-                .map_err(|e| format!("stream {}: {e}", s.name))?;
-            gens[k] = Some(g.counters());
-            lcore.add_source(g);
+            let named = |e: String| format!("stream {}: {e}", s.name);
+            if let Some(r) = &s.replay {
+                let cap = r.capture.as_ref().clone();
+                let g = Replay::new(cap, r.recorded_timing, r.loops, prod, pool.buf_size())
+                    .map_err(named)?;
+                gens[k] = Some(g.counters());
+                lcore.add_source(g);
+            } else {
+                let g = Generator::new(&s.spec, prod, pool.buf_size()).map_err(named)?;
+                gens[k] = Some(g.counters());
+                lcore.add_source(g);
+            }
             tx_in.push(cons);
         }
         let (rx_out, rx) = spsc::channel::<Mbuf>(d.rx_ring_size as usize);

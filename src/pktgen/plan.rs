@@ -6,8 +6,9 @@ use super::scenario::{
     parse_addr_range, parse_num_range, PhaseDef, RangeDefs, Scenario, StreamDef,
 };
 use ipoib_config::{Config, Interface, ProviderKind};
-use ipoib_dataplane::pktgen::{min_size, Mode, Rate, StreamSpec, Template};
+use ipoib_dataplane::pktgen::{min_size, read_capture, Capture, Mode, Rate, StreamSpec, Template};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 const DEFAULT_SIZE: usize = 64;
@@ -21,6 +22,15 @@ pub struct Plan {
     pub link_bps: f64,
     pub streams: Vec<StreamDef>,
     pub phases: Vec<PhaseDef>,
+    /// Per stream: the capture it replays, read once.
+    captures: Vec<Option<Arc<Capture>>>,
+}
+
+/// A stream that replays a capture instead of generating.
+pub struct ReplayPlan {
+    pub capture: Arc<Capture>,
+    pub recorded_timing: bool,
+    pub loops: u64,
 }
 
 /// One stream as a phase runs it.
@@ -29,8 +39,10 @@ pub struct PlannedStream {
     /// Index of the sending interface in `cfg.interfaces`.
     pub iface: usize,
     pub spec: StreamSpec,
-    /// What the destination is, for the report: unicast or multicast.
+    /// What the destination is, for the report: unicast or multicast
+    /// (a replay's first packet's destination).
     pub to: IpAddr,
+    pub replay: Option<ReplayPlan>,
 }
 
 fn check_fraction(what: &str, v: Option<f64>) -> Result<(), String> {
@@ -65,6 +77,29 @@ fn streams_from_flags(a: &PktgenArgs, cfg: &Config) -> Result<Vec<StreamDef>, St
     let iface = cfg
         .interface(&from)
         .ok_or_else(|| format!("--from: no interface named {from:?}"))?;
+    if let Some(pcap) = &a.pcap {
+        return Ok(vec![StreamDef {
+            name: Some("replay".into()),
+            from,
+            to: None,
+            pcap: Some(pcap.clone()),
+            pcap_timing: Some(if a.pcap_fast { "fast" } else { "recorded" }.into()),
+            loops: a.loops,
+            size: None,
+            mode: None,
+            seed: None,
+            src_port: None,
+            dst_port: None,
+            rate_pps: None,
+            rate_bps: None,
+            rate_pct: None,
+            burst: None,
+            count: None,
+            duration_s: None,
+            range: RangeDefs::default(),
+            templates: Vec::new(),
+        }]);
+    }
     let to = if a.to.is_empty() {
         // The next host's first address of a family the sender has.
         let peer = cfg
@@ -126,7 +161,10 @@ fn streams_from_flags(a: &PktgenArgs, cfg: &Config) -> Result<Vec<StreamDef>, St
         .into_iter()
         .map(|to| StreamDef {
             from: from.clone(),
-            to,
+            to: Some(to),
+            pcap: None,
+            pcap_timing: None,
+            loops: None,
             size: a.size,
             mode: mode.clone(),
             seed: a.seed,
@@ -212,12 +250,32 @@ pub fn plan(a: &PktgenArgs) -> Result<Plan, String> {
         p.count = a.count.or(p.count);
         p.warmup_s = a.warmup.or(p.warmup_s);
     }
+    let captures = streams
+        .iter()
+        .enumerate()
+        .map(|(id, d)| {
+            let Some(path) = &d.pcap else { return Ok(None) };
+            let name = d.name.clone().unwrap_or_else(|| format!("s{id}"));
+            let file = std::fs::File::open(path)
+                .map_err(|e| format!("stream {name}: {}: {e}", path.display()))?;
+            let cap = read_capture(std::io::BufReader::new(file))
+                .map_err(|e| format!("stream {name}: {}: {e}", path.display()))?;
+            if cap.packets.is_empty() {
+                return Err(format!(
+                    "stream {name}: {}: no IP packet in the capture",
+                    path.display()
+                ));
+            }
+            Ok(Some(Arc::new(cap)))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let plan = Plan {
         provider,
         cfg,
         link_bps: link_gbps * 1e9,
         streams,
         phases,
+        captures,
     };
     // Check every phase now, so a bad file fails before anything runs.
     for i in 0..plan.phases.len() {
@@ -243,6 +301,50 @@ fn default_size(to: IpAddr) -> usize {
 }
 
 impl Plan {
+    fn replay_stream(
+        &self,
+        id: usize,
+        name: String,
+        iface: usize,
+        d: &StreamDef,
+        capture: Arc<Capture>,
+    ) -> Result<PlannedStream, String> {
+        let recorded_timing = match d.pcap_timing.as_deref().unwrap_or("recorded") {
+            "recorded" => true,
+            "fast" => false,
+            t => {
+                return Err(format!(
+                    "stream {name}: pcap_timing {t:?}: expected recorded or fast"
+                ))
+            }
+        };
+        let loops = d.loops.unwrap_or(1);
+        if loops == 0 {
+            return Err(format!("stream {name}: loops must be at least 1"));
+        }
+        let first = &capture.packets[0].ip;
+        // read_capture keeps only IPv4 packets of 20+ bytes and IPv6 of 40+.
+        let to = if first[0] >> 4 == 4 {
+            IpAddr::from([first[16], first[17], first[18], first[19]])
+        } else {
+            let b: [u8; 16] = first[24..40].try_into().unwrap_or([0; 16]);
+            IpAddr::from(b)
+        };
+        let mut spec = StreamSpec::single(id as u16, to, to, min_size(to.is_ipv4()));
+        spec.duration = None;
+        Ok(PlannedStream {
+            name,
+            iface,
+            spec,
+            to,
+            replay: Some(ReplayPlan {
+                capture,
+                recorded_timing,
+                loops,
+            }),
+        })
+    }
+
     /// What would run, one line per phase and stream.
     pub fn describe(&self) -> String {
         let mut out = format!(
@@ -267,7 +369,7 @@ impl Plan {
                     s.spec.id,
                     self.cfg.interfaces[s.iface].name,
                     s.to,
-                    s.spec.mode_name(),
+                    if s.replay.is_some() { "replay" } else { s.spec.mode_name() },
                     s.spec.mean_size(),
                     s.spec.count,
                     s.spec.duration,
@@ -327,11 +429,16 @@ impl Plan {
                 .position(|i| i.name == d.from)
                 .ok_or_else(|| err(format!("no interface named {:?}", d.from)))?;
             let iface = &self.cfg.interfaces[iface_idx];
+            if let Some(cap) = &self.captures[id] {
+                out.push(self.replay_stream(id, name, iface_idx, d, cap.clone())?);
+                continue;
+            }
+            let to = d.to.ok_or_else(|| err("give `to` (or `pcap`)".into()))?;
             let mut spec = StreamSpec::single(
                 id as u16,
-                source_for(iface, d.to).map_err(err)?,
-                d.to,
-                d.size.unwrap_or(default_size(d.to)),
+                source_for(iface, to).map_err(err)?,
+                to,
+                d.size.unwrap_or(default_size(to)),
             );
             spec.base.src_port = d.src_port.unwrap_or(DEFAULT_PORT);
             spec.base.dst_port = d.dst_port.unwrap_or(DEFAULT_PORT);
@@ -395,7 +502,8 @@ impl Plan {
                 name,
                 iface: iface_idx,
                 spec,
-                to: d.to,
+                to,
+                replay: None,
             });
         }
         if out.is_empty() {

@@ -125,7 +125,9 @@ pub fn run_phase<P: Provider + 'static>(
             _ => sent.last_tx_ns.saturating_sub(sent.measure_start_ns) as f64 / 1e9,
         };
         let mut receivers = Vec::new();
-        for (pi, p) in ports.iter().enumerate() {
+        // Replayed packets carry no stamp of this run: nothing to measure.
+        let measured = s.replay.is_none();
+        for (pi, p) in ports.iter().enumerate().filter(|_| measured) {
             let Some(sink) = sink_of(pi) else { continue };
             let res: StreamResult = match sink.result(s.spec.id) {
                 Some(res) => res,
@@ -149,8 +151,18 @@ pub fn run_phase<P: Provider + 'static>(
             name: s.name.clone(),
             from: ports[s.iface].name.clone(),
             to: s.to,
-            mode: s.spec.mode_name(),
-            mean_size: s.spec.mean_size(),
+            mode: if measured {
+                s.spec.mode_name()
+            } else {
+                "replay"
+            },
+            mean_size: match &s.replay {
+                Some(r) => {
+                    let p = &r.capture.packets;
+                    p.iter().map(|x| x.ip.len() as f64).sum::<f64>() / p.len().max(1) as f64
+                }
+                None => s.spec.mean_size(),
+            },
             target_pps: s.spec.target_pps(),
             sent,
             seconds,

@@ -40,7 +40,15 @@ pub struct StreamDef {
     /// Sending interface; its first address of the destination's family is the source.
     pub from: String,
     /// Unicast, multicast or send-only multicast: the datapath routes by address.
-    pub to: IpAddr,
+    /// Required unless `pcap` is given.
+    pub to: Option<IpAddr>,
+    /// Replay this capture (LINKTYPE_IPOIB 242 or raw IP) byte for byte
+    /// instead of generating stamped packets; relative to the scenario file.
+    pub pcap: Option<PathBuf>,
+    /// Replay timing: "recorded" (default) or "fast".
+    pub pcap_timing: Option<String>,
+    /// Replay passes over the capture, at least 1 (default 1).
+    pub loops: Option<u64>,
     /// IP packet bytes (default 64, raised to the smallest that holds a stamp).
     pub size: Option<usize>,
     /// "single" (default), "range", "random" or "sequence".
@@ -246,9 +254,17 @@ impl Scenario {
         let file = path.display().to_string();
         let src = std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
         let mut s = Scenario::parse(&src, &file)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
         if let Some(c) = &s.config {
             if c.is_relative() {
-                s.config = Some(path.parent().unwrap_or(Path::new(".")).join(c));
+                s.config = Some(dir.join(c));
+            }
+        }
+        for st in &mut s.streams {
+            if let Some(p) = &st.pcap {
+                if p.is_relative() {
+                    st.pcap = Some(dir.join(p));
+                }
             }
         }
         Ok(s)
