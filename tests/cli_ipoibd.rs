@@ -148,3 +148,35 @@ fn help_and_bad_flags() {
     assert_eq!(ipoibd(&["--no-such-flag"]).0, 2);
     assert_eq!(ipoibd(&["--duration", "-1"]).0, 2);
 }
+
+/// Two hosts with no static neighbours and no bulk traffic: the first host's
+/// IP stack resolves the other with ARP and ND and gets every echo back.
+#[test]
+fn pings_resolve_and_round_trip() {
+    let cfg = temp_file(
+        "ping.toml",
+        "[dataplane]\nlcores = [0, 1]\n\
+         [[interface]]\nname = \"ib0\"\nport = 1\nlcore = 0\nipv4 = [\"10.0.0.1/24\"]\nipv6 = [\"fd00::1/64\"]\n\
+         [[interface]]\nname = \"ib1\"\nport = 2\nlcore = 1\nipv4 = [\"10.0.0.2/24\"]\nipv6 = [\"fd00::2/64\"]\n",
+    );
+    let (code, out, err) = ipoibd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--duration",
+        "1.5",
+        "--ping",
+        "10.0.0.2,fd00::2",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for dst in ["10.0.0.2", "fd00::2"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("ping {dst} from ib0:")))
+            .unwrap_or_else(|| panic!("no ping line for {dst}:\n{out}"));
+        assert!(
+            line.contains("5 sent, 5 received, rtt min/avg/max = "),
+            "{line}"
+        );
+    }
+    assert!(out.contains("(no leak)"), "{out}");
+}
