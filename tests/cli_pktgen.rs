@@ -121,7 +121,7 @@ fn the_validator_rejects_what_breaks_the_schema() {
 
 #[test]
 fn json_and_csv_carry_exact_loss_on_the_fabric() {
-    let (json, csv) = (tmp("run.json"), tmp("run.csv"));
+    let (json, csv, svg) = (tmp("run.json"), tmp("run.csv"), tmp("run.svg"));
     let out = ipoibd(&[
         "-q",
         "--count",
@@ -136,6 +136,8 @@ fn json_and_csv_carry_exact_loss_on_the_fabric() {
         json.to_str().unwrap(),
         "--csv",
         csv.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
     ]);
     assert!(
         out.status.success(),
@@ -179,6 +181,15 @@ fn json_and_csv_carry_exact_loss_on_the_fabric() {
         assert_eq!(&rx["lost"], injected, "loss is the fabric's injected loss");
     }
     assert_eq!(rx["duplicates"], 0);
+
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<svg")
+            && svg.contains("<polyline")
+            && svg.contains("latency distribution")
+    );
+    let out = ipoibd(&["--dry-run", "--plot", "x.png"]);
+    assert_eq!(out.status.code(), Some(2), "only SVG plots");
 
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert!(csv.starts_with("phase,kind,stream,iface,metric,value\n"));

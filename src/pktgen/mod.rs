@@ -11,6 +11,7 @@ mod live;
 mod outcome;
 mod output;
 mod plan;
+mod plot;
 mod run;
 mod scenario;
 
@@ -78,6 +79,11 @@ pub fn main(args: &PktgenArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    if let Some(p) = &args.plot {
+        if p.extension().and_then(|x| x.to_str()) != Some("svg") {
+            return fail(format!("--plot {}: only .svg is supported", p.display()));
+        }
+    }
     if args.dry_run {
         print!("{}", plan.describe());
         return ExitCode::SUCCESS;
@@ -103,6 +109,11 @@ pub fn main(args: &PktgenArgs) -> ExitCode {
     if let Some(path) = &args.csv {
         if let Err(e) = std::fs::write(path, to_csv(&outcome)) {
             return fail(format!("--csv {}: {e}", path.display()));
+        }
+    }
+    if let Some(path) = &args.plot {
+        if let Err(e) = plot::write_svg(&outcome, path) {
+            return fail(e);
         }
     }
     if outcome.leaked() == 0 {

@@ -11,6 +11,17 @@ pub struct Receiver {
     pub result: StreamResult,
     /// `sent - unique`: exact, every sequence number counted once.
     pub lost: u64,
+    /// (quantile, latency ns) along the distribution, for plots.
+    pub latency_curve: Vec<(f64, u64)>,
+}
+
+/// Rates summed over the ports at one moment of a phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Seconds since the phase started.
+    pub t: f64,
+    pub tx_pps: f64,
+    pub rx_pps: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +71,8 @@ pub struct PhaseOutcome {
     pub name: String,
     pub seconds: f64,
     pub interrupted: bool,
+    /// Rates every 100 ms.
+    pub timeline: Vec<Sample>,
     pub streams: Vec<StreamOutcome>,
     pub ports: Vec<PortOutcome>,
 }

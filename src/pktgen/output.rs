@@ -73,6 +73,7 @@ fn phase_json(p: &PhaseOutcome) -> Value {
         "name": p.name,
         "seconds": p.seconds,
         "interrupted": p.interrupted,
+        "timeline": p.timeline.iter().map(|s| json!({"t": s.t, "tx_pps": s.tx_pps, "rx_pps": s.rx_pps})).collect::<Vec<_>>(),
         "streams": p.streams.iter().map(stream_json).collect::<Vec<_>>(),
         "ports": ports,
     })
@@ -130,6 +131,12 @@ pub fn to_csv(r: &RunOutcome) -> String {
         let phase = p["name"].as_str().unwrap_or("");
         row(phase, "phase", "", "", "seconds", &p["seconds"]);
         row(phase, "phase", "", "", "interrupted", &p["interrupted"]);
+        for s in p["timeline"].as_array().into_iter().flatten() {
+            let t = s["t"].as_f64().unwrap_or(0.0);
+            for k in ["tx_pps", "rx_pps"] {
+                row(phase, "timeline", "", "", &format!("{k}_at_{t:.3}s"), &s[k]);
+            }
+        }
         for s in p["streams"].as_array().into_iter().flatten() {
             let name = s["name"].as_str().unwrap_or("");
             for (k, v) in s.as_object().into_iter().flatten() {

@@ -4,7 +4,7 @@
 
 use super::assemble::Rig;
 use super::live::LiveScreen;
-use super::outcome::{PhaseOutcome, PortOutcome, Receiver, StreamOutcome};
+use super::outcome::{PhaseOutcome, PortOutcome, Receiver, Sample, StreamOutcome};
 use super::plan::PlannedStream;
 use ipoib_dataplane::lcore::{spawn_lcores, Lcore, Pinning};
 use ipoib_dataplane::pktgen::StreamResult;
@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 /// Time left for the last packets to reach the sinks after the generators stop.
 const SETTLE: Duration = Duration::from_millis(20);
 const TICK: Duration = Duration::from_secs(1);
+const SAMPLE: Duration = Duration::from_millis(100);
+/// Quantiles a latency curve is drawn through.
+const CURVE: [f64; 12] = [
+    0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
+];
 
 pub struct PhaseRun<'a> {
     pub name: &'a str,
@@ -67,6 +72,14 @@ pub fn run_phase<P: Provider + 'static>(
     let mut next = start + TICK;
     let mut last_tick = start;
     let mut interrupted = false;
+    let mut timeline = Vec::new();
+    let totals = || {
+        ports.iter().fold((0u64, 0u64), |(t, r), p| {
+            let s = p.stats.snapshot();
+            (t + s.tx_packets, r + s.rx_packets)
+        })
+    };
+    let (mut last_sample, mut last_totals) = (start, (0u64, 0u64));
     loop {
         if gens.iter().all(|g| g.done.load(Ordering::Acquire)) {
             break;
@@ -76,6 +89,16 @@ pub fn run_phase<P: Provider + 'static>(
             break;
         }
         let now = Instant::now();
+        if now - last_sample >= SAMPLE {
+            let t = totals();
+            let dt = (now - last_sample).as_secs_f64();
+            timeline.push(Sample {
+                t: (now - start).as_secs_f64(),
+                tx_pps: (t.0 - last_totals.0) as f64 / dt,
+                rx_pps: (t.1 - last_totals.1) as f64 / dt,
+            });
+            (last_sample, last_totals) = (now, t);
+        }
         if now >= next {
             if let Some(s) = &mut screen {
                 let text = s.render(
@@ -140,7 +163,18 @@ pub fn run_phase<P: Provider + 'static>(
             if res.rx_packets + res.warmup_packets == 0 && !expected {
                 continue;
             }
+            let latency_curve = sink
+                .histogram(s.spec.id)
+                .map(|h| {
+                    CURVE
+                        .iter()
+                        .filter(|_| !h.is_empty())
+                        .map(|&q| (q, h.value_at_quantile(q)))
+                        .collect()
+                })
+                .unwrap_or_default();
             receivers.push(Receiver {
+                latency_curve,
                 iface: p.name.clone(),
                 lost: res.lost(sent.tx_packets),
                 result: res,
@@ -189,6 +223,7 @@ pub fn run_phase<P: Provider + 'static>(
         name: r.name.to_string(),
         seconds,
         interrupted,
+        timeline,
         streams,
         ports: ports_out,
     })

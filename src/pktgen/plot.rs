@@ -1,0 +1,131 @@
+//! `--plot FILE.svg`: the rate over time of every phase (summed over ports)
+//! and each receiver's latency distribution, drawn with plotters.
+
+use super::outcome::RunOutcome;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// Percentile as "nines": 0.9 → 1, 0.99 → 2, … (1.0 drawn at 5).
+fn nines(q: f64) -> f64 {
+    if q >= 1.0 {
+        5.0
+    } else {
+        (-(1.0 - q).log10()).min(5.0)
+    }
+}
+
+fn nines_label(x: &f64) -> String {
+    let pct = 100.0 * (1.0 - 10f64.powf(-*x));
+    if *x >= 5.0 {
+        "max".into()
+    } else {
+        format!("p{}", (pct * 1000.0).round() / 1000.0)
+    }
+}
+
+pub fn write_svg(r: &RunOutcome, path: &Path) -> Result<(), String> {
+    let e = |e: Box<dyn std::error::Error>| format!("--plot {}: {e}", path.display());
+    let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.into()))?;
+    let (top, bottom) = root.split_vertically(430);
+
+    // Phases one after the other on one time axis.
+    let mut tx = Vec::new();
+    let mut rx = Vec::new();
+    let mut offset = 0.0;
+    for p in &r.phases {
+        for s in &p.timeline {
+            tx.push((offset + s.t, s.tx_pps / 1e6));
+            rx.push((offset + s.t, s.rx_pps / 1e6));
+        }
+        offset += p.seconds;
+    }
+    let tmax = offset.max(0.1);
+    let ymax = tx
+        .iter()
+        .chain(&rx)
+        .map(|p| p.1)
+        .fold(0.0, f64::max)
+        .max(0.001)
+        * 1.1;
+    let mut c = ChartBuilder::on(&top)
+        .caption(
+            format!("pktgen on the {} provider: rate", r.provider),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..tmax, 0.0..ymax)
+        .map_err(|x| e(x.into()))?;
+    c.configure_mesh()
+        .x_desc("seconds")
+        .y_desc("Mpps (all ports)")
+        .draw()
+        .map_err(|x| e(x.into()))?;
+    c.draw_series(LineSeries::new(tx, &BLUE))
+        .map_err(|x| e(x.into()))?
+        .label("tx")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    c.draw_series(LineSeries::new(rx, &RED))
+        .map_err(|x| e(x.into()))?
+        .label("rx")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|x| e(x.into()))?;
+
+    let curves: Vec<(String, Vec<(f64, f64)>)> = r
+        .phases
+        .iter()
+        .flat_map(|p| {
+            p.streams.iter().flat_map(move |s| {
+                s.receivers
+                    .iter()
+                    .filter(|rc| !rc.latency_curve.is_empty())
+                    .map(move |rc| {
+                        let pts = rc
+                            .latency_curve
+                            .iter()
+                            .map(|&(q, ns)| (nines(q), ns as f64 / 1e3))
+                            .collect();
+                        (format!("{} {}→{}", p.name, s.name, rc.iface), pts)
+                    })
+            })
+        })
+        .collect();
+    let lmax = curves
+        .iter()
+        .flat_map(|c| c.1.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+        .max(0.01);
+    let mut c = ChartBuilder::on(&bottom)
+        .caption("latency distribution", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..5.0, (0.01..lmax * 2.0).log_scale())
+        .map_err(|x| e(x.into()))?;
+    c.configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (us)")
+        .x_label_formatter(&nines_label)
+        .draw()
+        .map_err(|x| e(x.into()))?;
+    for (i, (label, pts)) in curves.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        c.draw_series(LineSeries::new(pts, color))
+            .map_err(|x| e(x.into()))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|x| e(x.into()))?;
+    root.present().map_err(|x| e(x.into()))?;
+    Ok(())
+}
