@@ -390,3 +390,24 @@ fn a_pcap_replays_every_pass_to_its_destination() {
     assert_eq!(ib1["xstats"]["rx_good_packets"], 100);
     assert_eq!(ib1["xstats"]["rx_good_bytes"], bytes);
 }
+
+#[test]
+fn the_live_screen_is_plain_lines_when_stdout_is_not_a_terminal() {
+    let out = ipoibd(&["--duration", "1.3", "--rate-pps", "100000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains('\x1b'), "no escape sequences in a pipe");
+    let live: Vec<_> = stdout
+        .lines()
+        .filter(|l| l.starts_with("[   1.0s] phase1 "))
+        .collect();
+    assert_eq!(live.len(), 3, "one line per port: {stdout}");
+    assert!(live[0].contains("ib0: tx 0.") && live[0].contains(" Mpps"), "{}", live[0]);
+    assert!(live
+        .iter()
+        .all(|l| l.contains("drops") && l.contains("p99")));
+}
