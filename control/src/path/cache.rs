@@ -72,6 +72,18 @@ struct PathEntry<A> {
     users: BTreeSet<IpAddr>,
 }
 
+impl<A> PathEntry<A> {
+    fn new(now: Duration) -> Self {
+        PathEntry {
+            record: None,
+            ah: None,
+            expires: now,
+            query: None,
+            users: BTreeSet::new(),
+        }
+    }
+}
+
 /// The path cache of one port, owning the address handle factory.
 pub struct PathCache<F: AhFactory> {
     cfg: PathConfig,
@@ -136,21 +148,12 @@ impl<F: AhFactory> PathCache<F> {
         now: Duration,
         events: &mut Vec<PathEvent<F::Ah>>,
     ) -> Acquire<F::Ah> {
-        let entry = self.paths.entry(dgid).or_insert_with(|| PathEntry {
-            record: None,
-            ah: None,
-            expires: now,
-            query: None,
-            users: BTreeSet::new(),
-        });
-        entry.users.insert(ip);
-        if let Some(ah) = entry.ah {
-            return Acquire::Ready(ah);
-        }
-        if entry.query.is_none() {
-            self.start_query(dgid, now, events);
-        }
-        Acquire::Pending
+        self.paths
+            .entry(dgid)
+            .or_insert_with(|| PathEntry::new(now))
+            .users
+            .insert(ip);
+        self.lookup(dgid, now, events)
     }
 
     /// The handle for `dgid` without becoming a user of the path (a
@@ -162,13 +165,10 @@ impl<F: AhFactory> PathCache<F> {
         now: Duration,
         events: &mut Vec<PathEvent<F::Ah>>,
     ) -> Acquire<F::Ah> {
-        let entry = self.paths.entry(dgid).or_insert_with(|| PathEntry {
-            record: None,
-            ah: None,
-            expires: now,
-            query: None,
-            users: BTreeSet::new(),
-        });
+        let entry = self
+            .paths
+            .entry(dgid)
+            .or_insert_with(|| PathEntry::new(now));
         if let Some(ah) = entry.ah {
             return Acquire::Ready(ah);
         }
