@@ -506,8 +506,9 @@ impl<P: Provider> Iface<P> {
         let pkts = self.pkts.as_mut_ptr();
         // SAFETY: the `n` packets are read out exactly once in the loop below.
         unsafe { self.pkts.set_len(0) };
-        let mut k = self.wrs.len();
         let wrs = self.wrs.as_mut_ptr();
+        // SAFETY: wrs.len() <= BURST: one past the end at most.
+        let mut wr = unsafe { wrs.add(self.wrs.len()) };
         let mut slow = TxSlow {
             neigh,
             cfg: &self.cfg,
@@ -517,11 +518,18 @@ impl<P: Provider> Iface<P> {
             misses: &mut self.misses,
             ctrl: &self.ctrl,
         };
-        for i in 0..n {
-            // SAFETY: i < n, so the packet is initialised; `pkts` no longer
-            // owns it and is not touched otherwise while the loop runs. It
-            // is worked on in place, then moved out exactly once.
-            let m = unsafe { &mut *pkts.add(i) };
+        // SAFETY: one past the last packet.
+        let end = unsafe { pkts.add(n) };
+        let mut next = pkts;
+        while next != end {
+            // SAFETY: next < end, so the packet is initialised; `pkts` no
+            // longer owns it and is not touched otherwise while the loop
+            // runs. It is worked on in place, then moved out exactly once.
+            let m = unsafe { &mut *next };
+            // SAFETY: at most one past the last packet.
+            next = unsafe { next.add(1) };
+            // gather_tx took at most BURST - wrs.len() packets, and each adds
+            // at most one request, so `wr` stays inside `wrs` when written.
             // Fast path: IPv4 unicast to a known neighbour, header room there
             // and the buffer ours. Anything else goes the general way.
             let hit = match m.prepend_window(HEADER_LEN) {
@@ -545,11 +553,8 @@ impl<P: Provider> Iface<P> {
                     continue;
                 }
             };
-            // SAFETY: gather_tx took at most BURST - wrs.len() packets, and
-            // each adds at most one request, so slot k is inside `wrs`.
-            let wr = unsafe { wrs.add(k) };
             match hit {
-                // SAFETY: slot k is ours to write; the mbuf moves out once.
+                // SAFETY: the slot at `wr` is ours to write; the mbuf moves out once.
                 Some(e) => unsafe {
                     bytes += m.len() as u64;
                     std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
@@ -562,16 +567,17 @@ impl<P: Provider> Iface<P> {
                     Some(r) => {
                         bytes += r.mbuf.len() as u64;
                         mcast_n += (r.remote_qpn == MCAST_QPN) as u64;
-                        // SAFETY: slot k is ours to write.
+                        // SAFETY: the slot at `wr` is ours to write.
                         unsafe { wr.write(r) };
                     }
                     None => continue,
                 },
             }
-            k += 1;
+            // SAFETY: at most one past the last slot of `wrs`.
+            wr = unsafe { wr.add(1) };
         }
-        // SAFETY: the slots up to k were written above.
-        unsafe { self.wrs.set_len(k) };
+        // SAFETY: the slots up to `wr` were written above.
+        unsafe { self.wrs.set_len(wr.offset_from(wrs) as usize) };
         let wanted = self.wrs.len();
         let posted = if wanted == 0 {
             0
@@ -608,13 +614,20 @@ impl<P: Provider> Iface<P> {
         // SAFETY: each of the `polled` mbufs is read out exactly once below.
         unsafe { self.rxc.set_len(0) };
         let out = self.pkts.as_mut_ptr();
-        let mut k = 0;
+        // `pkts` started empty and a poll is at most BURST, so `o` stays
+        // inside `pkts` whenever it is written.
+        let mut o = out;
         let (mut bytes, mut mcast) = (0u64, 0u64);
         let ctrl = &mut self.ctrl;
-        for i in 0..polled {
-            // SAFETY: i < polled, so the completion is initialised; `rxc`
+        // SAFETY: one past the last completion.
+        let end = unsafe { rxc.add(polled) };
+        let mut next = rxc;
+        while next != end {
+            // SAFETY: next < end, so the completion is initialised; `rxc`
             // is not touched otherwise while the loop runs.
-            let c = unsafe { &mut *rxc.add(i) };
+            let c = unsafe { &mut *next };
+            // SAFETY: at most one past the last completion.
+            next = unsafe { next.add(1) };
             let multicast = c.multicast;
             let d = c.mbuf.data();
             // Fast path: IPv4 from another QP, and (with a control plane) not
@@ -626,28 +639,29 @@ impl<P: Provider> Iface<P> {
             if fast {
                 c.mbuf.adj(HEADER_LEN);
                 bytes += c.mbuf.len() as u64;
-            } else {
-                let self_loop = (c.src_qpn, c.slid) == me;
-                // SAFETY: moved out once; `rxc` no longer owns it.
-                let m = unsafe { std::ptr::read(&c.mbuf) };
-                match rx_general(ctrl, m, self_loop, multicast, cache, &mut counts) {
-                    Some(m) => {
-                        bytes += m.len() as u64;
-                        // SAFETY: `pkts` started empty and a poll is at most BURST.
-                        unsafe { out.add(k).write(m) };
-                        mcast += multicast as u64;
-                        k += 1;
-                    }
-                    None => {}
+                mcast += multicast as u64;
+                // SAFETY: moved out once (`rxc` no longer owns it); see `o` above.
+                unsafe {
+                    o.write(std::ptr::read(&c.mbuf));
+                    o = o.add(1);
                 }
                 continue;
             }
-            mcast += multicast as u64;
-            // SAFETY: moved out once (`rxc` no longer owns it); `pkts` started
-            // empty and a poll is at most BURST.
-            unsafe { out.add(k).write(std::ptr::read(&c.mbuf)) };
-            k += 1;
+            let self_loop = (c.src_qpn, c.slid) == me;
+            // SAFETY: moved out once; `rxc` no longer owns it.
+            let m = unsafe { std::ptr::read(&c.mbuf) };
+            if let Some(m) = rx_general(ctrl, m, self_loop, multicast, cache, &mut counts) {
+                bytes += m.len() as u64;
+                mcast += multicast as u64;
+                // SAFETY: see `o` above.
+                unsafe {
+                    o.write(m);
+                    o = o.add(1);
+                }
+            }
         }
+        // SAFETY: both inside `pkts`, `o` not before `out`.
+        let k = unsafe { o.offset_from(out) } as usize;
         counts.rx_packets += k as u64;
         counts.rx_bytes += bytes;
         counts.rx_mcast_packets += mcast;
