@@ -535,7 +535,9 @@ impl<P: Provider> Iface<P> {
             let hit = match m.prepend_window(HEADER_LEN) {
                 Some(w) if w.len() >= HEADER_LEN + 20 && w.len() <= mtu + HEADER_LEN => {
                     let a = u32::from_be_bytes([w[20], w[21], w[22], w[23]]);
-                    let unicast4 = w[HEADER_LEN] >> 4 == 4 && a >> 28 != 0xE && a != u32::MAX;
+                    // Below 224.0.0.0: neither multicast nor the broadcast
+                    // (240/4 is unicast too, but rare: it goes the general way).
+                    let unicast4 = w[HEADER_LEN] >> 4 == 4 && a < 0xE000_0000;
                     match if unicast4 { v4.lookup(a) } else { None } {
                         Some(e) => {
                             // Ethertype, then 16 reserved bits, in one store.
@@ -584,10 +586,12 @@ impl<P: Provider> Iface<P> {
         } else {
             self.provider.post_send(&mut self.wrs)
         };
-        for wr in self.wrs.drain(..) {
-            bytes -= wr.mbuf.len() as u64;
-            counts.drop(DpDrop::TxProviderBusy);
-            cache.free(wr.mbuf);
+        if !self.wrs.is_empty() {
+            for wr in self.wrs.drain(..) {
+                bytes -= wr.mbuf.len() as u64;
+                counts.drop(DpDrop::TxProviderBusy);
+                cache.free(wr.mbuf);
+            }
         }
         counts.tx_packets = posted as u64;
         counts.tx_bytes = bytes;
@@ -619,6 +623,7 @@ impl<P: Provider> Iface<P> {
         let mut o = out;
         let (mut bytes, mut mcast) = (0u64, 0u64);
         let ctrl = &mut self.ctrl;
+        let has_ctrl = ctrl.is_some();
         // SAFETY: one past the last completion.
         let end = unsafe { rxc.add(polled) };
         let mut next = rxc;
@@ -635,7 +640,7 @@ impl<P: Provider> Iface<P> {
             let fast = (c.src_qpn, c.slid) != me
                 && d.len() >= HEADER_LEN
                 && [d[0], d[1]] == ETHERTYPE_IPV4.to_be_bytes()
-                && (ctrl.is_none() || !is_control_frame(ETHERTYPE_IPV4, d));
+                && (!has_ctrl || !is_control_frame(ETHERTYPE_IPV4, d));
             if fast {
                 c.mbuf.adj(HEADER_LEN);
                 bytes += c.mbuf.len() as u64;
@@ -670,9 +675,11 @@ impl<P: Provider> Iface<P> {
         match self.rx_out.as_mut() {
             Some(ring) => {
                 ring.enqueue_burst(&mut self.pkts);
-                for m in self.pkts.drain(..) {
-                    counts.drop(DpDrop::RxRingFull);
-                    cache.free(m);
+                if !self.pkts.is_empty() {
+                    for m in self.pkts.drain(..) {
+                        counts.drop(DpDrop::RxRingFull);
+                        cache.free(m);
+                    }
                 }
             }
             // A sink: delivered means counted and freed.
