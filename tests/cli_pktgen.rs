@@ -406,7 +406,11 @@ fn the_live_screen_is_plain_lines_when_stdout_is_not_a_terminal() {
         .filter(|l| l.starts_with("[   1.0s] phase1 "))
         .collect();
     assert_eq!(live.len(), 3, "one line per port: {stdout}");
-    assert!(live[0].contains("ib0: tx 0.") && live[0].contains(" Mpps"), "{}", live[0]);
+    assert!(
+        live[0].contains("ib0: tx 0.") && live[0].contains(" Mpps"),
+        "{}",
+        live[0]
+    );
     assert!(live
         .iter()
         .all(|l| l.contains("drops") && l.contains("p99")));
