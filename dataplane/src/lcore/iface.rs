@@ -183,6 +183,32 @@ fn is_control_frame(ethertype: u16, frame: &[u8]) -> bool {
     }
 }
 
+/// Up to a burst of packets left in the ring's slots (see
+/// `spsc::Consumer::peek_runs`); never under the loom model build, whose
+/// slots cannot be addressed in place.
+#[inline(always)]
+fn peek_burst(ring: &mut spsc::Consumer<Mbuf>) -> Option<[(*mut Mbuf, usize); 2]> {
+    #[cfg(not(loom))]
+    return Some(ring.peek_runs(BURST));
+    #[cfg(loom)]
+    {
+        let _ = ring;
+        None
+    }
+}
+
+/// Gives the slots of `n` peeked packets back to the ring.
+///
+/// # Safety
+/// As `spsc::Consumer::consume_peeked`.
+#[inline(always)]
+unsafe fn consume_burst(ring: &mut spsc::Consumer<Mbuf>, n: usize) {
+    #[cfg(not(loom))]
+    ring.consume_peeked(n);
+    #[cfg(loom)]
+    let _ = (ring, n);
+}
+
 /// The general RX path: what the IPv4 fast path did not take. Drops and
 /// counts bad frames and our own looped-back multicast, hands control frames
 /// up (counted as received), and returns an IP packet to deliver, its IPoIB
@@ -493,19 +519,33 @@ impl<P: Provider> Iface<P> {
             mcast_n += n as u64;
         }
         bytes += self.gather_control(cache, &mut counts);
-        self.gather_tx();
-        debug_assert!(self.pkts.len() + self.wrs.len() <= BURST);
+        // One producer ring and nothing queued ahead (the common case): the
+        // packets are worked on in the ring's slots, no copy in between.
+        // Otherwise they are gathered into `pkts` first.
+        let peeked = if self.tx_in.len() == 1 && self.wrs.is_empty() {
+            peek_burst(&mut self.tx_in[0])
+        } else {
+            None
+        };
+        let runs = match peeked {
+            Some(runs) => runs,
+            None => {
+                self.gather_tx();
+                let n = self.pkts.len();
+                // SAFETY: the `n` packets are moved out exactly once in the
+                // loop below, so `pkts` gives them up first.
+                unsafe { self.pkts.set_len(0) };
+                let p = self.pkts.as_mut_ptr();
+                [(p, n), (p, 0)]
+            }
+        };
+        let taken = runs[0].1 + runs[1].1;
+        debug_assert!(taken + self.wrs.len() <= BURST);
         let neigh = self.neigh.load();
         // Slots and mask in registers for the whole burst.
         let v4 = neigh.v4_view();
         let mtu = self.cfg.mtu as usize;
         let qkey = self.port.qkey;
-        // The packets move out of `pkts` one by one below: it is emptied
-        // first, so a packet is never owned twice.
-        let n = self.pkts.len();
-        let pkts = self.pkts.as_mut_ptr();
-        // SAFETY: the `n` packets are read out exactly once in the loop below.
-        unsafe { self.pkts.set_len(0) };
         let wrs = self.wrs.as_mut_ptr();
         // SAFETY: wrs.len() <= BURST: one past the end at most.
         let mut wr = unsafe { wrs.add(self.wrs.len()) };
@@ -518,65 +558,73 @@ impl<P: Provider> Iface<P> {
             misses: &mut self.misses,
             ctrl: &self.ctrl,
         };
-        // SAFETY: one past the last packet.
-        let end = unsafe { pkts.add(n) };
-        let mut next = pkts;
-        while next != end {
-            // SAFETY: next < end, so the packet is initialised; `pkts` no
-            // longer owns it and is not touched otherwise while the loop
-            // runs. It is worked on in place, then moved out exactly once.
-            let m = unsafe { &mut *next };
-            // SAFETY: at most one past the last packet.
-            next = unsafe { next.add(1) };
-            // gather_tx took at most BURST - wrs.len() packets, and each adds
-            // at most one request, so `wr` stays inside `wrs` when written.
-            // Fast path: IPv4 unicast to a known neighbour, header room there
-            // and the buffer ours. Anything else goes the general way.
-            let hit = match m.prepend_window(HEADER_LEN) {
-                Some(w) if w.len() >= HEADER_LEN + 20 && w.len() <= mtu + HEADER_LEN => {
-                    let a = u32::from_be_bytes([w[20], w[21], w[22], w[23]]);
-                    // Below 224.0.0.0: neither multicast nor the broadcast
-                    // (240/4 is unicast too, but rare: it goes the general way).
-                    let unicast4 = w[HEADER_LEN] >> 4 == 4 && a < 0xE000_0000;
-                    match if unicast4 { v4.lookup(a) } else { None } {
-                        Some(e) => {
-                            // Ethertype, then 16 reserved bits, in one store.
-                            w[..HEADER_LEN]
-                                .copy_from_slice(&((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes());
-                            Some(e)
+        for (first, n) in runs {
+            // SAFETY: one past the last packet of the run.
+            let end = unsafe { first.add(n) };
+            let mut next = first;
+            while next != end {
+                // SAFETY: next < end, so the packet is initialised; neither the
+                // ring nor `pkts` owns it any more, and neither is touched
+                // otherwise while the loop runs. It is worked on in place, then
+                // moved out exactly once.
+                let m = unsafe { &mut *next };
+                // SAFETY: at most one past the last packet.
+                next = unsafe { next.add(1) };
+                // At most BURST - wrs.len() packets were taken, and each adds at
+                // most one request, so `wr` stays inside `wrs` when written.
+                // Fast path: IPv4 unicast to a known neighbour, header room there
+                // and the buffer ours. Anything else goes the general way.
+                let hit = match m.prepend_window(HEADER_LEN) {
+                    Some(w) if w.len() >= HEADER_LEN + 20 && w.len() <= mtu + HEADER_LEN => {
+                        let a = u32::from_be_bytes([w[20], w[21], w[22], w[23]]);
+                        // Below 224.0.0.0: neither multicast nor the broadcast
+                        // (240/4 is unicast too, but rare: it goes the general way).
+                        let unicast4 = w[HEADER_LEN] >> 4 == 4 && a < 0xE000_0000;
+                        match if unicast4 { v4.lookup(a) } else { None } {
+                            Some(e) => {
+                                // Ethertype, then 16 reserved bits, in one store.
+                                w[..HEADER_LEN].copy_from_slice(
+                                    &((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes(),
+                                );
+                                Some(e)
+                            }
+                            None => None,
                         }
-                        None => None,
                     }
-                }
-                Some(_) => None,
-                None => {
-                    // SAFETY: moved out once (see above).
-                    slow.no_headroom(unsafe { std::ptr::read(m) }, cache, &mut counts);
-                    continue;
-                }
-            };
-            match hit {
-                // SAFETY: the slot at `wr` is ours to write; the mbuf moves out once.
-                Some(e) => unsafe {
-                    bytes += m.len() as u64;
-                    std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
-                    std::ptr::addr_of_mut!((*wr).ah).write(e.ah);
-                    std::ptr::addr_of_mut!((*wr).remote_qpn).write(e.qpn);
-                    std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
-                },
-                // SAFETY: the mbuf moves out once.
-                None => match slow.send(unsafe { std::ptr::read(m) }, cache, &mut counts) {
-                    Some(r) => {
-                        bytes += r.mbuf.len() as u64;
-                        mcast_n += (r.remote_qpn == MCAST_QPN) as u64;
-                        // SAFETY: the slot at `wr` is ours to write.
-                        unsafe { wr.write(r) };
+                    Some(_) => None,
+                    None => {
+                        // SAFETY: moved out once (see above).
+                        slow.no_headroom(unsafe { std::ptr::read(m) }, cache, &mut counts);
+                        continue;
                     }
-                    None => continue,
-                },
+                };
+                match hit {
+                    // SAFETY: the slot at `wr` is ours to write; the mbuf moves out once.
+                    Some(e) => unsafe {
+                        bytes += m.len() as u64;
+                        std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
+                        std::ptr::addr_of_mut!((*wr).ah).write(e.ah);
+                        std::ptr::addr_of_mut!((*wr).remote_qpn).write(e.qpn);
+                        std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
+                    },
+                    // SAFETY: the mbuf moves out once.
+                    None => match slow.send(unsafe { std::ptr::read(m) }, cache, &mut counts) {
+                        Some(r) => {
+                            bytes += r.mbuf.len() as u64;
+                            mcast_n += (r.remote_qpn == MCAST_QPN) as u64;
+                            // SAFETY: the slot at `wr` is ours to write.
+                            unsafe { wr.write(r) };
+                        }
+                        None => continue,
+                    },
+                }
+                // SAFETY: at most one past the last slot of `wrs`.
+                wr = unsafe { wr.add(1) };
             }
-            // SAFETY: at most one past the last slot of `wrs`.
-            wr = unsafe { wr.add(1) };
+        }
+        if peeked.is_some() {
+            // SAFETY: every packet of the runs was moved out above.
+            unsafe { consume_burst(&mut self.tx_in[0], taken) };
         }
         // SAFETY: the slots up to `wr` were written above.
         unsafe { self.wrs.set_len(wr.offset_from(wrs) as usize) };

@@ -43,6 +43,17 @@ impl<T> Slots<T> {
         (first, first_len, n - first_len)
     }
 
+    /// The `n` slots starting at `start` as at most two runs of
+    /// (first slot, length): up to the end of the array, then from its start.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn run_ptrs(&self, start: usize, n: usize) -> [(*mut T, usize); 2] {
+        let (first, first_len, second_len) = self.runs(start, n);
+        let base = self.base();
+        // SAFETY: first < capacity, so the pointer is inside the slot array.
+        [(unsafe { base.add(first) }, first_len), (base, second_len)]
+    }
+
     /// Moves `n` items from `src` into the slots starting at `start`.
     ///
     /// # Safety

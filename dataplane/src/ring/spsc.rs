@@ -267,6 +267,29 @@ impl<T> Consumer<T> {
         self.release(n);
     }
 
+    /// Up to `max` ready items, left in their slots, as at most two runs of
+    /// (first item, count), oldest first: for a consumer that works on them
+    /// in place and moves them out, with no copy into a burst buffer. The
+    /// items stay in the ring until `consume_peeked`.
+    #[cfg(not(loom))]
+    #[inline]
+    pub fn peek_runs(&mut self, max: usize) -> [(*mut T, usize); 2] {
+        let n = self.available(max);
+        self.shared.slots.run_ptrs(self.read_index, n)
+    }
+
+    /// Gives back the slots of the `n` oldest items, which the caller has
+    /// moved out of the runs `peek_runs` returned.
+    ///
+    /// # Safety
+    /// `n` is at most the total of those runs, every item of the first `n`
+    /// was moved out (read exactly once), and none of the rest was.
+    #[cfg(not(loom))]
+    #[inline]
+    pub unsafe fn consume_peeked(&mut self, n: usize) {
+        self.release(n);
+    }
+
     /// Moves up to `max` items straight into another ring, oldest first,
     /// with no burst buffer in between (a forwarding stage); returns how many.
     #[inline]
