@@ -415,3 +415,81 @@ fn the_live_screen_is_plain_lines_when_stdout_is_not_a_terminal() {
         .iter()
         .all(|l| l.contains("drops") && l.contains("p99")));
 }
+
+#[test]
+fn multicast_and_send_only_streams_reach_every_full_member() {
+    let json = tmp("mcast.json");
+    let out = ipoibd(&[
+        "-q",
+        "--from",
+        "ib1",
+        "--to",
+        "239.1.1.1",
+        "--to",
+        "ff12::1:2",
+        "--count",
+        "3000",
+        "--rate-pps",
+        "100000",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    // ff12::1:2 has no full member in the embedded configuration: sent, received by none.
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let streams = doc["phases"][0]["streams"].as_array().unwrap();
+    let group = &streams[0];
+    assert_eq!(group["tx_packets"], 3000);
+    let rx: Vec<&str> = group["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["iface"].as_str().unwrap())
+        .collect();
+    assert_eq!(rx, ["ib0", "ib2"], "the other full members of 239.1.1.1");
+    for r in group["receivers"].as_array().unwrap() {
+        assert_eq!(
+            r["unique"].as_u64().unwrap() + r["lost"].as_u64().unwrap(),
+            3000
+        );
+        assert_eq!(r["duplicates"], 0);
+    }
+    assert_eq!(streams[1]["tx_packets"], 3000);
+    assert!(streams[1]["receivers"].as_array().unwrap().is_empty());
+
+    let json = tmp("sendonly.json");
+    let out = ipoibd(&[
+        "-q",
+        "--from",
+        "ib0",
+        "--to",
+        "239.2.2.2",
+        "--count",
+        "2000",
+        "--rate-pps",
+        "100000",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rx: Vec<&str> = doc["phases"][0]["streams"][0]["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["iface"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rx,
+        ["ib1", "ib2"],
+        "a send-only sender reaches the group's full members"
+    );
+}
