@@ -418,3 +418,30 @@ fn spsc_move_to_keeps_order_across_wraps() {
     let rest: Vec<u64> = std::iter::from_fn(|| c.pop()).collect();
     assert_eq!(rest, vec![2, 3, 4, 0, 1]);
 }
+
+#[test]
+fn spsc_peek_runs_in_place_across_the_wrap() {
+    use ipoib_dataplane::ring::spsc;
+    let (mut p, mut c) = spsc::channel::<u64>(8);
+    let mut next = 0u64;
+    let mut expect = 0u64;
+    for round in 0..40 {
+        while p.push(next).is_ok() {
+            next += 1;
+        }
+        let runs = c.peek_runs(1 + round % 8);
+        let total = runs[0].1 + runs[1].1;
+        assert!(total <= 1 + round % 8);
+        for (first, n) in runs {
+            for i in 0..n {
+                // SAFETY: the runs hold `n` initialised items each, moved out once.
+                let v = unsafe { first.add(i).read() };
+                assert_eq!(v, expect);
+                expect += 1;
+            }
+        }
+        // SAFETY: every peeked item was read out above.
+        unsafe { c.consume_peeked(total) };
+    }
+    assert!(expect > 100, "the ring wrapped many times");
+}
