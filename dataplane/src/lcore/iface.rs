@@ -558,6 +558,10 @@ impl<P: Provider> Iface<P> {
             misses: &mut self.misses,
             ctrl: &self.ctrl,
         };
+        // The last neighbour found in this burst: packets of a flow come in
+        // trains, so most skip the hash probe (the entry's accessed bit is
+        // already set). u32::MAX is never looked up (not unicast).
+        let mut last_hit = (u32::MAX, None);
         for (first, n) in runs {
             // SAFETY: one past the last packet of the run.
             let end = unsafe { first.add(n) };
@@ -580,7 +584,18 @@ impl<P: Provider> Iface<P> {
                         // Below 224.0.0.0: neither multicast nor the broadcast
                         // (240/4 is unicast too, but rare: it goes the general way).
                         let unicast4 = w[HEADER_LEN] >> 4 == 4 && a < 0xE000_0000;
-                        match if unicast4 { v4.lookup(a) } else { None } {
+                        let found = if !unicast4 {
+                            None
+                        } else if a == last_hit.0 {
+                            last_hit.1
+                        } else {
+                            let r = v4.lookup(a);
+                            if r.is_some() {
+                                last_hit = (a, r);
+                            }
+                            r
+                        };
+                        match found {
                             Some(e) => {
                                 // Ethertype, then 16 reserved bits, in one store.
                                 w[..HEADER_LEN].copy_from_slice(
