@@ -5,6 +5,7 @@
 
 pub mod fabric;
 pub mod null;
+pub mod rocev2;
 
 use crate::mem::Mbuf;
 use crate::wire::grh::{HEADER_LEN as GRH_LEN, NEXT_HEADER_IBA};

@@ -1,0 +1,224 @@
+//! The `rocev2` provider: a userspace soft-RoCE. Real RoCEv2 UD packets
+//! (UDP port 4791, BTH, DETH, ICRC) over plain UDP sockets, with one
+//! `sendmmsg`/`recvmmsg` per burst, wire-compatible with Linux rxe.
+//!
+//! A QP's address is (GID, QPN) with GID = its IP address (IPv4-mapped
+//! `::ffff:a.b.c.d` or IPv6). Each QP has three sockets: one bound to
+//! (local IP, rxe's UDP source port for its QPN) that sends, one bound to
+//! (local IP, RoCEv2 port) that receives unicast, and one bound to (any,
+//! RoCEv2 port) that receives the multicast groups joined through its
+//! [`McastSocket`]. All use SO_REUSEPORT so several lcores or processes
+//! can share a host.
+//!
+//! Received messages carry a GRH in the headroom (source and destination
+//! IP as GIDs), so the layer above can tell its own multicast, looped back
+//! by the host, from a peer's (see [`Rocev2Provider::is_own`]).
+
+pub mod addr;
+mod counters;
+mod pseudo;
+mod rx;
+mod slots;
+mod socket;
+mod tx;
+
+pub use counters::{DropReason, Rocev2Counters};
+pub use pseudo::icrc_for;
+pub use slots::MAX_BURST;
+pub use socket::McastSocket;
+
+use super::{AhAttr, PortAttr, Provider, ProviderError, RecvCompletion, SendWr};
+use crate::mem::{LcoreCache, Mbuf};
+use crate::wire::roce::{rxe_udp_sport, ROCEV2_UDP_PORT};
+use arrayvec::ArrayVec;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// What a `rocev2` QP is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rocev2Config {
+    /// The address this QP sends from and receives on; its GID.
+    pub local: IpAddr,
+    /// The RoCEv2 UDP port (4791; tests may pick another).
+    pub port: u16,
+    pub qpn: u32,
+    pub qkey: u32,
+    pub pkey: u16,
+    /// Largest UD message (the IB MTU).
+    pub max_msg: u16,
+    /// Open the socket multicast is received on.
+    pub multicast: bool,
+    /// Let this host's sockets see this QP's multicast sends (as rxe does).
+    pub multicast_loop: bool,
+}
+
+impl Rocev2Config {
+    /// A QP at `local` with rxe's defaults: port 4791, P_Key 0xFFFF, the
+    /// IPoIB Q_Key 0x0B1B, a 2048-byte MTU, multicast on and looped back.
+    pub fn new(local: IpAddr, qpn: u32) -> Self {
+        Rocev2Config {
+            local,
+            port: ROCEV2_UDP_PORT,
+            qpn,
+            qkey: 0x0B1B,
+            pkey: 0xFFFF,
+            max_msg: 2048,
+            multicast: true,
+            multicast_loop: true,
+        }
+    }
+}
+
+/// Where a send goes: an IP address (unicast or a group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rocev2Ah {
+    pub dst: IpAddr,
+    pub multicast: bool,
+}
+
+/// One RoCEv2 UD QP over UDP sockets, driven by one lcore.
+pub struct Rocev2Provider {
+    cfg: Rocev2Config,
+    tx: OwnedFd,
+    /// The sending socket's address: the UDP source the ICRC covers.
+    tx_addr: SocketAddr,
+    rx: OwnedFd,
+    mcast: Option<McastSocket>,
+    mcast_fd: Option<Arc<OwnedFd>>,
+    mcast_groups: Arc<AtomicUsize>,
+    cache: LcoreCache,
+    /// Next PSN (24 bits).
+    psn: u32,
+    tx_slots: Box<slots::Slots>,
+    rx_slots: Box<slots::Slots>,
+    /// Receive buffers posted for the next `recvmmsg`, windows spanning the
+    /// whole buffer.
+    rx_bufs: ArrayVec<Mbuf, MAX_BURST>,
+    pub counters: Rocev2Counters,
+}
+
+impl Rocev2Provider {
+    /// Opens the QP's sockets. `cache` supplies receive buffers and takes
+    /// sent ones back.
+    pub fn new(cfg: Rocev2Config, cache: LcoreCache) -> io::Result<Self> {
+        let tx_addr = SocketAddr::new(cfg.local, rxe_udp_sport(cfg.qpn));
+        let tx = socket::bind_udp(tx_addr, cfg.multicast_loop)?;
+        if let IpAddr::V4(local) = cfg.local {
+            socket::set_multicast_if(tx.as_raw_fd(), local)?;
+        }
+        let rx = socket::bind_udp(SocketAddr::new(cfg.local, cfg.port), cfg.multicast_loop)?;
+        let mcast_groups = Arc::new(AtomicUsize::new(0));
+        let (mcast, mcast_fd) = if cfg.multicast {
+            let any: IpAddr = match cfg.local {
+                IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+            };
+            let fd = Arc::new(socket::bind_udp(
+                SocketAddr::new(any, cfg.port),
+                cfg.multicast_loop,
+            )?);
+            let handle = McastSocket::new(fd.clone(), cfg.local, mcast_groups.clone());
+            (Some(handle), Some(fd))
+        } else {
+            (None, None)
+        };
+        Ok(Rocev2Provider {
+            cfg,
+            tx,
+            tx_addr,
+            rx,
+            mcast,
+            mcast_fd,
+            mcast_groups,
+            cache,
+            psn: 0,
+            tx_slots: slots::Slots::new(),
+            rx_slots: slots::Slots::new(),
+            rx_bufs: ArrayVec::new(),
+            counters: Rocev2Counters::default(),
+        })
+    }
+
+    pub fn config(&self) -> &Rocev2Config {
+        &self.cfg
+    }
+
+    /// The handle full-member joins go through (`None` without multicast).
+    pub fn mcast_socket(&self) -> Option<McastSocket> {
+        self.mcast.clone()
+    }
+
+    /// The UDP source port this QP sends from (rxe's, from the QPN).
+    pub fn udp_src_port(&self) -> u16 {
+        self.tx_addr.port()
+    }
+
+    /// True for a message this very QP sent (multicast looped back by the host).
+    pub fn is_own(&self, c: &RecvCompletion) -> bool {
+        c.src_qpn == self.cfg.qpn && c.sgid() == Some(addr::gid_of(self.cfg.local))
+    }
+
+    /// The next PSN this QP sends.
+    pub fn next_psn(&self) -> u32 {
+        self.psn
+    }
+
+    /// Starts the PSN sequence at `psn` (24 bits).
+    pub fn set_psn(&mut self, psn: u32) {
+        self.psn = psn & crate::wire::roce::bth::PSN_MASK;
+    }
+}
+
+impl Provider for Rocev2Provider {
+    type Ah = Rocev2Ah;
+
+    fn port(&self) -> PortAttr {
+        PortAttr {
+            lid: 0,
+            gid: addr::gid_of(self.cfg.local),
+            qpn: self.cfg.qpn,
+            pkey: self.cfg.pkey,
+            qkey: self.cfg.qkey,
+            max_msg: self.cfg.max_msg,
+        }
+    }
+
+    /// RoCE is always globally routed: the GID names the peer (or group).
+    fn create_ah(&mut self, attr: &AhAttr) -> Result<Rocev2Ah, ProviderError> {
+        let gid = attr
+            .dgid
+            .ok_or(ProviderError::InvalidAh("RoCEv2 needs a destination GID"))?;
+        let dst = addr::ip_of(gid);
+        if dst.is_ipv4() != self.cfg.local.is_ipv4() {
+            return Err(ProviderError::InvalidAh(
+                "destination and local address differ in IP version",
+            ));
+        }
+        if dst.is_unspecified() {
+            return Err(ProviderError::InvalidAh("unspecified destination address"));
+        }
+        Ok(Rocev2Ah {
+            dst,
+            multicast: dst.is_multicast(),
+        })
+    }
+
+    fn post_send<const N: usize>(&mut self, wrs: &mut ArrayVec<SendWr<Rocev2Ah>, N>) -> usize {
+        self.send_burst(wrs)
+    }
+
+    fn poll_recv<const N: usize>(&mut self, out: &mut ArrayVec<RecvCompletion, N>) -> usize {
+        let before = out.len();
+        let rx = self.rx.as_raw_fd();
+        self.recv_burst(rx, out);
+        if self.mcast_groups.load(Ordering::Relaxed) > 0 && !out.is_full() {
+            if let Some(fd) = self.mcast_fd.as_ref().map(|f| f.as_raw_fd()) {
+                self.recv_burst(fd, out);
+            }
+        }
+        out.len() - before
+    }
+}

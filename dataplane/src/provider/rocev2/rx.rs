@@ -1,0 +1,183 @@
+//! Receive: one `recvmmsg` into posted mbufs, then per datagram the checks
+//! a UD QP makes (opcode, length, ICRC, P_Key, QPN, Q_Key), every drop
+//! counted by reason, and the headers stripped in place.
+
+use super::counters::DropReason;
+use super::socket::from_storage;
+use super::{addr, icrc_for, Rocev2Provider, MAX_BURST};
+use crate::provider::{put_grh, RecvCompletion, MCAST_QPN};
+use crate::wire::roce::frame::extension_len;
+use crate::wire::roce::{bth, deth, ICRC_LEN};
+use arrayvec::ArrayVec;
+use std::mem::size_of;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+/// What a datagram that passed every check delivers.
+struct Accepted {
+    headers_len: usize,
+    trailer_len: usize,
+    src_qpn: u32,
+    multicast: bool,
+}
+
+impl Rocev2Provider {
+    /// Posts up to `MAX_BURST` buffers (whole windows) for the next receive.
+    fn refill(&mut self, want: usize) {
+        while self.rx_bufs.len() < want {
+            let Some(mut m) = self.cache.alloc() else {
+                self.counters.rx_no_mbuf += 1;
+                return;
+            };
+            m.reset();
+            let room = m.tailroom();
+            if m.append(room).is_none() {
+                self.cache.free(m);
+                return;
+            }
+            self.rx_bufs.push(m);
+        }
+    }
+
+    pub(super) fn recv_burst<const N: usize>(
+        &mut self,
+        fd: RawFd,
+        out: &mut ArrayVec<RecvCompletion, N>,
+    ) {
+        let want = out.remaining_capacity().min(MAX_BURST);
+        if want == 0 {
+            return;
+        }
+        self.refill(want);
+        let posted = self.rx_bufs.len().min(want);
+        if posted == 0 {
+            return;
+        }
+        let name_len = size_of::<libc::sockaddr_storage>() as u32;
+        for i in 0..posted {
+            let Some(data) = self.rx_bufs[i].data_mut() else {
+                return;
+            };
+            let (ptr, len) = (data.as_mut_ptr(), data.len());
+            self.rx_slots.link(i, ptr, len, name_len, true);
+        }
+        // SAFETY: the first `posted` messages point at the windows of
+        // buffers this QP owns exclusively, and at its own address and
+        // control slots, all alive until the call returns.
+        let rc = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.rx_slots.msgs.as_mut_ptr(),
+                posted as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc <= 0 {
+            if rc < 0 {
+                let err = std::io::Error::last_os_error().raw_os_error();
+                if !matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR)) {
+                    self.counters.rx_errors += 1;
+                }
+            }
+            return;
+        }
+        let received = rc as usize;
+        let bufs = std::mem::take(&mut self.rx_bufs);
+        for (i, mut m) in bufs.into_iter().enumerate() {
+            if i >= received {
+                self.rx_bufs.push(m);
+                continue;
+            }
+            let msg = &self.rx_slots.msgs[i];
+            let len = msg.msg_len as usize;
+            let truncated = msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let src = from_storage(&self.rx_slots.names[i]);
+            let dst_ip = self.rx_slots.pktinfo_dst(i).unwrap_or(self.cfg.local);
+            let dst = SocketAddr::new(dst_ip, self.cfg.port);
+            let verdict = match src {
+                Some(src) if !truncated && len <= m.len() => {
+                    self.check(&m.data()[..len], src, dst).map(|a| (a, src))
+                }
+                _ => Err(DropReason::Truncated),
+            };
+            match verdict {
+                Ok((a, src)) => {
+                    let keep = len - a.headers_len - a.trailer_len;
+                    let extra = m.len() - len;
+                    m.trim(extra + a.trailer_len);
+                    m.adj(a.headers_len);
+                    debug_assert_eq!(m.len(), keep);
+                    let has_grh = put_grh(&mut m, addr::gid_of(src.ip()), addr::gid_of(dst_ip));
+                    self.counters.rx_packets += 1;
+                    self.counters.rx_bytes += keep as u64;
+                    self.counters.rx_multicast += u64::from(a.multicast);
+                    out.push(RecvCompletion {
+                        mbuf: m,
+                        src_qpn: a.src_qpn,
+                        slid: 0,
+                        multicast: a.multicast,
+                        has_grh,
+                    });
+                }
+                Err(reason) => {
+                    self.counters.drop(reason);
+                    // The buffer is posted again as it was.
+                    self.rx_bufs.push(m);
+                }
+            }
+        }
+    }
+
+    /// The checks of a UD QP on one UDP payload from `src` to `dst`.
+    fn check(&self, p: &[u8], src: SocketAddr, dst: SocketAddr) -> Result<Accepted, DropReason> {
+        if p.len() < bth::HEADER_LEN + ICRC_LEN {
+            return Err(DropReason::Truncated);
+        }
+        let b = bth::Packet::new_unchecked(p);
+        let ext = extension_len(b.opcode()).ok_or(DropReason::UnsupportedOpcode)?;
+        let headers_len = bth::HEADER_LEN + ext;
+        let icrc_at = p
+            .len()
+            .checked_sub(ICRC_LEN)
+            .filter(|&at| at >= headers_len)
+            .ok_or(DropReason::Truncated)?;
+        let found =
+            u32::from_le_bytes([p[icrc_at], p[icrc_at + 1], p[icrc_at + 2], p[icrc_at + 3]]);
+        if icrc_for(src, dst, p.len(), &p[..icrc_at]) != Some(found) {
+            return Err(DropReason::BadIcrc);
+        }
+        let pad = usize::from(b.pad_count());
+        if icrc_at - headers_len < pad {
+            return Err(DropReason::Truncated);
+        }
+        if !pkey_matches(b.pkey(), self.cfg.pkey) {
+            return Err(DropReason::PkeyMismatch);
+        }
+        let multicast = dst.ip().is_multicast();
+        let qpn_ok = if multicast {
+            b.dest_qpn() == MCAST_QPN
+        } else {
+            b.dest_qpn() == self.cfg.qpn
+        };
+        if !qpn_ok {
+            return Err(DropReason::WrongQpn);
+        }
+        let d = deth::Packet::new_unchecked(&p[bth::HEADER_LEN..]);
+        if d.qkey() != self.cfg.qkey {
+            return Err(DropReason::QkeyMismatch);
+        }
+        Ok(Accepted {
+            headers_len,
+            trailer_len: pad + ICRC_LEN,
+            src_qpn: d.src_qpn(),
+            multicast,
+        })
+    }
+}
+
+/// IBA 10.9.3: the low 15 bits match and at least one side is a full member.
+fn pkey_matches(packet: u16, port: u16) -> bool {
+    const FULL: u16 = 0x8000;
+    packet & !FULL == port & !FULL && (packet | port) & FULL != 0 && packet & !FULL != 0
+}

@@ -1,0 +1,92 @@
+//! Pre-allocated `mmsghdr`/`iovec`/address/control arrays for one burst,
+//! so neither direction allocates per packet.
+
+use super::socket::zeroed_storage;
+use std::mem::size_of;
+
+/// Most messages one `sendmmsg`/`recvmmsg` moves.
+pub const MAX_BURST: usize = 64;
+/// Room for one IP_PKTINFO or IPV6_PKTINFO control message (u64 for alignment).
+const CMSG_WORDS: usize = 8;
+
+pub struct Slots {
+    pub msgs: [libc::mmsghdr; MAX_BURST],
+    pub iovs: [libc::iovec; MAX_BURST],
+    pub names: [libc::sockaddr_storage; MAX_BURST],
+    pub cmsgs: [[u64; CMSG_WORDS]; MAX_BURST],
+}
+
+// SAFETY: the raw pointers inside `msgs` and `iovs` are rewritten right
+// before every syscall and never dereferenced by Rust code; between calls
+// they are stale values only.
+unsafe impl Send for Slots {}
+
+impl Slots {
+    pub fn new() -> Box<Slots> {
+        // SAFETY: every field is plain old data (integers and raw pointers);
+        // all zeroes is a valid value for each.
+        let msgs: [libc::mmsghdr; MAX_BURST] = unsafe { std::mem::zeroed() };
+        let iovs: [libc::iovec; MAX_BURST] = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_BURST];
+        Box::new(Slots {
+            msgs,
+            iovs,
+            names: [zeroed_storage(); MAX_BURST],
+            cmsgs: [[0; CMSG_WORDS]; MAX_BURST],
+        })
+    }
+
+    /// Points message `i` at its iovec (`base`, `len`), its address slot of
+    /// `name_len` bytes and, for receives, its control buffer.
+    pub fn link(&mut self, i: usize, base: *mut u8, len: usize, name_len: u32, control: bool) {
+        self.iovs[i] = libc::iovec {
+            iov_base: base.cast(),
+            iov_len: len,
+        };
+        let hdr = &mut self.msgs[i].msg_hdr;
+        hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = name_len;
+        hdr.msg_iov = &mut self.iovs[i];
+        hdr.msg_iovlen = 1;
+        if control {
+            hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+            hdr.msg_controllen = CMSG_WORDS * size_of::<u64>();
+        } else {
+            hdr.msg_control = std::ptr::null_mut();
+            hdr.msg_controllen = 0;
+        }
+        hdr.msg_flags = 0;
+        self.msgs[i].msg_len = 0;
+    }
+
+    /// The destination address of received message `i` from its
+    /// IP_PKTINFO / IPV6_PKTINFO control message.
+    pub fn pktinfo_dst(&self, i: usize) -> Option<std::net::IpAddr> {
+        let hdr = &self.msgs[i].msg_hdr;
+        // SAFETY: `hdr` describes the control buffer the kernel filled
+        // (msg_controllen was updated by recvmmsg); the CMSG_* helpers stay
+        // inside it and the payload is read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+            while !cmsg.is_null() {
+                let c = &*cmsg;
+                if c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_PKTINFO {
+                    let info: libc::in_pktinfo =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    return Some(
+                        std::net::Ipv4Addr::from(info.ipi_addr.s_addr.to_ne_bytes()).into(),
+                    );
+                }
+                if c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_PKTINFO {
+                    let info: libc::in6_pktinfo =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    return Some(std::net::Ipv6Addr::from(info.ipi6_addr.s6_addr).into());
+                }
+                cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+            }
+        }
+        None
+    }
+}
