@@ -256,6 +256,15 @@ fn rx_general<A>(
     Some(m)
 }
 
+/// What the TX fast path found for a packet (its header then written).
+enum Fast<'a, A> {
+    Neigh(&'a NeighEntry<A>),
+    /// The IPv4 group sent to last (its MGID is remembered).
+    Group,
+    /// Anything else: the general path.
+    General,
+}
+
 /// The general TX path: every packet the IPv4-unicast fast path did not
 /// take (IPv6, multicast, unknown neighbours, malformed or oversize ones).
 struct TxSlow<'a, A> {
@@ -342,15 +351,14 @@ impl<A: Copy> TxSlow<'_, A> {
                     cache.free(m);
                     return None;
                 };
-                return self
-                    .mcast
-                    .classify(mgid, m, cache, counts)
-                    .map(|(ah, route, mbuf)| SendWr {
+                return self.mcast.classify_send(mgid, m, cache, counts).map(
+                    |(ah, remote_qkey, mbuf)| SendWr {
                         mbuf,
                         ah,
                         remote_qpn: MCAST_QPN,
-                        remote_qkey: route.qkey,
-                    });
+                        remote_qkey,
+                    },
+                );
             }
         };
         if let Some(e) = entry {
@@ -432,8 +440,8 @@ impl<P: Provider> Iface<P> {
                 CtrlDest::Unicast(e) => Some((e.ah, e.qpn, self.port.qkey, mbuf)),
                 CtrlDest::Multicast(mgid) => self
                     .mcast
-                    .classify(mgid, mbuf, cache, counts)
-                    .map(|(ah, route, m)| (ah, MCAST_QPN, route.qkey, m)),
+                    .classify_send(mgid, mbuf, cache, counts)
+                    .map(|(ah, qkey, m)| (ah, MCAST_QPN, qkey, m)),
             };
             if let Some((ah, remote_qpn, remote_qkey, mbuf)) = sendable {
                 bytes += mbuf.len() as u64;
@@ -485,7 +493,9 @@ impl<P: Provider> Iface<P> {
     }
 
     /// One TX burst: ring → encapsulate → route → post. Returns packets posted.
-    #[inline]
+    /// Not inlined into the lcore loop: a burst loop of its own keeps its
+    /// state in registers, which is worth far more than one call per burst.
+    #[inline(never)]
     pub fn tx_burst(&mut self, cache: &mut LcoreCache) -> usize {
         let mut counts = BurstCounts::default();
         let provider = &mut self.provider;
@@ -595,18 +605,25 @@ impl<P: Provider> Iface<P> {
                             }
                             r
                         };
+                        // Ethertype, then 16 reserved bits, in one store.
+                        const HDR: [u8; 4] = ((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes();
                         match found {
                             Some(e) => {
-                                // Ethertype, then 16 reserved bits, in one store.
-                                w[..HEADER_LEN].copy_from_slice(
-                                    &((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes(),
-                                );
-                                Some(e)
+                                w[..HEADER_LEN].copy_from_slice(&HDR);
+                                Fast::Neigh(e)
                             }
-                            None => None,
+                            // The IPv4 group sent to last: its MGID is known.
+                            None if w[HEADER_LEN] >> 4 == 4
+                                && a >> 28 == 0xE
+                                && a == slow.last_v4_group.0 =>
+                            {
+                                w[..HEADER_LEN].copy_from_slice(&HDR);
+                                Fast::Group
+                            }
+                            None => Fast::General,
                         }
                     }
-                    Some(_) => None,
+                    Some(_) => Fast::General,
                     None => {
                         // SAFETY: moved out once (see above).
                         slow.no_headroom(unsafe { std::ptr::read(m) }, cache, &mut counts);
@@ -615,23 +632,46 @@ impl<P: Provider> Iface<P> {
                 };
                 match hit {
                     // SAFETY: the slot at `wr` is ours to write; the mbuf moves out once.
-                    Some(e) => unsafe {
+                    Fast::Neigh(e) => unsafe {
                         bytes += m.len() as u64;
                         std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
                         std::ptr::addr_of_mut!((*wr).ah).write(e.ah);
                         std::ptr::addr_of_mut!((*wr).remote_qpn).write(e.qpn);
                         std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
                     },
-                    // SAFETY: the mbuf moves out once.
-                    None => match slow.send(unsafe { std::ptr::read(m) }, cache, &mut counts) {
-                        Some(r) => {
-                            bytes += r.mbuf.len() as u64;
-                            mcast_n += (r.remote_qpn == MCAST_QPN) as u64;
-                            // SAFETY: the slot at `wr` is ours to write.
-                            unsafe { wr.write(r) };
+                    Fast::Group => {
+                        let mgid = slow.last_v4_group.1;
+                        // SAFETY: the mbuf moves out once.
+                        let m = unsafe { std::ptr::read(m) };
+                        match slow.mcast.classify_send(mgid, m, cache, &mut counts) {
+                            Some((ah, remote_qkey, mbuf)) => {
+                                bytes += mbuf.len() as u64;
+                                mcast_n += 1;
+                                let r = SendWr {
+                                    mbuf,
+                                    ah,
+                                    remote_qpn: MCAST_QPN,
+                                    remote_qkey,
+                                };
+                                // SAFETY: the slot at `wr` is ours to write.
+                                unsafe { wr.write(r) };
+                            }
+                            None => continue,
                         }
-                        None => continue,
-                    },
+                    }
+                    Fast::General => {
+                        // SAFETY: the mbuf moves out once.
+                        let m = unsafe { std::ptr::read(m) };
+                        match slow.send(m, cache, &mut counts) {
+                            Some(r) => {
+                                bytes += r.mbuf.len() as u64;
+                                mcast_n += (r.remote_qpn == MCAST_QPN) as u64;
+                                // SAFETY: the slot at `wr` is ours to write.
+                                unsafe { wr.write(r) };
+                            }
+                            None => continue,
+                        }
+                    }
                 }
                 // SAFETY: at most one past the last slot of `wrs`.
                 wr = unsafe { wr.add(1) };
@@ -664,7 +704,8 @@ impl<P: Provider> Iface<P> {
     }
 
     /// One RX burst: poll → decapsulate → classify → deliver. Returns packets polled.
-    #[inline]
+    /// Not inlined, as `tx_burst`.
+    #[inline(never)]
     pub fn rx_burst(&mut self, cache: &mut LcoreCache) -> usize {
         let n = self.provider.poll_recv(&mut self.rxc);
         if n == 0 {

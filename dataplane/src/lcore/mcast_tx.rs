@@ -32,6 +32,8 @@ pub struct McastTx<A> {
     table: SnapshotReader<McastTable>,
     generation: u64,
     groups: Vec<GroupTx<A>>,
+    /// Index of the group last classified: flows repeat it.
+    last: usize,
     requests: Arc<JoinRequestQueue>,
 }
 
@@ -46,6 +48,7 @@ impl<A: Copy> McastTx<A> {
             table: arc_swap::Cache::new(table),
             generation: u64::MAX,
             groups: Vec::new(),
+            last: 0,
             requests,
         }
     }
@@ -128,6 +131,7 @@ impl<A: Copy> McastTx<A> {
                 self.groups.len() - 1
             }
         };
+        self.last = i;
         let g = &mut self.groups[i];
         if let Some((ah, route)) = g.joined {
             return Some((ah, route, m));
@@ -154,6 +158,42 @@ impl<A: Copy> McastTx<A> {
             }
         }
         None
+    }
+
+    /// As `classify`, for the send path: the handle and Q_Key only, and the
+    /// group classified last is tried first (no search, no route copy).
+    #[inline(always)]
+    pub(crate) fn classify_send(
+        &mut self,
+        mgid: Gid,
+        m: Mbuf,
+        cache: &mut LcoreCache,
+        counts: &mut BurstCounts,
+    ) -> Option<(A, u32, Mbuf)> {
+        if let Some(GroupTx {
+            mgid: g,
+            joined: Some((ah, route)),
+            ..
+        }) = self.groups.get(self.last)
+        {
+            if *g == mgid {
+                return Some((*ah, route.qkey, m));
+            }
+        }
+        self.classify_other(mgid, m, cache, counts)
+    }
+
+    /// `classify_send` for a group other than the last one.
+    #[inline(never)]
+    fn classify_other(
+        &mut self,
+        mgid: Gid,
+        m: Mbuf,
+        cache: &mut LcoreCache,
+        counts: &mut BurstCounts,
+    ) -> Option<(A, u32, Mbuf)> {
+        self.classify(mgid, m, cache, counts)
+            .map(|(ah, route, m)| (ah, route.qkey, m))
     }
 
     /// Moves up to `max` pending packets of joined groups to `out`.
