@@ -2,6 +2,7 @@
 //! them, and reports. The logic lives in the `dataplane` and `control` crates.
 
 pub mod control_plane;
+pub mod ctl;
 pub mod pktgen;
 pub mod report;
 pub mod resolution;

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipoib_app::ctl::protocol::{Level, Request};
+use ipoib_app::ctl::{client, default_socket_path, render};
 use ipoib_dataplane::capture::{decode_input, Link};
 use ipoib_dataplane::wire::mgid::MAX_SCOPE;
 use ipoib_dataplane::wire::{mgid_for_ip, HwAddr};
@@ -34,6 +36,61 @@ enum Command {
     /// Input is a classic pcap (link type 1 Ethernet, 101 raw IP or 242
     /// IPoIB) or hex text with one frame per line; without FILE, stdin.
     Decode(DecodeArgs),
+    /// The running daemon: provider, lcores, interfaces with carrier and addresses.
+    Status(SocketArgs),
+    /// Counters per interface (xstats names), fabric port and multicast engine.
+    Stats(SocketArgs),
+    /// Multicast groups per interface: flags (BUSY, SENDONLY, ...), state, backoff.
+    Groups(SocketArgs),
+    /// Neighbour tables (ARP and ND) per interface.
+    Neigh(SocketArgs),
+    /// Flush multicast state as a port event would; groups are rejoined.
+    Flush(FlushArgs),
+    /// Join an IP multicast group as a full member on an interface.
+    Join(GroupArgs),
+    /// Leave a full-member group on an interface.
+    Leave(GroupArgs),
+}
+
+#[derive(Args, Debug)]
+struct SocketArgs {
+    /// The daemon's control socket (default: as ipoibd's --socket).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print the daemon's answer as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum FlushLevelArg {
+    /// Client re-register, GID change: memberships redone, carrier stays.
+    Light,
+    /// Port error or LID change: carrier drops until the broadcast group rejoins.
+    Normal,
+    /// P_Key change: as normal.
+    Heavy,
+}
+
+#[derive(Args, Debug)]
+struct FlushArgs {
+    #[arg(value_enum)]
+    level: FlushLevelArg,
+    /// Only this interface (default: every interface).
+    #[arg(long)]
+    interface: Option<String>,
+    #[command(flatten)]
+    socket: SocketArgs,
+}
+
+#[derive(Args, Debug)]
+struct GroupArgs {
+    /// Interface name, e.g. ib0.
+    interface: String,
+    /// IPv4 or IPv6 multicast group.
+    group: String,
+    #[command(flatten)]
+    socket: SocketArgs,
 }
 
 #[derive(Args, Debug)]
@@ -106,7 +163,60 @@ fn run(cli: &Cli) -> Result<Option<String>, CliError> {
     match &cli.command {
         Command::Mgid(args) => mgid(args).map(Some),
         Command::Decode(args) => decode(args).map(|()| None),
+        Command::Status(a) => ask(a, Request::Status, render::status),
+        Command::Stats(a) => ask(a, Request::Stats, render::stats),
+        Command::Groups(a) => ask(a, Request::Groups, render::groups),
+        Command::Neigh(a) => ask(a, Request::Neigh, render::neigh),
+        Command::Flush(f) => {
+            let level = match f.level {
+                FlushLevelArg::Light => Level::Light,
+                FlushLevelArg::Normal => Level::Normal,
+                FlushLevelArg::Heavy => Level::Heavy,
+            };
+            let req = Request::Flush {
+                level,
+                interface: f.interface.clone(),
+            };
+            ask(&f.socket, req, render::flush)
+        }
+        Command::Join(g) => ask(&g.socket, group_request(g, true)?, |d| {
+            render::membership(d, true)
+        }),
+        Command::Leave(g) => ask(&g.socket, group_request(g, false)?, |d| {
+            render::membership(d, false)
+        }),
     }
+}
+
+fn group_request(args: &GroupArgs, join: bool) -> Result<Request, CliError> {
+    let group: IpAddr = args
+        .group
+        .parse()
+        .map_err(|_| CliError(format!("invalid IP address '{}'", args.group)))?;
+    if !group.is_multicast() {
+        return Err(CliError(format!("{group} is not a multicast group")));
+    }
+    let interface = args.interface.clone();
+    Ok(if join {
+        Request::Join { interface, group }
+    } else {
+        Request::Leave { interface, group }
+    })
+}
+
+/// One request to the daemon; its answer as a table, or as JSON.
+fn ask(
+    args: &SocketArgs,
+    req: Request,
+    table: fn(&serde_json::Value) -> String,
+) -> Result<Option<String>, CliError> {
+    let path = args.socket.clone().unwrap_or_else(default_socket_path);
+    let data = client::request(&path, &req).map_err(CliError)?;
+    if args.json {
+        return Ok(Some(data.to_string()));
+    }
+    // Tables end with a newline; the caller adds one.
+    Ok(Some(table(&data).trim_end().to_owned()))
 }
 
 fn decode(args: &DecodeArgs) -> Result<(), CliError> {

@@ -1,0 +1,390 @@
+//! The daemon's answers: what it runs, its counters, its multicast and
+//! neighbour state; flush and join/leave run on the control thread.
+
+use super::protocol::{Level, Request};
+use super::server::Backend;
+use crate::control_plane::{ControlCtx, ControlJob, ControlPlane};
+use crate::wiring::HostInfo;
+use ipoib_config::Config;
+use ipoib_control::{Engine, FlushLevel, GroupFlags, GroupInfo};
+use ipoib_dataplane::mem::Mempool;
+use ipoib_dataplane::provider::fabric::{DropReason, Fabric};
+use ipoib_dataplane::stats::{IfaceStats, StatsSnapshot};
+use ipoib_dataplane::wire::{mgid_for_ip, Gid};
+use serde_json::{json, Value};
+use std::net::IpAddr;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest wait for the control thread (a flush waits for joins in flight).
+const CONTROL_WAIT: Duration = Duration::from_secs(30);
+
+/// One interface as the socket shows it.
+struct Iface {
+    name: String,
+    mtu: u16,
+    pkey: u16,
+    port: u16,
+    lcore: usize,
+    gid: Gid,
+    qpn: u32,
+    addresses: Vec<String>,
+    stats: Vec<Arc<IfaceStats>>,
+    fabric_port: Option<usize>,
+    engine: Option<Arc<Engine>>,
+}
+
+pub struct DaemonBackend {
+    started: Instant,
+    provider: String,
+    lcores: Vec<usize>,
+    pool: &'static Mempool,
+    fabric: Option<Arc<Fabric>>,
+    ifaces: Vec<Iface>,
+    jobs: Option<SyncSender<ControlJob>>,
+    /// MGID → IP group, to name groups in `groups` (config and joins).
+    names: Mutex<Vec<(Gid, IpAddr)>>,
+}
+
+fn mgid_of(ip: IpAddr, pkey: u16) -> Option<Gid> {
+    mgid_for_ip(ip, pkey, 2).ok()
+}
+
+impl DaemonBackend {
+    pub fn new(
+        cfg: &Config,
+        hosts: &[HostInfo],
+        pool: &'static Mempool,
+        fabric: Option<Arc<Fabric>>,
+        control: Option<&ControlPlane>,
+    ) -> DaemonBackend {
+        let mut names = Vec::new();
+        let ifaces = hosts
+            .iter()
+            .zip(&cfg.interfaces)
+            .map(|(h, c)| {
+                for ip in c.groups.iter().chain(&c.sendonly) {
+                    names.extend(mgid_of(*ip, h.port.pkey).map(|g| (g, *ip)));
+                }
+                let engine = control.and_then(|cp| {
+                    cp.engines
+                        .iter()
+                        .find(|(n, _)| *n == h.name)
+                        .map(|(_, e)| e.clone())
+                });
+                Iface {
+                    name: h.name.clone(),
+                    mtu: c.mtu,
+                    pkey: h.port.pkey,
+                    port: c.port,
+                    lcore: c.lcore,
+                    gid: h.port.gid,
+                    qpn: h.port.qpn,
+                    addresses: c
+                        .ipv4
+                        .iter()
+                        .map(|a| format!("{}/{}", a.addr, a.prefix))
+                        .chain(c.ipv6.iter().map(|a| format!("{}/{}", a.addr, a.prefix)))
+                        .collect(),
+                    stats: h.stats.clone(),
+                    fabric_port: h.fabric_port,
+                    engine,
+                }
+            })
+            .collect();
+        DaemonBackend {
+            started: Instant::now(),
+            provider: cfg.provider.kind.as_str().to_owned(),
+            lcores: cfg.dataplane.lcores.clone(),
+            pool,
+            fabric,
+            ifaces,
+            jobs: control.map(ControlPlane::jobs),
+            names: Mutex::new(names),
+        }
+    }
+
+    fn iface(&self, name: &str) -> Result<&Iface, String> {
+        self.ifaces.iter().find(|i| i.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.ifaces.iter().map(|i| i.name.as_str()).collect();
+            format!("unknown interface \"{name}\" (known: {})", known.join(", "))
+        })
+    }
+
+    fn no_control(&self) -> String {
+        format!(
+            "the {} provider runs no control plane (no multicast or neighbour state)",
+            self.provider
+        )
+    }
+
+    /// Runs `f` on the control thread and waits for its result.
+    fn on_control<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut ControlCtx<'_>) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let jobs = self.jobs.as_ref().ok_or_else(|| self.no_control())?;
+        let (tx, rx) = mpsc::channel();
+        let job: ControlJob = Box::new(move |ctx| {
+            let _ = tx.send(f(ctx));
+        });
+        jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => "the control thread is busy: try again".to_string(),
+            TrySendError::Disconnected(_) => "the control plane has stopped".to_string(),
+        })?;
+        rx.recv_timeout(CONTROL_WAIT)
+            .map_err(|_| "the control thread did not answer".to_string())
+    }
+
+    fn status(&self) -> Value {
+        let ifaces: Vec<Value> = self
+            .ifaces
+            .iter()
+            .map(|i| {
+                json!({
+                    "name": i.name,
+                    "carrier": i.engine.as_ref().map(|e| e.carrier()),
+                    "admin_up": i.engine.as_ref().map(|e| e.is_up()),
+                    "mtu": i.mtu,
+                    "pkey": format!("{:#06x}", i.pkey),
+                    "port": i.port,
+                    "gid": i.gid.to_string(),
+                    "qpn": format!("{:#x}", i.qpn),
+                    "lcore": i.lcore,
+                    "addresses": i.addresses,
+                })
+            })
+            .collect();
+        let lcores: Vec<Value> = self
+            .lcores
+            .iter()
+            .enumerate()
+            .map(|(id, core)| {
+                let names: Vec<&str> = self
+                    .ifaces
+                    .iter()
+                    .filter(|i| i.lcore == id)
+                    .map(|i| i.name.as_str())
+                    .collect();
+                json!({"id": id, "core": core, "interfaces": names})
+            })
+            .collect();
+        json!({
+            "pid": std::process::id(),
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "provider": self.provider,
+            "mempool": {
+                "capacity": self.pool.capacity(),
+                "available": self.pool.available(),
+                "buf_size": self.pool.buf_size(),
+                "hugepages": self.pool.is_hugepage(),
+            },
+            "lcores": lcores,
+            "interfaces": ifaces,
+        })
+    }
+
+    fn stats(&self) -> Value {
+        let ifaces: Vec<Value> = self
+            .ifaces
+            .iter()
+            .map(|i| {
+                let mut s = StatsSnapshot::default();
+                for b in &i.stats {
+                    s += b.snapshot();
+                }
+                let mut x: Vec<Value> = s.xstats().map(|(n, v)| json!([n, v])).collect();
+                if let (Some(f), Some(p)) = (&self.fabric, i.fabric_port) {
+                    let c = f.counters(p).unwrap_or_default();
+                    x.push(json!(["fabric_tx_messages", c.tx_messages]));
+                    x.push(json!(["fabric_rx_messages", c.rx_messages]));
+                    for r in DropReason::ALL {
+                        x.push(json!([format!("fabric_{}", r.name()), c.drop_count(r)]));
+                    }
+                }
+                if let Some(e) = &i.engine {
+                    let m = e.stats();
+                    for (n, v) in [
+                        ("mcast_join_requests", m.join_requests),
+                        ("mcast_request_overflows", m.request_overflows),
+                        ("mcast_joins_started", m.joins_started),
+                        ("mcast_joins_ok", m.joins_ok),
+                        ("mcast_joins_failed", m.joins_failed),
+                        ("mcast_joins_timed_out", m.joins_timed_out),
+                        ("mcast_leaves", m.leaves),
+                        ("mcast_sendonly_promoted", m.sendonly_promoted),
+                        ("mcast_sendonly_collected", m.sendonly_collected),
+                        ("mcast_flushes", m.flushes),
+                    ] {
+                        x.push(json!([n, v]));
+                    }
+                }
+                json!({"interface": i.name, "lcores": i.stats.len(), "xstats": x})
+            })
+            .collect();
+        json!({
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "interfaces": ifaces,
+        })
+    }
+
+    fn group_json(&self, g: &GroupInfo) -> Value {
+        let flags: Vec<&str> = GroupFlags::ALL
+            .iter()
+            .filter(|(f, _)| g.flags.contains(*f))
+            .map(|(_, n)| *n)
+            .collect();
+        let address = self.names.lock().ok().and_then(|n| {
+            n.iter()
+                .find(|(m, _)| *m == g.mgid)
+                .map(|(_, ip)| ip.to_string())
+        });
+        json!({
+            "mgid": g.mgid.to_string(),
+            "address": address,
+            "broadcast": g.broadcast,
+            "flags": flags,
+            "status": g.status.to_string(),
+            "backoff_s": g.backoff.as_secs_f64(),
+            "mtu": g.record.map(|r| r.mtu),
+            "mlid": g.record.map(|r| r.mlid),
+            "joins_started": g.counters.joins_started,
+            "joins_ok": g.counters.joins_ok,
+            "joins_failed": g.counters.joins_failed,
+        })
+    }
+
+    fn groups(&self) -> Result<Value, String> {
+        if self.jobs.is_none() {
+            return Err(self.no_control());
+        }
+        let out: Vec<Value> = self
+            .ifaces
+            .iter()
+            .filter_map(|i| i.engine.as_ref().map(|e| (i, e)))
+            .map(|(i, e)| {
+                let groups: Vec<Value> = e.groups().iter().map(|g| self.group_json(g)).collect();
+                json!({"interface": i.name, "carrier": e.carrier(), "groups": groups})
+            })
+            .collect();
+        Ok(json!({ "interfaces": out }))
+    }
+
+    fn neigh(&self) -> Result<Value, String> {
+        let tables = self.on_control(|ctx| {
+            ctx.resolvers
+                .iter()
+                .map(|r| (r.name.clone(), r.neighbours()))
+                .collect::<Vec<_>>()
+        })?;
+        let out: Vec<Value> = tables
+            .into_iter()
+            .map(|(name, entries)| {
+                let list: Vec<Value> = entries
+                    .iter()
+                    .map(|n| {
+                        json!({
+                            "ip": n.ip.to_string(),
+                            "state": format!("{:?}", n.state).to_lowercase(),
+                            "hwaddr": n.hwaddr.map(|h| h.to_string()),
+                            "queued": n.queued,
+                        })
+                    })
+                    .collect();
+                json!({"interface": name, "neighbours": list})
+            })
+            .collect();
+        Ok(json!({ "interfaces": out }))
+    }
+
+    fn flush(&self, level: Level, only: Option<String>) -> Result<Value, String> {
+        if let Some(name) = &only {
+            self.iface(name)?;
+        }
+        let fl = match level {
+            Level::Light => FlushLevel::Light,
+            Level::Normal => FlushLevel::Normal,
+            Level::Heavy => FlushLevel::Heavy(None),
+        };
+        let done = self.on_control(move |ctx| {
+            ctx.engines
+                .iter()
+                .filter(|(n, _)| only.as_ref().map(|o| o == n).unwrap_or(true))
+                .map(|(n, e)| {
+                    let r = e.flush(fl);
+                    json!({"interface": n, "removed": r.removed, "waited": r.waited,
+                           "left": r.left, "timed_out": r.timed_out})
+                })
+                .collect::<Vec<_>>()
+        })?;
+        Ok(json!({"level": level.as_str(), "interfaces": done}))
+    }
+
+    /// Adds (`join`) or removes the group from the interface's full-member
+    /// list and lets the engine's restart pass do the joining or leaving.
+    fn membership(&self, name: &str, group: IpAddr, join: bool) -> Result<Value, String> {
+        let iface = self.iface(name)?;
+        let mgid = mgid_for_ip(group, iface.pkey, 2).map_err(|e| format!("group {group}: {e}"))?;
+        if join {
+            if let Ok(mut n) = self.names.lock() {
+                if !n.iter().any(|(m, _)| *m == mgid) {
+                    n.push((mgid, group));
+                }
+            }
+        }
+        let owned = name.to_owned();
+        let reply = self.on_control(move |ctx| -> Result<Value, String> {
+            let name = owned;
+            let idx = ctx
+                .engines
+                .iter()
+                .position(|(n, _)| *n == name)
+                .ok_or_else(|| format!("interface {name} has no multicast engine"))?;
+            let wanted = ctx
+                .desired
+                .get_mut(idx)
+                .ok_or_else(|| format!("interface {name} has no group list"))?;
+            let present = wanted.contains(&mgid);
+            if join == present {
+                if join {
+                    return Ok(json!({"changed": false}));
+                }
+                return Err(format!(
+                    "{name} is not a full member of {group} (nothing to leave)"
+                ));
+            }
+            if join {
+                wanted.push(mgid);
+                wanted.sort();
+            } else {
+                wanted.retain(|g| *g != mgid);
+            }
+            let r = ctx.engines[idx].1.restart(wanted);
+            Ok(
+                json!({"changed": true, "added": r.added, "promoted": r.promoted,
+                      "left": r.removed.left}),
+            )
+        })??;
+        let mut out = json!({"interface": name, "group": group.to_string(),
+                             "mgid": mgid.to_string()});
+        if let (Some(o), Some(r)) = (out.as_object_mut(), reply.as_object()) {
+            o.extend(r.clone());
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for DaemonBackend {
+    fn handle(&self, req: Request) -> Result<Value, String> {
+        match req {
+            Request::Status => Ok(self.status()),
+            Request::Stats => Ok(self.stats()),
+            Request::Groups => self.groups(),
+            Request::Neigh => self.neigh(),
+            Request::Flush { level, interface } => self.flush(level, interface),
+            Request::Join { interface, group } => self.membership(&interface, group, true),
+            Request::Leave { interface, group } => self.membership(&interface, group, false),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Human tables from the daemon's JSON answers. Missing fields print as
+//! `-`: an older or newer daemon never makes the client fail.
+
+use serde_json::Value;
+use std::fmt::Write as _;
+
+/// A scalar as text: strings bare, null as `-`.
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn list(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
+}
+
+fn carrier(v: &Value) -> &'static str {
+    match v.as_bool() {
+        Some(true) => "up",
+        Some(false) => "down",
+        None => "-",
+    }
+}
+
+fn words(v: &Value, sep: &str) -> String {
+    let w: Vec<String> = list(v).iter().map(text).collect();
+    if w.is_empty() {
+        "-".into()
+    } else {
+        w.join(sep)
+    }
+}
+
+pub fn status(d: &Value) -> String {
+    let mut out = String::new();
+    let pool = &d["mempool"];
+    let _ = writeln!(
+        out,
+        "ipoibd pid {}, up {:.1} s, provider {}, mempool {}/{} buffers free",
+        text(&d["pid"]),
+        d["uptime_s"].as_f64().unwrap_or(0.0),
+        text(&d["provider"]),
+        text(&pool["available"]),
+        text(&pool["capacity"]),
+    );
+    let lcores: Vec<String> = list(&d["lcores"])
+        .iter()
+        .map(|l| {
+            format!(
+                "{} (core {}): {}",
+                text(&l["id"]),
+                text(&l["core"]),
+                words(&l["interfaces"], " ")
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "lcores: {}", lcores.join("; "));
+    let _ = writeln!(
+        out,
+        "{:<15} {:<7} {:>5} {:<7} {:>5} {:>5}  ADDRESSES",
+        "IFACE", "CARRIER", "MTU", "PKEY", "PORT", "LCORE"
+    );
+    for i in list(&d["interfaces"]) {
+        let _ = writeln!(
+            out,
+            "{:<15} {:<7} {:>5} {:<7} {:>5} {:>5}  {}",
+            text(&i["name"]),
+            carrier(&i["carrier"]),
+            text(&i["mtu"]),
+            text(&i["pkey"]),
+            text(&i["port"]),
+            text(&i["lcore"]),
+            words(&i["addresses"], " ")
+        );
+    }
+    out
+}
+
+/// One row per counter, one column per interface.
+pub fn stats(d: &Value) -> String {
+    let ifaces = list(&d["interfaces"]);
+    let mut names: Vec<String> = Vec::new();
+    for i in ifaces {
+        for pair in list(&i["xstats"]) {
+            let n = text(&pair[0]);
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let value = |i: &Value, name: &str| {
+        list(&i["xstats"])
+            .iter()
+            .find(|p| p[0].as_str() == Some(name))
+            .map_or_else(|| "-".to_string(), |p| text(&p[1]))
+    };
+    let mut out = String::new();
+    let _ = write!(out, "{:<32}", "COUNTER");
+    for i in ifaces {
+        let _ = write!(out, " {:>16}", text(&i["interface"]));
+    }
+    out.push('\n');
+    for n in &names {
+        let _ = write!(out, "{n:<32}");
+        for i in ifaces {
+            let _ = write!(out, " {:>16}", value(i, n));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn groups(d: &Value) -> String {
+    let mut out = String::new();
+    for i in list(&d["interfaces"]) {
+        let _ = writeln!(
+            out,
+            "{} (carrier {}):",
+            text(&i["interface"]),
+            carrier(&i["carrier"])
+        );
+        let _ = writeln!(
+            out,
+            "  {:<40} {:<16} {:<22} {:<8} {:>7} {:>5} {:>6} {:>6}",
+            "MGID", "GROUP", "FLAGS", "STATE", "BACKOFF", "MTU", "JOINS", "FAILS"
+        );
+        for g in list(&i["groups"]) {
+            let mut mgid = text(&g["mgid"]);
+            if g["broadcast"].as_bool() == Some(true) {
+                mgid.push_str(" (bcast)");
+            }
+            let _ = writeln!(
+                out,
+                "  {:<40} {:<16} {:<22} {:<8} {:>6}s {:>5} {:>6} {:>6}",
+                mgid,
+                text(&g["address"]),
+                words(&g["flags"], "|"),
+                text(&g["status"]),
+                g["backoff_s"].as_f64().unwrap_or(0.0),
+                text(&g["mtu"]),
+                text(&g["joins_started"]),
+                text(&g["joins_failed"])
+            );
+        }
+    }
+    out
+}
+
+pub fn neigh(d: &Value) -> String {
+    let mut out = String::new();
+    for i in list(&d["interfaces"]) {
+        let _ = writeln!(out, "{}:", text(&i["interface"]));
+        let entries = list(&i["neighbours"]);
+        if entries.is_empty() {
+            let _ = writeln!(out, "  (none)");
+        }
+        for n in entries {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:<11} {:>3} {}",
+                text(&n["ip"]),
+                text(&n["state"]),
+                text(&n["queued"]),
+                text(&n["hwaddr"])
+            );
+        }
+    }
+    out
+}
+
+pub fn flush(d: &Value) -> String {
+    let mut out = String::new();
+    for i in list(&d["interfaces"]) {
+        let _ = writeln!(
+            out,
+            "{}: flush {}: {} group(s) removed, {} left, {} waited for, {} timed out; rejoining",
+            text(&i["interface"]),
+            text(&d["level"]),
+            text(&i["removed"]),
+            text(&i["left"]),
+            text(&i["waited"]),
+            text(&i["timed_out"])
+        );
+    }
+    out
+}
+
+pub fn membership(d: &Value, join: bool) -> String {
+    let (iface, group, mgid) = (text(&d["interface"]), text(&d["group"]), text(&d["mgid"]));
+    if d["changed"].as_bool() == Some(false) {
+        return format!("{iface}: already a full member of {group} ({mgid})\n");
+    }
+    if join {
+        format!("{iface}: joining {group} ({mgid}) as a full member\n")
+    } else {
+        format!("{iface}: left {group} ({mgid})\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_from_partial_answers_never_fail() {
+        for v in [json!(null), json!({}), json!({"interfaces": 3}), json!([1])] {
+            let _ = (status(&v), stats(&v), groups(&v), neigh(&v), flush(&v));
+            let _ = membership(&v, true);
+        }
+    }
+
+    #[test]
+    fn stats_rows_are_counters() {
+        let d = json!({"interfaces": [
+            {"interface": "ib0", "xstats": [["rx_good_packets", 5], ["tx_good_packets", 7]]},
+            {"interface": "ib1", "xstats": [["rx_good_packets", 9]]},
+        ]});
+        let t = stats(&d);
+        let rx = t
+            .lines()
+            .find(|l| l.starts_with("rx_good_packets"))
+            .unwrap();
+        assert_eq!(
+            rx.split_whitespace().collect::<Vec<_>>(),
+            ["rx_good_packets", "5", "9"]
+        );
+        let tx = t
+            .lines()
+            .find(|l| l.starts_with("tx_good_packets"))
+            .unwrap();
+        assert_eq!(
+            tx.split_whitespace().collect::<Vec<_>>(),
+            ["tx_good_packets", "7", "-"]
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! ipoibctl against a running ipoibd: the control socket end to end.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous: the machine may be shared with other builds.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ipoibctl-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ctl_at(sock: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipoibctl"))
+        .args(args)
+        .arg("--socket")
+        .arg(sock)
+        .output()
+        .expect("ipoibctl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A daemon child, killed on drop so a failing test leaves nothing behind.
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    sock: PathBuf,
+}
+
+impl Daemon {
+    fn start(name: &str) -> Daemon {
+        let dir = temp_dir(name);
+        let sock = dir.join("s.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_ipoibd"))
+            .args(["--duration", "0", "--socket"])
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .expect("ipoibd starts");
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            sock,
+        };
+        d.wait_until("the control socket answers", |d| {
+            d.sock.exists() && ctl_at(&d.sock, &["status"]).0 == 0
+        });
+        d
+    }
+
+    fn output(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        format!("stdout:\n{}\nstderr:\n{}", read("stdout"), read("stderr"))
+    }
+
+    /// Polls `ok` until it holds; fails (with the daemon's output) at the
+    /// deadline or if the daemon exits.
+    fn wait_until(&mut self, what: &str, mut ok: impl FnMut(&Daemon) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if ok(self) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!(
+                    "ipoibd exited ({status}) waiting for {what}\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        ctl_at(&self.sock, args)
+    }
+
+    /// `ipoibctl CMD --json`'s data; the command must succeed.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let (code, out, err) = self.ctl(&a);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
+    /// SIGTERM, then the exit status and stdout.
+    fn terminate(mut self) -> (i32, String) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ipoibd did not stop after SIGTERM\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (
+            status.code().unwrap_or(-1),
+            std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn mgid(group: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipoibctl"))
+        .args(["mgid", group])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn iface<'a>(data: &'a Value, name: &str) -> &'a Value {
+    data["interfaces"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|i| i["interface"] == name || i["name"] == name)
+        })
+        .unwrap_or_else(|| panic!("no {name} in {data}"))
+}
+
+fn group<'a>(groups: &'a Value, name: &str, mgid: &str) -> Option<&'a Value> {
+    iface(groups, name)["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["mgid"] == mgid)
+}
+
+fn flags(g: &Value) -> Vec<&str> {
+    g["flags"]
+        .as_array()
+        .map(|f| f.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn counter(stats: &Value, name: &str, counter: &str) -> u64 {
+    iface(stats, name)["xstats"]
+        .as_array()
+        .and_then(|x| x.iter().find(|p| p[0] == counter))
+        .and_then(|p| p[1].as_u64())
+        .unwrap_or_else(|| panic!("no {counter} for {name} in {stats}"))
+}
+
+/// Sends raw lines on one connection and reads one answer per non-empty line.
+fn raw(sock: &Path, lines: &[&str]) -> Vec<Value> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    // The daemon hangs up on an oversized request: later writes may fail.
+    for l in lines {
+        let _ = s.write_all(l.as_bytes()).and_then(|()| s.write_all(b"\n"));
+    }
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    BufReader::new(s)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect()
+}
+
+#[test]
+fn ipoibctl_drives_a_running_daemon() {
+    let mut d = Daemon::start("main");
+    let mode = std::fs::metadata(&d.sock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+
+    // status: every interface of the embedded default comes up.
+    d.wait_until("carrier on ib0..ib2", |d| {
+        let s = d.json(&["status"]);
+        ["ib0", "ib1", "ib2"]
+            .iter()
+            .all(|n| iface(&s, n)["carrier"] == true)
+    });
+    let (code, table, _) = d.ctl(&["status"]);
+    assert_eq!(code, 0);
+    for n in ["ib0", "ib1", "ib2"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap_or_else(|| panic!("{n} missing:\n{table}"));
+        assert!(row.contains(" up "), "{row}");
+    }
+    assert!(table.contains("10.0.0.1/24"), "{table}");
+
+    // stats: counters grow while traffic runs.
+    let first = counter(&d.json(&["stats"]), "ib1", "rx_good_packets");
+    d.wait_until("ib1's rx counter to grow", |d| {
+        counter(&d.json(&["stats"]), "ib1", "rx_good_packets") > first
+    });
+    let (code, table, _) = d.ctl(&["stats"]);
+    assert_eq!(code, 0);
+    assert!(
+        table.lines().any(|l| l.starts_with("tx_good_packets")),
+        "{table}"
+    );
+
+    // groups: ib0 only sends to 239.2.2.2.
+    let sendonly = mgid("239.2.2.2");
+    d.wait_until("ib0's send-only group", |d| {
+        group(&d.json(&["groups"]), "ib0", &sendonly)
+            .is_some_and(|g| flags(g).contains(&"SENDONLY"))
+    });
+    let (_, table, _) = d.ctl(&["groups"]);
+    let row = table
+        .lines()
+        .skip_while(|l| !l.starts_with("ib0"))
+        .find(|l| l.contains(&sendonly))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("SENDONLY"), "{row}");
+
+    // neigh: ib0 resolved its unicast flow's destination.
+    d.wait_until("ib0 to resolve 10.0.0.2", |d| {
+        let n = d.json(&["neigh"]);
+        iface(&n, "ib0")["neighbours"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|e| e["ip"] == "10.0.0.2" && e["hwaddr"].is_string())
+        })
+    });
+    let (_, table, _) = d.ctl(&["neigh"]);
+    assert!(table.contains("10.0.0.2"), "{table}");
+
+    // join, then leave, a group on ib2.
+    let extra = mgid("239.9.9.9");
+    let (code, out, err) = d.ctl(&["join", "ib2", "239.9.9.9"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&extra), "{out}");
+    d.wait_until("ib2 to join 239.9.9.9", |d| {
+        group(&d.json(&["groups"]), "ib2", &extra)
+            .is_some_and(|g| g["status"] == "joined" && !flags(g).contains(&"SENDONLY"))
+    });
+    let (code, _, _) = d.ctl(&["leave", "ib2", "239.9.9.9"]);
+    assert_eq!(code, 0);
+    d.wait_until("ib2 to leave 239.9.9.9", |d| {
+        group(&d.json(&["groups"]), "ib2", &extra).is_none()
+    });
+    let (code, _, err) = d.ctl(&["leave", "ib2", "239.9.9.9"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a full member"), "{err}");
+    let (code, _, err) = d.ctl(&["join", "ib7", "239.9.9.9"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("ipoibctl: error: unknown interface"),
+        "{err}"
+    );
+
+    // flush light: memberships are redone and every group rejoins.
+    let full = mgid("239.1.1.1");
+    let before = d.json(&["stats"]);
+    let (code, out, err) = d.ctl(&["flush", "light"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ib0: flush light"), "{out}");
+    d.wait_until("groups to rejoin after the flush", |d| {
+        let g = d.json(&["groups"]);
+        ["ib0", "ib1", "ib2"]
+            .iter()
+            .all(|n| group(&g, n, &full).is_some_and(|g| g["status"] == "joined"))
+    });
+    for n in ["ib0", "ib1", "ib2"] {
+        let after = d.json(&["stats"]);
+        assert!(
+            counter(&after, n, "mcast_flushes") > counter(&before, n, "mcast_flushes"),
+            "{n}"
+        );
+    }
+
+    // Garbage is answered with errors on the same connection; the daemon
+    // keeps serving.
+    let answers = raw(
+        &d.sock,
+        &[
+            "{nope",
+            "{\"cmd\":\"reboot\"}",
+            "{\"cmd\":\"status\",\"extra\":1}",
+            "[]",
+            "{\"cmd\":\"status\"}",
+        ],
+    );
+    assert_eq!(answers.len(), 5, "{answers:?}");
+    for a in &answers[..4] {
+        assert_eq!(a["ok"], false, "{a}");
+        assert!(a["error"].is_string(), "{a}");
+    }
+    assert_eq!(answers[4]["ok"], true);
+    let huge = "x".repeat(100 * 1024);
+    let answers = raw(&d.sock, &[&huge]);
+    assert!(answers[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("longer than"));
+
+    // Two clients at once: the second is answered while the first is
+    // still connected and silent.
+    let mut first = UnixStream::connect(&d.sock).unwrap();
+    let second = raw(&d.sock, &["{\"cmd\":\"groups\"}"]);
+    assert_eq!(second[0]["ok"], true);
+    first.write_all(b"{\"cmd\":\"stats\"}\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&first).read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"data\""), "{line}");
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let sock = d.sock.clone();
+            std::thread::spawn(move || ctl_at(&sock, &["status"]).0)
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 0);
+    }
+
+    // A second daemon on the same socket is refused; the first one stays.
+    let out = Command::new(env!("CARGO_BIN_EXE_ipoibd"))
+        .args(["--duration", "0", "--socket"])
+        .arg(&d.sock)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already serving"), "{err}");
+    assert_eq!(d.ctl(&["status"]).0, 0);
+
+    let sock = d.sock.clone();
+    let (code, out) = d.terminate();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(no leak)"), "{out}");
+    assert!(out.contains("unbalanced=0"), "{out}");
+    assert!(!sock.exists(), "socket removed at exit");
+}
+
+#[test]
+fn no_daemon_is_one_clear_line() {
+    let dir = temp_dir("none");
+    let (code, out, err) = ctl_at(&dir.join("absent.sock"), &["status"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("ipoibctl: error: cannot connect to "),
+        "{err}"
+    );
+    assert!(err.trim_end().ends_with("(is ipoibd running?)"), "{err}");
+}
