@@ -15,6 +15,7 @@
 //! Time comes from a [`Clock`]; tests use [`ManualClock`] and never sleep.
 
 pub mod clock;
+pub mod igmp;
 pub mod mcast;
 pub mod neigh;
 pub mod path;
