@@ -321,6 +321,27 @@ impl HostResolver {
         self.handle(out);
     }
 
+    /// One line of what resolution did: requests, resolutions, and the fate
+    /// of packets that arrived before their neighbour was known.
+    pub fn resolution_line(&self) -> String {
+        let n = self.resolver.neigh().stats();
+        format!(
+            "{}: {} resolved, {} failed; arp requests {} replies {} gratuitous {}, ns {} na {}; \
+             packets queued {} then sent {}, dropped while resolving {}",
+            self.name,
+            n.resolved,
+            n.failed,
+            n.arp_requests_sent,
+            n.arp_replies_sent,
+            n.gratuitous_sent,
+            n.ns_sent,
+            n.na_sent,
+            n.queued,
+            n.released,
+            n.drop_queue_full + n.drop_failed + self.resolver.stats().drop_path_queue_full,
+        )
+    }
+
     pub fn neighbours(&self) -> Vec<NeighInfo> {
         self.resolver.neigh().iter().collect()
     }

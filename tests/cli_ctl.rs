@@ -194,11 +194,48 @@ fn raw(sock: &Path, lines: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// Run as root, the test can be another user: the file mode keeps them
+/// out, and with the mode widened the credential check still does.
+fn other_users_are_refused(sock: &Path) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: the other-user checks are skipped");
+        return;
+    }
+    let as_nobody = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ipoibctl"))
+            .args(["status", "--socket"])
+            .arg(sock)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("ipoibctl runs as nobody");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = as_nobody();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot connect to"), "{err}");
+    let set = |mode| std::fs::set_permissions(sock, std::fs::Permissions::from_mode(mode));
+    set(0o666).unwrap();
+    let (code, err) = as_nobody();
+    set(0o600).unwrap();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.starts_with("ipoibctl: error: permission denied: uid 65534"),
+        "{err}"
+    );
+}
+
 #[test]
 fn ipoibctl_drives_a_running_daemon() {
     let mut d = Daemon::start("main");
     let mode = std::fs::metadata(&d.sock).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    other_users_are_refused(&d.sock);
 
     // status: every interface of the embedded default comes up.
     d.wait_until("carrier on ib0..ib2", |d| {

@@ -3,8 +3,6 @@
 
 use clap::{Parser, Subcommand};
 use ipoib_app::control_plane::ControlPlane;
-use ipoib_app::ctl::daemon::DaemonBackend;
-use ipoib_app::ctl::server::Listener;
 use ipoib_app::report::{self, Live};
 use ipoib_app::wiring::{self, Built};
 use ipoib_config::{Config, ProviderKind};
@@ -48,14 +46,6 @@ struct Cli {
     /// embedded default pings 10.0.0.2 and fd00::3.
     #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
     ping: Option<Vec<std::net::IpAddr>>,
-    /// Control socket for ipoibctl (mode 0600). Default: /run/ipoibd.sock as
-    /// root, else $XDG_RUNTIME_DIR/ipoibd.sock, else /tmp/ipoibd-UID.sock;
-    /// when the default is taken by another ipoibd, this one runs without.
-    #[arg(long, value_name = "PATH", conflicts_with = "no_socket")]
-    socket: Option<PathBuf>,
-    /// Serve no control socket.
-    #[arg(long)]
-    no_socket: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -129,21 +119,7 @@ fn main() -> ExitCode {
         fault_rounds: cli.fault_rounds,
         pings,
     };
-    let ctl = match (&cli.socket, cli.no_socket) {
-        (_, true) => None,
-        (Some(path), false) => match Listener::bind(path) {
-            Ok(l) => Some(l),
-            Err(e) => return fail(e),
-        },
-        (None, false) => match Listener::bind(&ipoib_app::ctl::default_socket_path()) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::warn!("no control socket: {e}");
-                None
-            }
-        },
-    };
-    match run(&cfg, &opts, ctl) {
+    match run(&cfg, &opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => fail(e),
@@ -168,12 +144,12 @@ struct RunOptions {
     pings: Vec<std::net::IpAddr>,
 }
 
-fn run(cfg: &Config, opts: &RunOptions, ctl: Option<Listener>) -> Result<bool, String> {
+fn run(cfg: &Config, opts: &RunOptions) -> Result<bool, String> {
     match cfg.provider.kind {
-        ProviderKind::Fabric => run_built(cfg, opts, wiring::build_fabric(cfg)?, ctl),
+        ProviderKind::Fabric => run_built(cfg, opts, wiring::build_fabric(cfg)?),
         ProviderKind::Null => {
             let pool = wiring::make_pool(cfg)?;
-            run_built(cfg, opts, wiring::build_null(cfg, pool)?, ctl)
+            run_built(cfg, opts, wiring::build_null(cfg, pool)?)
         }
         other => Err(format!(
             "provider \"{}\" is not available in this build yet",
@@ -186,7 +162,6 @@ fn run_built<P: Provider + 'static>(
     cfg: &Config,
     opts: &RunOptions,
     built: Built<P>,
-    ctl: Option<Listener>,
 ) -> Result<bool, String> {
     let Built {
         pool,
@@ -237,16 +212,6 @@ fn run_built<P: Provider + 'static>(
         )?),
         None => None,
     };
-    let server = match ctl {
-        Some(l) => {
-            let path = l.path().display().to_string();
-            let backend = DaemonBackend::new(cfg, &hosts, pool, fabric.clone(), control.as_ref());
-            let s = l.serve(Arc::new(backend))?;
-            println!("control socket: {path}");
-            Some(s)
-        }
-        None => None,
-    };
     if let Some(c) = &control {
         // Traffic starts once interfaces have carrier and their groups, as a
         // host's applications would; send-only joins happen on first use.
@@ -293,10 +258,6 @@ fn run_built<P: Provider + 'static>(
         );
     }
     let elapsed = start.elapsed();
-    // No requests into a control plane that is about to stop.
-    if let Some(s) = server {
-        s.stop();
-    }
     lcore_stop.store(true, Ordering::Relaxed);
     let mut stopped = Vec::new();
     for h in handles {
@@ -328,6 +289,9 @@ fn run_built<P: Provider + 'static>(
             "\nneighbours at stop:\n{}",
             report::neighbours(&r.neighbours)
         );
+        for line in &r.resolution {
+            println!("resolution {line}");
+        }
         for p in &r.pings {
             println!("{}", report::ping_line(p));
         }

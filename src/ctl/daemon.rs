@@ -307,6 +307,7 @@ impl DaemonBackend {
             Level::Normal => FlushLevel::Normal,
             Level::Heavy => FlushLevel::Heavy(None),
         };
+        tracing::info!(level = level.as_str(), interface = ?only, "flush requested on the control socket");
         let done = self.on_control(move |ctx| {
             ctx.engines
                 .iter()
@@ -325,6 +326,8 @@ impl DaemonBackend {
     /// list and lets the engine's restart pass do the joining or leaving.
     fn membership(&self, name: &str, group: IpAddr, join: bool) -> Result<Value, String> {
         let iface = self.iface(name)?;
+        let action = if join { "join" } else { "leave" };
+        tracing::info!(interface = name, %group, "{action} requested on the control socket");
         let mgid = mgid_for_ip(group, iface.pkey, 2).map_err(|e| format!("group {group}: {e}"))?;
         if join {
             if let Ok(mut n) = self.names.lock() {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What answers requests: the daemon, or a test double.
 pub trait Backend: Send + Sync + 'static {
@@ -25,6 +25,8 @@ const MAX_CLIENTS: usize = 32;
 const TICK: Duration = Duration::from_millis(100);
 /// A client that stops reading its answers is dropped after this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client that sends nothing for this long gives its slot back.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The socket file, removed on drop if it is still the one we created
 /// (never another daemon's).
@@ -215,6 +217,7 @@ fn serve_client(mut stream: UnixStream, backend: &dyn Backend, stop: &AtomicBool
     let _ = stream.set_read_timeout(Some(TICK));
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 4096];
+    let mut last_heard = Instant::now();
     loop {
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
@@ -227,7 +230,7 @@ fn serve_client(mut stream: UnixStream, backend: &dyn Backend, stop: &AtomicBool
             let _ = send(&stream, &response(Err(msg)));
             return;
         }
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || last_heard.elapsed() > IDLE_TIMEOUT {
             return;
         }
         match stream.read(&mut chunk) {
@@ -236,7 +239,10 @@ fn serve_client(mut stream: UnixStream, backend: &dyn Backend, stop: &AtomicBool
                 let _ = answer(&stream, &buf, backend);
                 return;
             }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                last_heard = Instant::now();
+            }
             Err(e)
                 if matches!(
                     e.kind(),
