@@ -11,6 +11,7 @@ use ipoib_control::{
 use ipoib_dataplane::provider::fabric::Fabric;
 use ipoib_dataplane::wire::{broadcast_mgid, mgid_for_ip, Gid};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,10 +31,27 @@ impl McastAttach for FabricAttach {
     }
 }
 
+/// What a job on the control thread may touch: the engines, the resolvers
+/// (they live on that thread) and the full-member groups each interface
+/// wants, in the order of `engines`.
+pub struct ControlCtx<'a> {
+    pub engines: &'a [(String, Arc<Engine>)],
+    pub resolvers: &'a mut [HostResolver],
+    pub desired: &'a mut [Vec<Gid>],
+}
+
+/// Work run on the control thread between two ticks (neighbour reads,
+/// flush, join/leave), so it never races the resolvers or the restart lists.
+pub type ControlJob = Box<dyn FnOnce(&mut ControlCtx<'_>) + Send>;
+
+/// Jobs waiting for the control thread; senders get `Full` beyond this.
+const JOB_QUEUE: usize = 64;
+
 pub struct ControlPlane {
     pub engines: Vec<(String, Arc<Engine>)>,
     pub sa: Arc<SoftSa>,
     stop: Arc<AtomicBool>,
+    jobs: mpsc::SyncSender<ControlJob>,
     thread: Option<JoinHandle<Vec<HostResolver>>>,
 }
 
@@ -72,6 +90,7 @@ impl ControlPlane {
     ) -> Result<ControlPlane, String> {
         let sa = Arc::new(SoftSa::new(SoftSaConfig::default(), faults, seed));
         let mut engines = Vec::new();
+        let mut wanted = Vec::new();
         for (idx, h) in hosts.iter().enumerate() {
             let port = h.fabric_port.ok_or("control plane needs fabric hosts")?;
             let mut ec = EngineConfig::new(h.port.gid, broadcast_mgid(h.port.pkey, 2));
@@ -104,10 +123,13 @@ impl ControlPlane {
             desired.dedup();
             engine.up();
             engine.restart(&desired);
+            wanted.push(desired);
             engines.push((h.name.clone(), Arc::new(engine)));
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let (jobs, job_rx) = mpsc::sync_channel::<ControlJob>(JOB_QUEUE);
         let thread = {
+            let named = engines.clone();
             let engines: Vec<Arc<Engine>> = engines.iter().map(|e| e.1.clone()).collect();
             let stop = stop.clone();
             let start = Instant::now();
@@ -129,6 +151,13 @@ impl ControlPlane {
                             }
                             next_touch = now + Duration::from_secs(1);
                         }
+                        while let Ok(job) = job_rx.try_recv() {
+                            job(&mut ControlCtx {
+                                engines: &named,
+                                resolvers: &mut resolvers,
+                                desired: &mut wanted,
+                            });
+                        }
                         // Lcores never wake us (no syscall on the datapath):
                         // poll their queues on a short tick.
                         engines[0].wait_for_work(Duration::from_millis(1));
@@ -141,8 +170,15 @@ impl ControlPlane {
             engines,
             sa,
             stop,
+            jobs,
             thread: Some(thread),
         })
+    }
+
+    /// A handle to queue jobs on the control thread; once the thread has
+    /// stopped, queued jobs are dropped (their reply channels disconnect).
+    pub fn jobs(&self) -> mpsc::SyncSender<ControlJob> {
+        self.jobs.clone()
     }
 
     /// Every host has carrier (broadcast joined) and its full-member groups joined.

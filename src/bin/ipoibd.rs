@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use ipoib_app::control_plane::ControlPlane;
+use ipoib_app::ctl::daemon::DaemonBackend;
+use ipoib_app::ctl::server::Listener;
 use ipoib_app::report::{self, Live};
 use ipoib_app::wiring::{self, Built};
 use ipoib_config::{Config, ProviderKind};
@@ -46,6 +48,14 @@ struct Cli {
     /// embedded default pings 10.0.0.2 and fd00::3.
     #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
     ping: Option<Vec<std::net::IpAddr>>,
+    /// Control socket for ipoibctl (mode 0600). Default: /run/ipoibd.sock as
+    /// root, else $XDG_RUNTIME_DIR/ipoibd.sock, else /tmp/ipoibd-UID.sock;
+    /// when the default is taken by another ipoibd, this one runs without.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_socket")]
+    socket: Option<PathBuf>,
+    /// Serve no control socket.
+    #[arg(long)]
+    no_socket: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -119,7 +129,21 @@ fn main() -> ExitCode {
         fault_rounds: cli.fault_rounds,
         pings,
     };
-    match run(&cfg, &opts) {
+    let ctl = match (&cli.socket, cli.no_socket) {
+        (_, true) => None,
+        (Some(path), false) => match Listener::bind(path) {
+            Ok(l) => Some(l),
+            Err(e) => return fail(e),
+        },
+        (None, false) => match Listener::bind(&ipoib_app::ctl::default_socket_path()) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("no control socket: {e}");
+                None
+            }
+        },
+    };
+    match run(&cfg, &opts, ctl) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => fail(e),
@@ -144,12 +168,12 @@ struct RunOptions {
     pings: Vec<std::net::IpAddr>,
 }
 
-fn run(cfg: &Config, opts: &RunOptions) -> Result<bool, String> {
+fn run(cfg: &Config, opts: &RunOptions, ctl: Option<Listener>) -> Result<bool, String> {
     match cfg.provider.kind {
-        ProviderKind::Fabric => run_built(cfg, opts, wiring::build_fabric(cfg)?),
+        ProviderKind::Fabric => run_built(cfg, opts, wiring::build_fabric(cfg)?, ctl),
         ProviderKind::Null => {
             let pool = wiring::make_pool(cfg)?;
-            run_built(cfg, opts, wiring::build_null(cfg, pool)?)
+            run_built(cfg, opts, wiring::build_null(cfg, pool)?, ctl)
         }
         other => Err(format!(
             "provider \"{}\" is not available in this build yet",
@@ -162,6 +186,7 @@ fn run_built<P: Provider + 'static>(
     cfg: &Config,
     opts: &RunOptions,
     built: Built<P>,
+    ctl: Option<Listener>,
 ) -> Result<bool, String> {
     let Built {
         pool,
@@ -212,6 +237,16 @@ fn run_built<P: Provider + 'static>(
         )?),
         None => None,
     };
+    let server = match ctl {
+        Some(l) => {
+            let path = l.path().display().to_string();
+            let backend = DaemonBackend::new(cfg, &hosts, pool, fabric.clone(), control.as_ref());
+            let s = l.serve(Arc::new(backend))?;
+            println!("control socket: {path}");
+            Some(s)
+        }
+        None => None,
+    };
     if let Some(c) = &control {
         // Traffic starts once interfaces have carrier and their groups, as a
         // host's applications would; send-only joins happen on first use.
@@ -258,6 +293,10 @@ fn run_built<P: Provider + 'static>(
         );
     }
     let elapsed = start.elapsed();
+    // No requests into a control plane that is about to stop.
+    if let Some(s) = server {
+        s.stop();
+    }
     lcore_stop.store(true, Ordering::Relaxed);
     let mut stopped = Vec::new();
     for h in handles {
