@@ -36,15 +36,17 @@ pub fn request(path: &Path, req: &Request) -> Result<Value, String> {
     let _ = stream.set_write_timeout(Some(ANSWER_WAIT));
     let mut line = req.to_line();
     line.push('\n');
-    stream
-        .write_all(line.as_bytes())
-        .map_err(|e| format!("cannot send to {}: {e}", path.display()))?;
+    // A refused client is told why and hung up on, maybe before the
+    // request is written: the answer is still there to read.
+    let sent = stream.write_all(line.as_bytes());
     let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(|e| format!("no answer from {}: {e}", path.display()))?;
+    let read = BufReader::new(&stream).read_line(&mut answer);
     if answer.is_empty() {
-        return Err(format!("{} closed the connection", path.display()));
+        return Err(match (sent, read) {
+            (Err(e), _) => format!("cannot send to {}: {e}", path.display()),
+            (_, Err(e)) => format!("no answer from {}: {e}", path.display()),
+            _ => format!("{} closed the connection", path.display()),
+        });
     }
     parse_response(answer.trim_end())
 }
