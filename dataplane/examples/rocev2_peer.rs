@@ -1,0 +1,239 @@
+//! A small rocev2 peer for multi-host tests and a loopback throughput figure.
+//!
+//! ```text
+//! rocev2_peer recv  --local IP --qpn N [--port P] [--join GROUP]... --count N [--secs S]
+//! rocev2_peer send  --local IP --qpn N [--port P] --to IP --to-qpn N --count N [--size B]
+//! rocev2_peer bench --local IP --peer IP [--port P] [--size B] [--secs S]
+//! ```
+//!
+//! `recv` prints `received N multicast M drops D` and exits 0 once `--count`
+//! messages arrived (1 when `--secs` pass first). `send` sends `--count`
+//! messages (to a group when `--to` is one). `bench` runs a sender and a
+//! receiver QP on two threads and prints the delivered rate.
+
+use ipoib_dataplane::mem::{HugepageMode, LcoreCache, Mempool, MempoolConfig};
+use ipoib_dataplane::provider::rocev2::{addr, Rocev2Ah, Rocev2Config, Rocev2Provider};
+use ipoib_dataplane::provider::{AhAttr, Burst, Provider, RecvCompletion, SendWr};
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const QKEY: u32 = 0x0B1B;
+
+struct Args {
+    mode: String,
+    local: Option<IpAddr>,
+    peer: Option<IpAddr>,
+    to: Option<IpAddr>,
+    joins: Vec<IpAddr>,
+    qpn: u32,
+    to_qpn: u32,
+    port: u16,
+    count: u64,
+    size: usize,
+    secs: f64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mode = it
+        .next()
+        .ok_or("usage: rocev2_peer recv|send|bench [options]")?;
+    let mut a = Args {
+        mode,
+        local: None,
+        peer: None,
+        to: None,
+        joins: Vec::new(),
+        qpn: 0x100,
+        to_qpn: 0x100,
+        port: 4791,
+        count: 100,
+        size: 64,
+        secs: 10.0,
+    };
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = format!("bad value for {flag}: {value}");
+        match flag.as_str() {
+            "--local" => a.local = Some(value.parse().map_err(|_| bad.clone())?),
+            "--peer" => a.peer = Some(value.parse().map_err(|_| bad.clone())?),
+            "--to" => a.to = Some(value.parse().map_err(|_| bad.clone())?),
+            "--join" => a.joins.push(value.parse().map_err(|_| bad.clone())?),
+            "--qpn" => a.qpn = parse_u32(&value).ok_or_else(|| bad.clone())?,
+            "--to-qpn" => a.to_qpn = parse_u32(&value).ok_or_else(|| bad.clone())?,
+            "--port" => a.port = value.parse().map_err(|_| bad.clone())?,
+            "--count" => a.count = value.parse().map_err(|_| bad.clone())?,
+            "--size" => a.size = value.parse().map_err(|_| bad.clone())?,
+            "--secs" => a.secs = value.parse().map_err(|_| bad.clone())?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn pool() -> Result<&'static Mempool, String> {
+    Mempool::new(MempoolConfig {
+        name: "rocev2-peer".into(),
+        count: 8192,
+        buf_size: 2304,
+        hugepages: HugepageMode::Off,
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn open(
+    local: IpAddr,
+    qpn: u32,
+    port: u16,
+    pool: &'static Mempool,
+) -> Result<Rocev2Provider, String> {
+    let cfg = Rocev2Config {
+        port,
+        ..Rocev2Config::new(local, qpn)
+    };
+    Rocev2Provider::new(cfg, pool.cache(256)).map_err(|e| format!("rocev2 QP at {local}: {e}"))
+}
+
+fn ah(p: &mut Rocev2Provider, dst: IpAddr) -> Result<Rocev2Ah, String> {
+    p.create_ah(&AhAttr {
+        dlid: 0,
+        dgid: Some(addr::gid_of(dst)),
+        sl: 0,
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Sends `count` messages of `size` bytes; stops early when `stop` is set.
+fn send(
+    p: &mut Rocev2Provider,
+    cache: &mut LcoreCache,
+    ah: Rocev2Ah,
+    to_qpn: u32,
+    count: u64,
+    size: usize,
+    stop: &AtomicBool,
+) -> u64 {
+    let mut wrs: Burst<SendWr<Rocev2Ah>> = Burst::new();
+    let mut made = 0;
+    let mut sent = 0;
+    while sent < count && !stop.load(Ordering::Relaxed) {
+        while !wrs.is_full() && made < count {
+            let Some(mut m) = cache.alloc() else { break };
+            let Some(data) = m.append(size) else {
+                cache.free(m);
+                break;
+            };
+            data.fill(made as u8);
+            wrs.push(SendWr {
+                mbuf: m,
+                ah,
+                remote_qpn: to_qpn,
+                remote_qkey: QKEY,
+            });
+            made += 1;
+        }
+        sent += p.post_send(&mut wrs) as u64;
+    }
+    for wr in wrs.drain(..) {
+        cache.free(wr.mbuf);
+    }
+    sent
+}
+
+/// Receives until `count` messages or the deadline; returns (messages, multicast).
+fn recv(p: &mut Rocev2Provider, count: u64, deadline: Instant) -> (u64, u64) {
+    let mut out: Burst<RecvCompletion> = Burst::new();
+    let (mut n, mut mc) = (0, 0);
+    while n < count && Instant::now() < deadline {
+        if p.poll_recv(&mut out) == 0 {
+            std::hint::spin_loop();
+        }
+        for c in out.drain(..) {
+            n += 1;
+            mc += u64::from(c.multicast && !p.is_own(&c));
+            drop(c.mbuf);
+        }
+    }
+    (n, mc)
+}
+
+fn run(a: Args) -> Result<bool, String> {
+    let local = a.local.ok_or("--local is required")?;
+    let pool = pool()?;
+    let deadline = Instant::now() + Duration::from_secs_f64(a.secs);
+    match a.mode.as_str() {
+        "recv" => {
+            let mut p = open(local, a.qpn, a.port, pool)?;
+            let socket = p.mcast_socket();
+            for g in &a.joins {
+                let s = socket.as_ref().ok_or("no multicast socket")?;
+                s.join(*g).map_err(|e| format!("join {g}: {e}"))?;
+            }
+            println!("ready");
+            let (n, mc) = recv(&mut p, a.count, deadline);
+            println!(
+                "received {n} multicast {mc} drops {} bad_icrc {}",
+                p.counters.rx_drops(),
+                p.counters.rx_bad_icrc
+            );
+            Ok(n >= a.count)
+        }
+        "send" => {
+            let to = a.to.ok_or("--to is required")?;
+            let mut p = open(local, a.qpn, a.port, pool)?;
+            let ah = ah(&mut p, to)?;
+            let mut cache = pool.cache(256);
+            let stop = AtomicBool::new(false);
+            let sent = send(&mut p, &mut cache, ah, a.to_qpn, a.count, a.size, &stop);
+            println!("sent {sent} errors {}", p.counters.tx_errors);
+            Ok(sent == a.count)
+        }
+        "bench" => {
+            let peer = a.peer.ok_or("--peer is required")?;
+            let mut tx = open(local, 0x201, a.port, pool)?;
+            let mut rx = open(peer, 0x202, a.port, pool)?;
+            let ah = ah(&mut tx, peer)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let stop_tx = Arc::clone(&stop);
+            let size = a.size;
+            let sender = std::thread::spawn(move || {
+                let mut cache = pool.cache(256);
+                send(&mut tx, &mut cache, ah, 0x202, u64::MAX, size, &stop_tx)
+            });
+            let start = Instant::now();
+            let (n, _) = recv(&mut rx, u64::MAX, deadline);
+            let secs = start.elapsed().as_secs_f64();
+            stop.store(true, Ordering::Relaxed);
+            let sent = sender.join().map_err(|_| "sender panicked")?;
+            let mpps = n as f64 / secs / 1e6;
+            println!(
+                "rocev2 loopback, {size}-byte messages, bursts of 32: sent {sent} delivered {n} in {secs:.2} s = {mpps:.3} Mpps ({:.2} Gb/s of payload), drops {}",
+                mpps * 1e6 * size as f64 * 8.0 / 1e9,
+                rx.counters.rx_drops()
+            );
+            Ok(n > 0)
+        }
+        other => Err(format!("unknown mode {other} (recv, send, bench)")),
+    }
+}
+
+fn main() -> ExitCode {
+    match parse_args().and_then(run) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("rocev2_peer: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
