@@ -266,6 +266,11 @@ fn ipoibctl_drives_a_running_daemon() {
         table.lines().any(|l| l.starts_with("tx_good_packets")),
         "{table}"
     );
+    // Then per lcore: the embedded default polls on two.
+    assert!(
+        table.contains("lcore0") && table.contains("lcore1"),
+        "{table}"
+    );
 
     // groups: ib0 only sends to 239.2.2.2.
     let sendonly = mgid("239.2.2.2");

@@ -223,9 +223,26 @@ impl DaemonBackend {
                 json!({"interface": i.name, "lcores": i.stats.len(), "xstats": x})
             })
             .collect();
+        // Each lcore's share: the sum of the interfaces it polls.
+        let lcores: Vec<Value> = self
+            .lcores
+            .iter()
+            .enumerate()
+            .map(|(id, core)| {
+                let mut s = StatsSnapshot::default();
+                for i in self.ifaces.iter().filter(|i| i.lcore == id) {
+                    for b in &i.stats {
+                        s += b.snapshot();
+                    }
+                }
+                let x: Vec<Value> = s.xstats().map(|(n, v)| json!([n, v])).collect();
+                json!({"lcore": id, "core": core, "xstats": x})
+            })
+            .collect();
         json!({
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "interfaces": ifaces,
+            "lcores": lcores,
         })
     }
 

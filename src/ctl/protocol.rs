@@ -249,6 +249,27 @@ mod tests {
         assert!(Request::parse(&[0xff, 0xfe]).is_err());
     }
 
+    /// Every prefix and every single-byte change of valid requests parses
+    /// to a request or an error, never a panic.
+    #[test]
+    fn damaged_requests_never_panic() {
+        let lines = [
+            "{\"cmd\":\"flush\",\"level\":\"light\",\"interface\":\"ib0\"}",
+            "{\"cmd\":\"join\",\"interface\":\"ib0\",\"group\":\"ff12::1:2\"}",
+        ];
+        for line in lines {
+            let bytes = line.as_bytes();
+            for cut in 0..bytes.len() {
+                let _ = Request::parse(&bytes[..cut]);
+                for b in [0u8, b'"', b'{', b'}', b':', b',', b'\\', 0x80, 0xff, b'9'] {
+                    let mut m = bytes.to_vec();
+                    m[cut] = b;
+                    let _ = Request::parse(&m);
+                }
+            }
+        }
+    }
+
     #[test]
     fn responses_round_trip() {
         let ok = response(Ok(json!({"a": 1})));

@@ -80,9 +80,18 @@ pub fn status(d: &Value) -> String {
     out
 }
 
-/// One row per counter, one column per interface.
+/// One row per counter, one column per interface; then the same per lcore.
 pub fn stats(d: &Value) -> String {
-    let ifaces = list(&d["interfaces"]);
+    let mut out = counters(list(&d["interfaces"]), |i| text(&i["interface"]));
+    let lcores = list(&d["lcores"]);
+    if !lcores.is_empty() {
+        out.push('\n');
+        out.push_str(&counters(lcores, |l| format!("lcore{}", text(&l["lcore"]))));
+    }
+    out
+}
+
+fn counters(ifaces: &[Value], label: impl Fn(&Value) -> String) -> String {
     let mut names: Vec<String> = Vec::new();
     for i in ifaces {
         for pair in list(&i["xstats"]) {
@@ -101,7 +110,7 @@ pub fn stats(d: &Value) -> String {
     let mut out = String::new();
     let _ = write!(out, "{:<32}", "COUNTER");
     for i in ifaces {
-        let _ = write!(out, " {:>16}", text(&i["interface"]));
+        let _ = write!(out, " {:>16}", label(i));
     }
     out.push('\n');
     for n in &names {
@@ -221,6 +230,7 @@ mod tests {
             {"interface": "ib1", "xstats": [["rx_good_packets", 9]]},
         ]});
         let t = stats(&d);
+        assert!(!t.contains("lcore"), "{t}");
         let rx = t
             .lines()
             .find(|l| l.starts_with("rx_good_packets"))
