@@ -7,6 +7,11 @@
 //! provider. Misuse is impossible through the safe API: an `Mbuf` is not
 //! `Clone` (no double free), and it returns to the pool it came from whatever
 //! cache it is freed into (no wrong-pool free).
+//!
+//! Each buffer is preceded by a one-cache-line header (its pool and owner
+//! count), and an `Mbuf` (16 bytes) holds the buffer's address, index and
+//! data window: the data is one add away and the owner count one load away,
+//! with no per-access multiply by the buffer size or pool table lookup.
 
 mod cache;
 mod mbuf;
