@@ -324,13 +324,18 @@ impl DaemonBackend {
             Level::Normal => FlushLevel::Normal,
             Level::Heavy => FlushLevel::Heavy(None),
         };
-        tracing::info!(level = level.as_str(), interface = ?only, "flush requested on the control socket");
         let done = self.on_control(move |ctx| {
             ctx.engines
                 .iter()
                 .filter(|(n, _)| only.as_ref().map(|o| o == n).unwrap_or(true))
                 .map(|(n, e)| {
                     let r = e.flush(fl);
+                    tracing::info!(
+                        interface = %n,
+                        level = level.as_str(),
+                        left = r.left,
+                        "flush from the control socket"
+                    );
                     json!({"interface": n, "removed": r.removed, "waited": r.waited,
                            "left": r.left, "timed_out": r.timed_out})
                 })
@@ -343,8 +348,6 @@ impl DaemonBackend {
     /// list and lets the engine's restart pass do the joining or leaving.
     fn membership(&self, name: &str, group: IpAddr, join: bool) -> Result<Value, String> {
         let iface = self.iface(name)?;
-        let action = if join { "join" } else { "leave" };
-        tracing::info!(interface = name, %group, "{action} requested on the control socket");
         let mgid = mgid_for_ip(group, iface.pkey, 2).map_err(|e| format!("group {group}: {e}"))?;
         if join {
             if let Ok(mut n) = self.names.lock() {
@@ -381,6 +384,8 @@ impl DaemonBackend {
                 wanted.retain(|g| *g != mgid);
             }
             let r = ctx.engines[idx].1.restart(wanted);
+            let action = if join { "join" } else { "leave" };
+            tracing::info!(interface = %name, %group, "{action} from the control socket");
             Ok(
                 json!({"changed": true, "added": r.added, "promoted": r.promoted,
                       "left": r.removed.left}),
