@@ -252,3 +252,51 @@ fn shared_vectors_are_delivered_or_dropped_as_expected() {
     assert_eq!(want("ok"), 16);
     assert_eq!(want("bad_icrc"), 2);
 }
+
+/// A frame whose ICRC was made with IPv4 ID `id` (as rxe sends) from `from`
+/// to `to`: the UDP payload, ICRC included.
+fn udp_payload_with_ip_id(from: SocketAddr, to: SocketAddr, id: u16, msg: &[u8]) -> Vec<u8> {
+    let mut udp = vec![0x64, 0, 0xff, 0xff, 0, 0, 0x42, 0x42, 0, 0, 0, 7];
+    udp.extend_from_slice(&QKEY.to_be_bytes());
+    udp.extend_from_slice(&[0, 0, 0, 0x33]);
+    udp.extend_from_slice(msg);
+    udp.extend_from_slice(&[0; 4]);
+    let mut packet = ipv4_packet(from, to, &udp);
+    packet[4..6].copy_from_slice(&id.to_be_bytes());
+    let n = udp.len();
+    let value = ipoib_dataplane::wire::roce::icrc(&packet[..20], &packet[20..28], &udp[..n - 4])
+        .expect("icrc");
+    udp[n - 4..].copy_from_slice(&value.to_le_bytes());
+    udp
+}
+
+#[test]
+fn icrcs_made_with_rxes_nonzero_ip_ids_are_accepted_unless_strict() {
+    let port = free_port("127.0.2.8");
+    let mut p = provider("127.0.2.8", 0x4242, port, false);
+    let to = SocketAddr::new(ip("127.0.2.8"), port);
+    let peer = plain_socket(SocketAddr::new(ip("127.0.2.7"), 0));
+    let from = peer.local_addr().expect("peer address");
+    for id in [0x1234u16, 0xfffe] {
+        let udp = udp_payload_with_ip_id(from, to, id, &payload(id as usize, 64));
+        peer.send_to(&udp, to).expect("send");
+    }
+    let got = recv_n(&mut p, 2, WAIT);
+    assert_eq!(got.len(), 2, "counters: {:?}", p.counters);
+    assert_eq!(got[0].src_qpn, 0x33);
+    assert_eq!(p.counters.rx_nonzero_ip_id, 2);
+
+    let cfg = ipoib_dataplane::provider::rocev2::Rocev2Config {
+        port,
+        multicast: false,
+        accept_nonzero_ip_id: false,
+        ..ipoib_dataplane::provider::rocev2::Rocev2Config::new(ip("127.0.2.9"), 0x4242)
+    };
+    let mut strict = ipoib_dataplane::provider::rocev2::Rocev2Provider::new(cfg, cache())
+        .expect("strict provider");
+    let to = SocketAddr::new(ip("127.0.2.9"), port);
+    let udp = udp_payload_with_ip_id(from, to, 0x1234, &payload(1, 64));
+    peer.send_to(&udp, to).expect("send");
+    assert!(poll_until(&mut strict, WAIT, |p| p.counters.rx_bad_icrc == 1));
+    assert_eq!(strict.counters.rx_packets, 0);
+}

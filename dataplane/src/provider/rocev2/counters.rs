@@ -25,6 +25,8 @@ pub struct Rocev2Counters {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub rx_multicast: u64,
+    /// Delivered messages whose ICRC was made with a non-zero IPv4 ID (rxe's).
+    pub rx_nonzero_ip_id: u64,
     pub rx_bad_icrc: u64,
     pub rx_qkey_mismatch: u64,
     pub rx_pkey_mismatch: u64,
@@ -60,7 +62,7 @@ impl Rocev2Counters {
     }
 
     /// xstats-style names and values.
-    pub fn xstats(&self) -> [(&'static str, u64); 16] {
+    pub fn xstats(&self) -> [(&'static str, u64); 17] {
         [
             ("tx_packets", self.tx_packets),
             ("tx_bytes", self.tx_bytes),
@@ -70,6 +72,7 @@ impl Rocev2Counters {
             ("rx_packets", self.rx_packets),
             ("rx_bytes", self.rx_bytes),
             ("rx_multicast_packets", self.rx_multicast),
+            ("rx_nonzero_ip_id_packets", self.rx_nonzero_ip_id),
             ("rx_bad_icrc_drops", self.rx_bad_icrc),
             ("rx_qkey_mismatch_drops", self.rx_qkey_mismatch),
             ("rx_pkey_mismatch_drops", self.rx_pkey_mismatch),

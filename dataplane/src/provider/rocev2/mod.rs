@@ -16,6 +16,7 @@
 
 pub mod addr;
 mod counters;
+mod ipid;
 mod pseudo;
 mod rx;
 mod slots;
@@ -23,6 +24,7 @@ mod socket;
 mod tx;
 
 pub use counters::{DropReason, Rocev2Counters};
+pub use ipid::recover_ipv4_id;
 pub use pseudo::icrc_for;
 pub use slots::MAX_BURST;
 pub use socket::McastSocket;
@@ -53,11 +55,16 @@ pub struct Rocev2Config {
     pub multicast: bool,
     /// Let this host's sockets see this QP's multicast sends (as rxe does).
     pub multicast_loop: bool,
+    /// Accept an IPv4 ICRC made with a non-zero IP ID (Linux rxe's), which
+    /// the socket does not show: it is solved for, at the cost of 16 bits
+    /// of the check. Off: only ID 0 (what DF senders on sockets use).
+    pub accept_nonzero_ip_id: bool,
 }
 
 impl Rocev2Config {
     /// A QP at `local` with rxe's defaults: port 4791, P_Key 0xFFFF, the
-    /// IPoIB Q_Key 0x0B1B, a 2048-byte MTU, multicast on and looped back.
+    /// IPoIB Q_Key 0x0B1B, a 2048-byte MTU, multicast on and looped back,
+    /// rxe's IPv4 IDs accepted.
     pub fn new(local: IpAddr, qpn: u32) -> Self {
         Rocev2Config {
             local,
@@ -68,6 +75,7 @@ impl Rocev2Config {
             max_msg: 2048,
             multicast: true,
             multicast_loop: true,
+            accept_nonzero_ip_id: true,
         }
     }
 }

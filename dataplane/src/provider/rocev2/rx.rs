@@ -3,6 +3,7 @@
 //! counted by reason, and the headers stripped in place.
 
 use super::counters::DropReason;
+use super::ipid::recover_ipv4_id;
 use super::socket::from_storage;
 use super::{addr, icrc_for, Rocev2Provider, MAX_BURST};
 use crate::provider::{put_grh, RecvCompletion, MCAST_QPN};
@@ -19,6 +20,8 @@ struct Accepted {
     trailer_len: usize,
     src_qpn: u32,
     multicast: bool,
+    /// The ICRC was made with an IPv4 ID other than 0.
+    nonzero_ip_id: bool,
 }
 
 impl Rocev2Provider {
@@ -112,6 +115,7 @@ impl Rocev2Provider {
                     self.counters.rx_packets += 1;
                     self.counters.rx_bytes += keep as u64;
                     self.counters.rx_multicast += u64::from(a.multicast);
+                    self.counters.rx_nonzero_ip_id += u64::from(a.nonzero_ip_id);
                     out.push(RecvCompletion {
                         mbuf: m,
                         src_qpn: a.src_qpn,
@@ -144,9 +148,18 @@ impl Rocev2Provider {
             .ok_or(DropReason::Truncated)?;
         let found =
             u32::from_le_bytes([p[icrc_at], p[icrc_at + 1], p[icrc_at + 2], p[icrc_at + 3]]);
-        if icrc_for(src, dst, p.len(), &p[..icrc_at]) != Some(found) {
+        let expected = icrc_for(src, dst, p.len(), &p[..icrc_at]).ok_or(DropReason::BadIcrc)?;
+        // rxe sends IPv4 IDs other than 0; the socket hides them, the ICRC tells.
+        let nonzero_ip_id = if expected == found {
+            false
+        } else if self.cfg.accept_nonzero_ip_id
+            && src.is_ipv4()
+            && recover_ipv4_id(expected ^ found, icrc_at).is_some()
+        {
+            true
+        } else {
             return Err(DropReason::BadIcrc);
-        }
+        };
         let pad = usize::from(b.pad_count());
         if icrc_at - headers_len < pad {
             return Err(DropReason::Truncated);
@@ -172,6 +185,7 @@ impl Rocev2Provider {
             trailer_len: pad + ICRC_LEN,
             src_qpn: d.src_qpn(),
             multicast,
+            nonzero_ip_id,
         })
     }
 }
