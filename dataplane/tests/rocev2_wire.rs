@@ -104,10 +104,8 @@ fn sent_frames_parse_with_a_valid_icrc_and_rxe_header_rules() {
     }
 }
 
-/// The real headers on the wire, seen by a packet socket on `lo` (needs
-/// CAP_NET_RAW; skipped with a reason without it).
-#[test]
-fn kernel_headers_are_what_the_icrc_assumed() {
+/// A packet socket on every interface (needs CAP_NET_RAW).
+fn packet_socket() -> Option<std::os::fd::OwnedFd> {
     // SAFETY: plain socket(2); checked below.
     let raw = unsafe {
         libc::socket(
@@ -116,22 +114,18 @@ fn kernel_headers_are_what_the_icrc_assumed() {
             (libc::ETH_P_ALL as u16).to_be() as libc::c_int,
         )
     };
-    if raw < 0 {
-        eprintln!("skipped: no packet socket (needs CAP_NET_RAW)");
-        return;
-    }
     // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-    let port = free_port("127.0.2.4");
-    let capture = UdpSocket::bind((ip("127.0.2.4"), port)).expect("capture socket");
-    let mut a = provider("127.0.2.3", 0x12, port, false);
-    let ah = ah_to(&mut a, ip("127.0.2.4"));
-    send_all(&mut a, ah, 0x77, QKEY, &[payload(1, 64)]);
-    let _ = recv_datagram(&capture);
+    (raw >= 0)
+        .then(|| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+}
+
+/// The first RoCEv2 frame from `src` to `port` the packet socket sees,
+/// parsed with its ICRC verified against the kernel's real headers.
+fn captured(sock: &std::os::fd::OwnedFd, src: IpAddr, port: u16) -> Vec<u8> {
     let deadline = Instant::now() + WAIT;
     let mut buf = vec![0u8; 9000];
     loop {
-        assert!(Instant::now() < deadline, "no frame seen on lo");
+        assert!(Instant::now() < deadline, "no frame from {src} seen on lo");
         // SAFETY: `buf` is writable for its length.
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n <= 0 {
@@ -139,28 +133,61 @@ fn kernel_headers_are_what_the_icrc_assumed() {
             continue;
         }
         let frame = &buf[..n as usize];
-        let Ok(f) = RoceFrame::parse_ethernet(frame, port) else {
-            continue;
-        };
-        if f.ip.src_addr() != ip("127.0.2.3") {
-            continue;
+        match RoceFrame::parse_ethernet(frame, port) {
+            Ok(f) if f.ip.src_addr() == src => return frame.to_vec(),
+            _ => continue,
         }
-        let ipv4::Fields {
-            ident,
-            dont_frag,
-            ttl,
-        } = ipv4::fields(&frame[14..]);
-        assert_eq!(ident, 0, "IP ID");
-        assert!(dont_frag, "DF");
-        assert_eq!(ttl, 64, "TTL");
-        assert_eq!(
-            f.udp_checksum,
-            ipoib_dataplane::wire::roce::UdpChecksum::Zero
-        );
-        assert_eq!(f.udp_src_port, rxe_udp_sport(0x12));
-        assert_eq!(f.bth.dest_qpn, 0x77);
-        return;
     }
+}
+
+/// The real headers on the wire, seen by a packet socket on `lo` (skipped
+/// with a reason without CAP_NET_RAW).
+#[test]
+fn kernel_headers_are_what_the_icrc_assumed() {
+    let Some(sock) = packet_socket() else {
+        eprintln!("skipped: no packet socket (needs CAP_NET_RAW)");
+        return;
+    };
+    let port = free_port("127.0.2.4");
+    let capture = UdpSocket::bind((ip("127.0.2.4"), port)).expect("capture socket");
+    let mut a = provider("127.0.2.3", 0x12, port, false);
+    let ah = ah_to(&mut a, ip("127.0.2.4"));
+    send_all(&mut a, ah, 0x77, QKEY, &[payload(1, 64)]);
+    let _ = recv_datagram(&capture);
+    let frame = captured(&sock, ip("127.0.2.3"), port);
+    let f = RoceFrame::parse_ethernet(&frame, port).expect("valid ICRC");
+    let ipv4::Fields {
+        ident,
+        dont_frag,
+        ttl,
+    } = ipv4::fields(&frame[14..]);
+    assert_eq!(ident, 0, "IP ID");
+    assert!(dont_frag, "DF");
+    assert_eq!(ttl, 64, "TTL");
+    assert_eq!(
+        f.udp_checksum,
+        ipoib_dataplane::wire::roce::UdpChecksum::Zero
+    );
+    assert_eq!(f.udp_src_port, rxe_udp_sport(0x12));
+    assert_eq!(f.bth.dest_qpn, 0x77);
+}
+
+/// The same over IPv6: the ICRC matches the kernel's IPv6 header, hop limit 64.
+#[test]
+fn kernel_ipv6_headers_are_what_the_icrc_assumed() {
+    let Some(sock) = packet_socket() else {
+        eprintln!("skipped: no packet socket (needs CAP_NET_RAW)");
+        return;
+    };
+    let port = free_port("::1");
+    let mut a = provider("::1", 0x13, port, false);
+    let ah = ah_to(&mut a, ip("::1"));
+    send_all(&mut a, ah, 0x13, QKEY, &[payload(2, 100)]);
+    let frame = captured(&sock, ip("::1"), port);
+    let f = RoceFrame::parse_ethernet(&frame, port).expect("valid ICRC");
+    assert_eq!(frame[14 + 7], 64, "hop limit");
+    assert_eq!(f.udp_src_port, rxe_udp_sport(0x13));
+    assert_eq!(f.payload, &payload(2, 100)[..]);
 }
 
 mod ipv4 {
