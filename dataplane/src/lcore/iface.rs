@@ -597,7 +597,9 @@ impl<P: Provider> Iface<P> {
                         let found = if !unicast4 {
                             None
                         } else if a == last_hit.0 {
-                            last_hit.1
+                            // SAFETY: last_hit.0 is u32::MAX, never a unicast
+                            // `a`, until a hit sets both halves.
+                            Some(unsafe { last_hit.1.unwrap_unchecked() })
                         } else {
                             let r = v4.lookup(a);
                             if r.is_some() {

@@ -89,9 +89,39 @@ impl LcoreCache {
     /// Frees every mbuf in `src`.
     #[inline]
     pub fn free_burst<const N: usize>(&mut self, src: &mut ArrayVec<Mbuf, N>) {
-        for m in src.drain(..) {
-            self.free(m);
+        let n = src.len();
+        let len = self.items.len();
+        if len + n > self.size {
+            // Would overflow the cache: one by one, flushing as needed.
+            for m in src.drain(..) {
+                self.free(m);
+            }
+            return;
         }
+        // Fast path: room for the whole burst, so no per-mbuf fullness check
+        // and one length update.
+        let pool = self.pool;
+        let items = self.items.as_mut_ptr();
+        let mut k = len;
+        let mbufs = src.as_ptr();
+        // SAFETY: the n mbufs are read out exactly once below, so `src`
+        // gives them up first.
+        unsafe { src.set_len(0) };
+        for i in 0..n {
+            // SAFETY: i < n, initialised, no longer owned by `src`.
+            let m = unsafe { mbufs.add(i).read() };
+            if !std::ptr::eq(m.pool(), pool) {
+                drop(m);
+                continue;
+            }
+            if let Some(idx) = m.into_released() {
+                // SAFETY: k < len + n <= size <= capacity (never grown).
+                unsafe { items.add(k).write(idx) };
+                k += 1;
+            }
+        }
+        // SAFETY: the slots up to k were written above.
+        unsafe { self.items.set_len(k) };
     }
 
     #[cold]
