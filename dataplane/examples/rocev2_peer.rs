@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! rocev2_peer recv  --local IP --qpn N [--port P] [--join GROUP]... --count N [--secs S]
-//! rocev2_peer send  --local IP --qpn N [--port P] --to IP --to-qpn N --count N [--size B]
-//! rocev2_peer bench --local IP --peer IP [--port P] [--size B] [--secs S]
+//! rocev2_peer send  --local IP --qpn N [--port P] --to IP --to-qpn N --count N [--size B] [--gso 1]
+//! rocev2_peer bench --local IP --peer IP [--port P] [--size B] [--secs S] [--gso 1]
 //! ```
 //!
 //! `recv` prints `received N multicast M drops D` and exits 0 once `--count`
@@ -34,6 +34,7 @@ struct Args {
     count: u64,
     size: usize,
     secs: f64,
+    gso: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
         count: 100,
         size: 64,
         secs: 10.0,
+        gso: false,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -68,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
             "--count" => a.count = value.parse().map_err(|_| bad.clone())?,
             "--size" => a.size = value.parse().map_err(|_| bad.clone())?,
             "--secs" => a.secs = value.parse().map_err(|_| bad.clone())?,
+            "--gso" => a.gso = value == "1" || value == "on",
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -95,10 +98,12 @@ fn open(
     local: IpAddr,
     qpn: u32,
     port: u16,
+    gso: bool,
     pool: &'static Mempool,
 ) -> Result<Rocev2Provider, String> {
     let cfg = Rocev2Config {
         port,
+        gso,
         ..Rocev2Config::new(local, qpn)
     };
     Rocev2Provider::new(cfg, pool.cache(256)).map_err(|e| format!("rocev2 QP at {local}: {e}"))
@@ -173,7 +178,7 @@ fn run(a: Args) -> Result<bool, String> {
     let deadline = Instant::now() + Duration::from_secs_f64(a.secs);
     match a.mode.as_str() {
         "recv" => {
-            let mut p = open(local, a.qpn, a.port, pool)?;
+            let mut p = open(local, a.qpn, a.port, a.gso, pool)?;
             let socket = p.mcast_socket();
             for g in &a.joins {
                 let s = socket.as_ref().ok_or("no multicast socket")?;
@@ -190,7 +195,7 @@ fn run(a: Args) -> Result<bool, String> {
         }
         "send" => {
             let to = a.to.ok_or("--to is required")?;
-            let mut p = open(local, a.qpn, a.port, pool)?;
+            let mut p = open(local, a.qpn, a.port, a.gso, pool)?;
             let ah = ah(&mut p, to)?;
             let mut cache = pool.cache(256);
             let stop = AtomicBool::new(false);
@@ -200,8 +205,8 @@ fn run(a: Args) -> Result<bool, String> {
         }
         "bench" => {
             let peer = a.peer.ok_or("--peer is required")?;
-            let mut tx = open(local, 0x201, a.port, pool)?;
-            let mut rx = open(peer, 0x202, a.port, pool)?;
+            let mut tx = open(local, 0x201, a.port, a.gso, pool)?;
+            let mut rx = open(peer, 0x202, a.port, false, pool)?;
             let ah = ah(&mut tx, peer)?;
             let stop = Arc::new(AtomicBool::new(false));
             let stop_tx = Arc::clone(&stop);
@@ -217,7 +222,8 @@ fn run(a: Args) -> Result<bool, String> {
             let sent = sender.join().map_err(|_| "sender panicked")?;
             let mpps = n as f64 / secs / 1e6;
             println!(
-                "rocev2 loopback, {size}-byte messages, bursts of 32: sent {sent} delivered {n} in {secs:.2} s = {mpps:.3} Mpps ({:.2} Gb/s of payload), drops {}",
+                "rocev2 loopback, {size}-byte messages, bursts of 32{}: sent {sent} delivered {n} in {secs:.2} s = {mpps:.3} Mpps ({:.2} Gb/s of payload), drops {}",
+                if a.gso { ", UDP GSO" } else { "" },
                 mpps * 1e6 * size as f64 * 8.0 / 1e9,
                 rx.counters.rx_drops()
             );

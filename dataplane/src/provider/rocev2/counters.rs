@@ -22,6 +22,8 @@ pub struct Rocev2Counters {
     pub tx_copies: u64,
     /// `post_send` calls that left requests because the socket was full.
     pub tx_full: u64,
+    /// UDP GSO sends (each carried several messages).
+    pub tx_gso_sends: u64,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub rx_multicast: u64,
@@ -62,13 +64,14 @@ impl Rocev2Counters {
     }
 
     /// xstats-style names and values.
-    pub fn xstats(&self) -> [(&'static str, u64); 17] {
+    pub fn xstats(&self) -> [(&'static str, u64); 18] {
         [
             ("tx_packets", self.tx_packets),
             ("tx_bytes", self.tx_bytes),
             ("tx_errors", self.tx_errors),
             ("tx_copies", self.tx_copies),
             ("tx_full", self.tx_full),
+            ("tx_gso_sends", self.tx_gso_sends),
             ("rx_packets", self.rx_packets),
             ("rx_bytes", self.rx_bytes),
             ("rx_multicast_packets", self.rx_multicast),

@@ -25,7 +25,7 @@ mod tx;
 
 pub use counters::{DropReason, Rocev2Counters};
 pub use ipid::recover_ipv4_id;
-pub use pseudo::icrc_for;
+pub use pseudo::{icrc_for, icrc_with_ip_id};
 pub use slots::MAX_BURST;
 pub use socket::McastSocket;
 
@@ -59,6 +59,11 @@ pub struct Rocev2Config {
     /// the socket does not show: it is solved for, at the cost of 16 bits
     /// of the check. Off: only ID 0 (what DF senders on sockets use).
     pub accept_nonzero_ip_id: bool,
+    /// Send runs of equal-sized messages to one destination as one UDP GSO
+    /// send (each segment a whole RoCEv2 packet with its own ICRC). The
+    /// kernel then numbers the segments' IPv4 IDs 0, 1, 2, ... and needs a
+    /// UDP checksum (rxe sends 0; the ICRC masks it).
+    pub gso: bool,
 }
 
 impl Rocev2Config {
@@ -76,6 +81,7 @@ impl Rocev2Config {
             multicast: true,
             multicast_loop: true,
             accept_nonzero_ip_id: true,
+            gso: false,
         }
     }
 }
@@ -113,11 +119,15 @@ impl Rocev2Provider {
     /// sent ones back.
     pub fn new(cfg: Rocev2Config, cache: LcoreCache) -> io::Result<Self> {
         let tx_addr = SocketAddr::new(cfg.local, rxe_udp_sport(cfg.qpn));
-        let tx = socket::bind_udp(tx_addr, cfg.multicast_loop)?;
+        let tx = socket::bind_udp(tx_addr, cfg.multicast_loop, cfg.gso)?;
         if let IpAddr::V4(local) = cfg.local {
             socket::set_multicast_if(tx.as_raw_fd(), local)?;
         }
-        let rx = socket::bind_udp(SocketAddr::new(cfg.local, cfg.port), cfg.multicast_loop)?;
+        let rx = socket::bind_udp(
+            SocketAddr::new(cfg.local, cfg.port),
+            cfg.multicast_loop,
+            false,
+        )?;
         let mcast_groups = Arc::new(AtomicUsize::new(0));
         let (mcast, mcast_fd) = if cfg.multicast {
             let any: IpAddr = match cfg.local {
@@ -127,6 +137,7 @@ impl Rocev2Provider {
             let fd = Arc::new(socket::bind_udp(
                 SocketAddr::new(any, cfg.port),
                 cfg.multicast_loop,
+                false,
             )?);
             let handle = McastSocket::new(fd.clone(), cfg.local, mcast_groups.clone());
             (Some(handle), Some(fd))

@@ -26,6 +26,18 @@ pub fn icrc_for(
     udp_payload_len: usize,
     transport: &[u8],
 ) -> Option<u32> {
+    icrc_with_ip_id(src, dst, udp_payload_len, transport, 0)
+}
+
+/// As [`icrc_for`], for an IPv4 header with identification `ip_id` (the
+/// kernel numbers the segments of one UDP GSO send 0, 1, 2, ...).
+pub fn icrc_with_ip_id(
+    src: SocketAddr,
+    dst: SocketAddr,
+    udp_payload_len: usize,
+    transport: &[u8],
+    ip_id: u16,
+) -> Option<u32> {
     let udp_len = u16::try_from(UDP_HEADER_LEN + udp_payload_len).ok()?;
     let mut ip = [0u8; IPV6_HEADER_LEN];
     let ip = match (src, dst) {
@@ -34,6 +46,7 @@ pub fn icrc_for(
             let h = &mut ip[..IPV4_HEADER_LEN];
             h[0] = 0x45;
             h[2..4].copy_from_slice(&total.to_be_bytes());
+            h[4..6].copy_from_slice(&ip_id.to_be_bytes());
             h[6..8].copy_from_slice(&IPV4_DF.to_be_bytes());
             h[8] = TTL;
             h[9] = PROTO_UDP;

@@ -6,6 +6,8 @@ use std::mem::size_of;
 
 /// Most messages one `sendmmsg`/`recvmmsg` moves.
 pub const MAX_BURST: usize = 64;
+/// The UDP GSO segment size control message (linux/udp.h).
+const UDP_SEGMENT: libc::c_int = 103;
 /// Room for one IP_PKTINFO or IPV6_PKTINFO control message (u64 for alignment).
 const CMSG_WORDS: usize = 8;
 
@@ -59,6 +61,55 @@ impl Slots {
         }
         hdr.msg_flags = 0;
         self.msgs[i].msg_len = 0;
+    }
+
+    /// Points iovec `j` at `len` bytes at `base`.
+    pub fn set_iov(&mut self, j: usize, base: *mut u8, len: usize) {
+        self.iovs[j] = libc::iovec {
+            iov_base: base.cast(),
+            iov_len: len,
+        };
+    }
+
+    /// Makes message `i` the `count` iovecs from `first` (set with
+    /// `set_iov`), sent to its address slot; with `segment`, as one UDP GSO
+    /// send of segments that size.
+    pub fn link_run(
+        &mut self,
+        i: usize,
+        first: usize,
+        count: usize,
+        name_len: u32,
+        segment: Option<u16>,
+    ) {
+        let hdr = &mut self.msgs[i].msg_hdr;
+        hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = name_len;
+        hdr.msg_iov = &mut self.iovs[first];
+        hdr.msg_iovlen = count;
+        hdr.msg_flags = 0;
+        self.msgs[i].msg_len = 0;
+        let Some(size) = segment else {
+            hdr.msg_control = std::ptr::null_mut();
+            hdr.msg_controllen = 0;
+            return;
+        };
+        hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE of a u16 (24 bytes) fits the 64-byte control
+        // slot; the header and data are written inside it, unaligned-safe.
+        unsafe {
+            hdr.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(hdr);
+            if cmsg.is_null() {
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+                return;
+            }
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+        }
     }
 
     /// The destination address of received message `i` from its

@@ -93,7 +93,9 @@ pub fn from_storage(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// A non-blocking UDP socket bound to `addr` with SO_REUSEPORT (one socket
 /// per lcore may share the address) and rxe's header rules. `multicast_loop`
 /// decides whether this host's other sockets see its multicast sends.
-pub fn bind_udp(addr: SocketAddr, multicast_loop: bool) -> io::Result<OwnedFd> {
+/// `udp_checksum` false sends UDP checksum 0 as rxe does (IPv4 only; UDP
+/// GSO needs the checksum).
+pub fn bind_udp(addr: SocketAddr, multicast_loop: bool, udp_checksum: bool) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -129,7 +131,9 @@ pub fn bind_udp(addr: SocketAddr, multicast_loop: bool) -> io::Result<OwnedFd> {
             setopt(s, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0)?;
             setopt(s, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
             // rxe sends UDP checksum 0 (the ICRC protects the datagram).
-            setopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1)?;
+            if !udp_checksum {
+                setopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1)?;
+            }
         }
         SocketAddr::V6(_) => {
             setopt(s, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;

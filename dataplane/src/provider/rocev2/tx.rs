@@ -1,8 +1,9 @@
 //! Send: BTH and DETH go into the headroom, the ICRC into the tailroom, and
-//! the whole burst leaves with one `sendmmsg`.
+//! the whole burst leaves with one `sendmmsg` (with UDP GSO, runs of
+//! equal-sized messages to one destination are one message each).
 
 use super::socket::to_storage;
-use super::{addr, icrc_for, Rocev2Ah, Rocev2Provider, MAX_BURST};
+use super::{addr, icrc_with_ip_id, Rocev2Ah, Rocev2Provider, MAX_BURST};
 use crate::mem::Mbuf;
 use crate::provider::{SendWr, MCAST_QPN};
 use crate::wire::roce::bth::{self, PSN_MASK};
@@ -22,6 +23,12 @@ enum Prepared {
     /// Too large for a buffer, or the headers would not fit: drop it.
     Unsendable,
 }
+
+/// Most segments in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS is 64
+/// on older kernels).
+const MAX_GSO_SEGMENTS: usize = 64;
+/// Most bytes of UDP payload one GSO send may carry.
+const MAX_GSO_BYTES: usize = 65_000;
 
 impl Rocev2Provider {
     pub(super) fn send_burst<const N: usize>(
@@ -49,26 +56,75 @@ impl Rocev2Provider {
         if n == 0 {
             return dropped;
         }
-        let name_len = to_storage(self.tx_addr, &mut self.tx_slots.names[0]);
-        for (i, wr) in wrs.iter().take(n).enumerate() {
-            let dst = addr::socket_addr(wr.ah.dst, self.cfg.port);
-            to_storage(dst, &mut self.tx_slots.names[i]);
-            let data = wr.mbuf.data();
-            // sendmmsg only reads through this pointer.
-            self.tx_slots
-                .link(i, data.as_ptr().cast_mut(), data.len(), name_len, false);
+        // Runs of messages that leave as one send: one message each, or
+        // with GSO equal-sized messages to one destination.
+        let mut runs: ArrayVec<(usize, usize), MAX_BURST> = ArrayVec::new();
+        let mut at = 0;
+        while at < n {
+            let mut count = 1;
+            if self.cfg.gso {
+                let (dst, len) = (wrs[at].ah.dst, wrs[at].mbuf.len());
+                while at + count < n
+                    && count < MAX_GSO_SEGMENTS
+                    && (count + 1) * (len + ICRC_LEN) <= MAX_GSO_BYTES
+                    && wrs[at + count].ah.dst == dst
+                    && wrs[at + count].mbuf.len() == len
+                {
+                    count += 1;
+                }
+            }
+            runs.push((at, count));
+            at += count;
         }
-        // SAFETY: the first `n` messages point at live mbuf data and address
-        // slots (linked just above); the kernel only reads them.
+        // The ICRCs: a GSO run's segments get IPv4 IDs 0, 1, 2, ...
+        let mut unsendable = None;
+        for &(first, count) in &runs {
+            for k in 0..count {
+                let wr = &mut wrs[first + k];
+                let dst = addr::socket_addr(wr.ah.dst, self.cfg.port);
+                let ip_id = if count > 1 { k as u16 } else { 0 };
+                let m = &mut wr.mbuf;
+                let icrc = icrc_with_ip_id(self.tx_addr, dst, m.len() + ICRC_LEN, m.data(), ip_id);
+                match (icrc, m.append(ICRC_LEN)) {
+                    (Some(icrc), Some(tail)) => tail.copy_from_slice(&icrc.to_le_bytes()),
+                    _ => unsendable = unsendable.or(Some(first + k)),
+                }
+            }
+        }
+        if let Some(bad) = unsendable {
+            // Not expected (room was checked): send nothing this time, drop
+            // the request that cannot carry an ICRC.
+            self.undo(wrs, 0, n);
+            let wr = wrs.remove(bad);
+            self.cache.free(wr.mbuf);
+            self.counters.tx_errors += 1;
+            return dropped + 1;
+        }
+        let name_len = to_storage(self.tx_addr, &mut self.tx_slots.names[0]);
+        for (i, &(first, count)) in runs.iter().enumerate() {
+            let dst = addr::socket_addr(wrs[first].ah.dst, self.cfg.port);
+            to_storage(dst, &mut self.tx_slots.names[i]);
+            for k in first..first + count {
+                let data = wrs[k].mbuf.data();
+                // sendmmsg only reads through this pointer.
+                self.tx_slots
+                    .set_iov(k, data.as_ptr().cast_mut(), data.len());
+            }
+            let segment = (count > 1).then(|| wrs[first].mbuf.len() as u16);
+            self.tx_slots.link_run(i, first, count, name_len, segment);
+        }
+        // SAFETY: the first `runs.len()` messages point at live mbuf data,
+        // address and control slots (linked just above); the kernel only
+        // reads them.
         let rc = unsafe {
             libc::sendmmsg(
                 self.tx.as_raw_fd(),
                 self.tx_slots.msgs.as_mut_ptr(),
-                n as libc::c_uint,
+                runs.len() as libc::c_uint,
                 libc::MSG_DONTWAIT,
             )
         };
-        let (sent, failed) = if rc >= 0 {
+        let (sent_runs, failed_runs) = if rc >= 0 {
             (rc as usize, 0)
         } else {
             match std::io::Error::last_os_error().raw_os_error() {
@@ -77,22 +133,36 @@ impl Rocev2Provider {
                 _ => (0, 1),
             }
         };
+        let wrs_of = |r: usize| runs[..r].iter().map(|&(_, c)| c).sum::<usize>();
+        let sent = wrs_of(sent_runs);
+        let failed = wrs_of(sent_runs + failed_runs) - sent;
         if sent + failed < n {
             self.counters.tx_full += 1;
         }
         // Unsent requests go back as they came, for the caller to retry.
-        for wr in wrs.iter_mut().take(n).skip(sent + failed) {
-            wr.mbuf.adj(HEADERS_LEN);
-            wr.mbuf.trim(ICRC_LEN);
-        }
+        self.undo(wrs, sent + failed, n);
         self.psn = (self.psn + (sent + failed) as u32) & PSN_MASK;
         self.counters.tx_packets += sent as u64;
+        self.counters.tx_gso_sends += runs[..sent_runs].iter().filter(|r| r.1 > 1).count() as u64;
         self.counters.tx_errors += failed as u64;
         for wr in wrs.drain(..sent + failed) {
             self.counters.tx_bytes += wr.mbuf.len() as u64;
             self.cache.free(wr.mbuf);
         }
         dropped + sent + failed
+    }
+
+    /// Strips headers and ICRC from requests `from..to` again.
+    fn undo<const N: usize>(
+        &self,
+        wrs: &mut ArrayVec<SendWr<Rocev2Ah>, N>,
+        from: usize,
+        to: usize,
+    ) {
+        for wr in wrs.iter_mut().take(to).skip(from) {
+            wr.mbuf.adj(HEADERS_LEN);
+            wr.mbuf.trim(ICRC_LEN);
+        }
     }
 
     /// Makes `wr.mbuf` the whole UDP payload: headers, message, ICRC.
@@ -143,18 +213,8 @@ impl Rocev2Provider {
         if !write_headers(m, &bth, &deth) {
             return Prepared::Unsendable;
         }
-        let dst = addr::socket_addr(wr.ah.dst, self.cfg.port);
-        let udp_len = m.len() + ICRC_LEN;
-        let Some(icrc) = icrc_for(self.tx_addr, dst, udp_len, m.data()) else {
-            m.adj(HEADERS_LEN);
+        if m.tailroom() < ICRC_LEN {
             return Prepared::Unsendable;
-        };
-        match m.append(ICRC_LEN) {
-            Some(tail) => tail.copy_from_slice(&icrc.to_le_bytes()),
-            None => {
-                m.adj(HEADERS_LEN);
-                return Prepared::Unsendable;
-            }
         }
         Prepared::Ready
     }
