@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Three hosts (network namespaces) on a bridge with IGMP snooping exchange
 # RoCEv2 UD messages through the rocev2 provider (the rocev2_peer example):
-# unicast A -> B, multicast A -> {B, C} on a group B and C joined, and
-# nothing for a host that did not join. Namespaces and processes are always
+# unicast A -> B (also with UDP GSO sends), multicast A -> {B, C} on a group
+# B and C joined, and nothing for a host that did not join. Namespaces and processes are always
 # removed, also on failure. Skips (exit 0) with a reason without root or `ip`.
 #   tests/netns_rocev2.sh            builds the example, then runs
 #   PEER=path/to/rocev2_peer tests/netns_rocev2.sh
@@ -75,6 +75,12 @@ start_recv uni b --local "$B" --qpn 0x22 --count 50 --secs 10
 uni=$!
 ip netns exec "${tag}a" "$PEER" send --local "$A" --qpn 0x11 --to "$B" --to-qpn 0x22 --count 50 --size 200
 wait_recv "$uni" uni
+
+echo "== unicast A -> B with UDP GSO sends (B receives ordinary datagrams)"
+start_recv gso b --local "$B" --qpn 0x22 --count 64 --secs 10
+gso=$!
+ip netns exec "${tag}a" "$PEER" send --local "$A" --qpn 0x11 --to "$B" --to-qpn 0x22 --count 64 --size 256 --gso 1
+wait_recv "$gso" gso
 
 echo "== multicast A -> $GROUP (B and C joined, A's own copy not counted)"
 start_recv mc-b b --local "$B" --qpn 0x22 --join "$GROUP" --count 20 --secs 10
