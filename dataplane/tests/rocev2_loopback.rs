@@ -98,3 +98,22 @@ fn address_handles_need_a_gid_of_the_same_family() {
     };
     assert!(a.create_ah(&v6).is_err());
 }
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let port = free_port("127.0.1.9");
+    let _holder = std::net::UdpSocket::bind(("127.0.1.9", port)).expect("holder");
+    let cfg = ipoib_dataplane::provider::rocev2::Rocev2Config {
+        port,
+        multicast: false,
+        ..ipoib_dataplane::provider::rocev2::Rocev2Config::new(ip("127.0.1.9"), 0x71)
+    };
+    let err = ipoib_dataplane::provider::rocev2::Rocev2Provider::new(cfg, cache())
+        .err()
+        .expect("the port is taken");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("cannot bind UDP 127.0.1.9:{port}")),
+        "{text}"
+    );
+}

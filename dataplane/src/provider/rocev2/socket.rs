@@ -154,7 +154,13 @@ pub fn bind_udp(addr: SocketAddr, multicast_loop: bool, udp_checksum: bool) -> i
     // SAFETY: `storage` holds a valid address of `len` bytes.
     let rc = unsafe { libc::bind(s, (&storage as *const libc::sockaddr_storage).cast(), len) };
     if rc != 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        // Kernel rxe (or another program without SO_REUSEPORT) holding the
+        // port is the usual cause: say which address.
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot bind UDP {addr}: {e}"),
+        ));
     }
     Ok(fd)
 }
