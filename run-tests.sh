@@ -17,6 +17,9 @@ step "workspace tests (unit, property, integration, CLI, doc)"
 # Benches are compiled by `cargo clippy --all-targets` in CI, not run here.
 cargo test --workspace
 
+step "rocev2 hosts in network namespaces (root only)"
+bash tests/netns_rocev2.sh
+
 step "loom model tests of the rings"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p ipoib-dataplane --release --test ring_loom

@@ -114,9 +114,29 @@ fn packet_socket() -> Option<std::os::fd::OwnedFd> {
             (libc::ETH_P_ALL as u16).to_be() as libc::c_int,
         )
     };
+    if raw < 0 {
+        return None;
+    }
+    // A packet socket sees every frame of every test running in parallel: a
+    // large buffer keeps ours from being dropped before we read it.
+    let size: libc::c_int = 16 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt with a c_int option value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+    }
     // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    (raw >= 0)
-        .then(|| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+    Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
 }
 
 /// The first RoCEv2 frame from `src` to `port` the packet socket sees,
