@@ -689,7 +689,9 @@ impl<P: Provider> Iface<P> {
         let posted = if wanted == 0 {
             0
         } else {
-            self.provider.post_send(&mut self.wrs)
+            let posted = self.provider.post_send(&mut self.wrs);
+            self.provider.reap(cache);
+            posted
         };
         if !self.wrs.is_empty() {
             for wr in self.wrs.drain(..) {

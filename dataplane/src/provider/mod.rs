@@ -134,4 +134,10 @@ pub trait Provider: Send {
 
     /// Appends up to `out.remaining_capacity()` received messages.
     fn poll_recv<const N: usize>(&mut self, out: &mut ArrayVec<RecvCompletion, N>) -> usize;
+
+    /// Hands buffers of finished sends back to the calling lcore's cache, so
+    /// they go round one lcore instead of through the pool's shared list.
+    /// Providers that pass buffers on (the fabric) have nothing to reap.
+    #[inline]
+    fn reap(&mut self, _cache: &mut crate::mem::LcoreCache) {}
 }

@@ -25,6 +25,8 @@ pub struct NullProvider {
     /// Looped-back messages, oldest first. Only the mbufs are queued (the
     /// rest of a completion is the same for all), so a send moves 16 bytes.
     looped: Vec<Mbuf>,
+    /// Sink mode: sent buffers waiting for `reap` (fixed capacity).
+    sent: Vec<Mbuf>,
     depth: usize,
     /// QPN and LID looped-back messages claim to come from.
     loop_src: (u32, u16),
@@ -42,6 +44,7 @@ impl NullProvider {
             mode,
             cache,
             looped: Vec::with_capacity(depth),
+            sent: Vec::with_capacity(SENT_STASH),
             depth,
             loop_src,
             overflows: 0,
@@ -56,6 +59,9 @@ impl NullProvider {
         self
     }
 }
+
+/// Sent buffers a sink keeps until the next `reap`: a few bursts.
+const SENT_STASH: usize = 4 * super::BURST;
 
 impl Provider for NullProvider {
     type Ah = NullAh;
@@ -74,7 +80,13 @@ impl Provider for NullProvider {
         match self.mode {
             NullMode::Sink => {
                 for wr in wrs.drain(..) {
-                    self.cache.free(wr.mbuf);
+                    // Kept for the lcore's `reap`; only without room (no reap
+                    // called) into our own cache.
+                    if self.sent.len() < SENT_STASH {
+                        self.sent.push(wr.mbuf);
+                    } else {
+                        self.cache.free(wr.mbuf);
+                    }
                 }
                 n
             }
@@ -131,5 +143,12 @@ impl Provider for NullProvider {
         // SAFETY: the n slots after len were just written.
         unsafe { out.set_len(len + n) };
         n
+    }
+
+    #[inline]
+    fn reap(&mut self, cache: &mut LcoreCache) {
+        for m in self.sent.drain(..) {
+            cache.free(m);
+        }
     }
 }
