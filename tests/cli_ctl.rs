@@ -43,21 +43,41 @@ impl Daemon {
     fn start(name: &str) -> Daemon {
         let dir = temp_dir(name);
         let sock = dir.join("s.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_ipoibd"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ipoibd"))
             .args(["--duration", "0", "--socket"])
             .arg(&sock)
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+            .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
             .spawn()
             .expect("ipoibd starts");
+        // Every stdout line goes to a file (for failure reports) and to us,
+        // so start-up is waited for on the daemon's own announcement.
+        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+        let mut log = std::fs::File::create(dir.join("stdout")).unwrap();
+        let stdout = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+                let _ = lines_tx.send(line);
+            }
+        });
         let mut d = Daemon {
             child: Some(child),
             dir,
             sock,
         };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.starts_with("control socket:") => break,
+                Ok(_) => continue,
+                Err(_) => panic!("ipoibd never announced its socket\n{}", d.output()),
+            }
+        }
         d.wait_until("the control socket answers", |d| {
-            d.sock.exists() && ctl_at(&d.sock, &["status"]).0 == 0
+            ctl_at(&d.sock, &["status"]).0 == 0
         });
         d
     }
@@ -67,8 +87,9 @@ impl Daemon {
         format!("stdout:\n{}\nstderr:\n{}", read("stdout"), read("stderr"))
     }
 
-    /// Polls `ok` until it holds; fails (with the daemon's output) at the
-    /// deadline or if the daemon exits.
+    /// Asks `ok` (which runs `ipoibctl`, a round trip to the daemon) until it
+    /// holds; fails (with the daemon's output) at the deadline or if the
+    /// daemon exits.
     fn wait_until(&mut self, what: &str, mut ok: impl FnMut(&Daemon) -> bool) {
         let deadline = Instant::now() + DEADLINE;
         loop {
@@ -86,7 +107,6 @@ impl Daemon {
                 "timed out waiting for {what}\n{}",
                 self.output()
             );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -109,17 +129,19 @@ impl Daemon {
         // SAFETY: plain kill(2) on our own child's pid.
         let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         assert_eq!(rc, 0);
-        let deadline = Instant::now() + DEADLINE;
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+        // Wait on a thread so the deadline is a channel timeout.
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let pid = child.id();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(child.wait());
+        });
+        let status = match done.recv_timeout(DEADLINE) {
+            Ok(Ok(s)) => s,
+            _ => {
+                // SAFETY: plain kill(2) on our own child's pid.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
                 panic!("ipoibd did not stop after SIGTERM\n{}", self.output());
             }
-            std::thread::sleep(Duration::from_millis(20));
         };
         (
             status.code().unwrap_or(-1),
