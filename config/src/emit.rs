@@ -37,6 +37,11 @@ impl Config {
         writeln!(out, "loss = {}", float(p.fabric.loss))?;
         writeln!(out, "reorder = {}", float(p.fabric.reorder))?;
         writeln!(out, "seed = {}", u64_literal(p.fabric.seed, false))?;
+        writeln!(out, "\n[provider.rocev2]")?;
+        writeln!(out, "port = {}", p.rocev2.port)?;
+        writeln!(out, "multicast_loop = {}", p.rocev2.multicast_loop)?;
+        writeln!(out, "gso = {}", p.rocev2.gso)?;
+        writeln!(out, "ib_mtu = {}", p.rocev2.ib_mtu)?;
 
         for iface in &self.interfaces {
             write_interface(out, iface)?;
@@ -71,6 +76,9 @@ fn write_interface(out: &mut String, iface: &Interface) -> fmt::Result {
     writeln!(out, "qkey = 0x{:04X}", iface.qkey)?;
     writeln!(out, "mtu = {}", iface.mtu)?;
     writeln!(out, "guid = {}", u64_literal(iface.guid, true))?;
+    if let Some(ip) = iface.local_ip {
+        writeln!(out, "local_ip = {}", quote(&ip.to_string()))?;
+    }
     let cidrs4 = iface
         .ipv4
         .iter()

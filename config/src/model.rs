@@ -96,6 +96,8 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// `[provider.fabric]`; read only when `kind = "fabric"`, always filled in.
     pub fabric: Fabric,
+    /// `[provider.rocev2]`; read only when `kind = "rocev2"`, always filled in.
+    pub rocev2: Rocev2,
 }
 
 /// `provider.kind`.
@@ -149,6 +151,31 @@ impl Default for Fabric {
     }
 }
 
+/// `[provider.rocev2]`: the userspace soft-RoCE transport.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rocev2 {
+    /// UDP port of RoCEv2, 1..=65535; default 4791 (IANA's, what rxe uses).
+    pub port: u16,
+    /// Deliver this host's own multicast back to it (IP_MULTICAST_LOOP); default true.
+    pub multicast_loop: bool,
+    /// Send bursts to one peer with UDP GSO; default false.
+    pub gso: bool,
+    /// RoCE path MTU: 256, 512, 1024, 2048 or 4096; default 1024 (rxe's on a 1500-byte link).
+    /// Every interface's `mtu` must be at most `ib_mtu - 4` (the IPoIB header).
+    pub ib_mtu: u16,
+}
+
+impl Default for Rocev2 {
+    fn default() -> Self {
+        Rocev2 {
+            port: 4791,
+            multicast_loop: true,
+            gso: false,
+            ib_mtu: 1024,
+        }
+    }
+}
+
 /// An IPv4 address with its prefix length, as written `10.0.0.1/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ipv4Cidr {
@@ -192,6 +219,9 @@ pub struct Interface {
     pub sendonly: Vec<IpAddr>,
     /// `[[interface.neighbour]]`: static neighbours; default none.
     pub neighbours: Vec<Neighbour>,
+    /// Address the rocev2 provider binds and its GID derives from; required
+    /// when `provider.kind = "rocev2"`, else optional and unused.
+    pub local_ip: Option<IpAddr>,
 }
 
 impl Interface {

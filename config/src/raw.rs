@@ -46,6 +46,16 @@ pub(crate) struct RawDataplane {
 pub(crate) struct RawProvider {
     pub kind: Option<ProviderKind>,
     pub fabric: RawFabric,
+    pub rocev2: RawRocev2,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawRocev2 {
+    pub port: Option<Int>,
+    pub multicast_loop: Option<bool>,
+    pub gso: Option<bool>,
+    pub ib_mtu: Option<Int>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +92,8 @@ pub(crate) struct RawInterface {
     pub sendonly: Vec<Str>,
     #[serde(default)]
     pub neighbour: Vec<RawNeighbour>,
+    #[serde(default)]
+    pub local_ip: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -94,9 +94,8 @@ pub(crate) fn expected_for(pattern: &str) -> Option<String> {
         Some(format!("one of {}", quoted.join(", ")))
     };
     match pattern {
-        "dataplane" | "provider" | "provider.fabric" | "control" | "run" | "log" => {
-            Some("a table".into())
-        }
+        "dataplane" | "provider" | "provider.fabric" | "provider.rocev2" | "control" | "run"
+        | "log" => Some("a table".into()),
         "interface" | "traffic" | "interface.neighbour" => Some("an array of tables".into()),
         "dataplane.lcores" => Some(format!("an array of CPU core ids in {LCORE_ID}")),
         "dataplane.lcores[]" => Some(format!("a CPU core id in {LCORE_ID}")),
@@ -118,6 +117,9 @@ pub(crate) fn expected_for(pattern: &str) -> Option<String> {
         "provider.fabric.ib_mtu" => Some(ib_mtu_expected()),
         "provider.fabric.loss" | "provider.fabric.reorder" => float(PROBABILITY),
         "provider.fabric.seed" => Some(U64_EXPECTED.into()),
+        "provider.rocev2.port" => int(UDP_PORT),
+        "provider.rocev2.multicast_loop" | "provider.rocev2.gso" => Some("true or false".into()),
+        "provider.rocev2.ib_mtu" => Some(ib_mtu_expected()),
         "interface.name" => Some(name_expected()),
         "interface.port" => int(PORT),
         "interface.lcore" => Some("an index into dataplane.lcores".into()),
@@ -130,7 +132,9 @@ pub(crate) fn expected_for(pattern: &str) -> Option<String> {
         "interface.groups" | "interface.sendonly" => {
             Some("an array of multicast address strings like \"239.1.1.1\"".into())
         }
-        "interface.neighbour.ip" => Some("an IPv4 or IPv6 address string".into()),
+        "interface.neighbour.ip" | "interface.local_ip" => {
+            Some("an IPv4 or IPv6 address string".into())
+        }
         "interface.neighbour.qpn" => int(QPN),
         "interface.neighbour.gid" => Some(gid_expected()),
         "traffic.from" => Some("the name of a configured interface".into()),
@@ -189,6 +193,10 @@ pub(crate) const ALL_KEYS: &[&str] = &[
     "provider.fabric.loss",
     "provider.fabric.reorder",
     "provider.fabric.seed",
+    "provider.rocev2.port",
+    "provider.rocev2.multicast_loop",
+    "provider.rocev2.gso",
+    "provider.rocev2.ib_mtu",
     "interface.name",
     "interface.port",
     "interface.lcore",
@@ -200,6 +208,7 @@ pub(crate) const ALL_KEYS: &[&str] = &[
     "interface.ipv6",
     "interface.groups",
     "interface.sendonly",
+    "interface.local_ip",
     "interface.neighbour.ip",
     "interface.neighbour.qpn",
     "interface.neighbour.gid",

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipoib_config::{
     embedded_default, from_str, Config, Control, Dataplane, Fabric, Hugepages, Interface, LogLevel,
-    ProviderKind, Run, EMBEDDED_DEFAULT,
+    ProviderKind, Rocev2, Run, EMBEDDED_DEFAULT,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -111,6 +111,7 @@ fn minimal_file_gets_every_default() {
             groups: vec![],
             sendonly: vec![],
             neighbours: vec![],
+            local_ip: None,
         }],
         traffic: vec![],
         control: Control::default(),
@@ -140,6 +141,15 @@ fn minimal_file_gets_every_default() {
         }
     );
     assert_eq!(
+        c.provider.rocev2,
+        Rocev2 {
+            port: 4791,
+            multicast_loop: true,
+            gso: false,
+            ib_mtu: 1024
+        }
+    );
+    assert_eq!(
         (c.control.join_timeout_ms, c.control.neigh_queue),
         (1000, 3)
     );
@@ -164,4 +174,21 @@ fn traffic_defaults_and_hex_integers() {
     assert_eq!((iface.port, iface.pkey, iface.guid), (16, 0x8001, u64::MAX));
     let t = &c.traffic[0];
     assert_eq!((t.size, t.rate_pps, t.dst_port, t.src_port), (64, 0, 9, 9));
+}
+
+#[test]
+fn rocev2_interfaces_take_their_local_address() {
+    let src = "[provider]\nkind = \"rocev2\"\n[provider.rocev2]\nport = 4792\ngso = true\n[[interface]]\nname = \"r0\"\nport = 1\nmtu = 1020\nlocal_ip = \"192.168.7.1\"\n[[interface]]\nname = \"r1\"\nport = 2\nlocal_ip = \"fd00::7\"\nmtu = 1000\n";
+    let c = from_str(src, "t.toml").unwrap();
+    assert_eq!(c.provider.kind, ProviderKind::Rocev2);
+    let r = &c.provider.rocev2;
+    assert_eq!(
+        (r.port, r.multicast_loop, r.gso, r.ib_mtu),
+        (4792, true, true, 1024)
+    );
+    assert_eq!(
+        c.interfaces[0].local_ip,
+        Some(IpAddr::V4(Ipv4Addr::new(192, 168, 7, 1)))
+    );
+    assert_eq!(c.interfaces[1].local_ip, Some("fd00::7".parse().unwrap()));
 }

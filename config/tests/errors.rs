@@ -598,3 +598,96 @@ fn load_file_names_the_path() {
 
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+const ROCE: &str = "[provider]\nkind = \"rocev2\"\n";
+
+#[test]
+fn rocev2_needs_a_local_ip() {
+    // No span of its own: the error points at the interface's name.
+    let src = format!("{ROCE}{IFACE}");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "\"ib0\"",
+        0,
+        "interface[0].local_ip",
+        &["missing required key", "rocev2", "IPv4 or IPv6 address"],
+    );
+
+    let src = format!("{ROCE}{IFACE}local_ip = \"10.0.0.300\"\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "\"10.0.0.300\"",
+        0,
+        "interface[0].local_ip",
+        &["an IPv4 or IPv6 address", "got \"10.0.0.300\""],
+    );
+
+    let src = format!("{ROCE}{IFACE}local_ip = \"239.1.1.1\"\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "\"239.1.1.1\"",
+        0,
+        "interface[0].local_ip",
+        &["unicast"],
+    );
+
+    let src = format!("{ROCE}{IFACE}local_ip = 7\n");
+    check(
+        &src,
+        ErrorKind::Schema,
+        "7",
+        0,
+        "interface[0].local_ip",
+        &["an IPv4 or IPv6 address string"],
+    );
+}
+
+#[test]
+fn rocev2_provider_keys() {
+    let src = format!("{ROCE}[provider.rocev2]\nport = 0\n{IFACE}local_ip = \"10.0.0.1\"\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "0\n",
+        0,
+        "provider.rocev2.port",
+        &["1..=65535", "got 0"],
+    );
+
+    let src = format!("{ROCE}[provider.rocev2]\ngso = \"yes\"\n{IFACE}local_ip = \"10.0.0.1\"\n");
+    check(
+        &src,
+        ErrorKind::Schema,
+        "\"yes\"",
+        0,
+        "provider.rocev2.gso",
+        &["true or false"],
+    );
+
+    let src = format!("{ROCE}[provider.rocev2]\nib_mtu = 1500\n{IFACE}local_ip = \"10.0.0.1\"\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "1500",
+        0,
+        "provider.rocev2.ib_mtu",
+        &["256, 512, 1024, 2048, 4096"],
+    );
+}
+
+#[test]
+fn rocev2_mtu_fits_its_ib_mtu() {
+    // The default RoCE path MTU is 1024, so the default IPoIB MTU does not fit.
+    let src = format!("{ROCE}{IFACE}local_ip = \"10.0.0.1\"\nmtu = 2044\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "2044",
+        0,
+        "interface[0].mtu",
+        &["68..=1020", "provider.rocev2.ib_mtu 1024", "got 2044"],
+    );
+}

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipoib_config::{
     embedded_default, from_str, Config, Control, Dataplane, Fabric, Hugepages, Interface, Ipv4Cidr,
-    Ipv6Cidr, Log, LogLevel, Neighbour, Provider, ProviderKind, Run, Traffic,
+    Ipv6Cidr, Log, LogLevel, Neighbour, Provider, ProviderKind, Rocev2, Run, Traffic,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -78,14 +78,26 @@ fn provider() -> impl Strategy<Value = Provider> {
         0.0f64..=1.0,
         0.0f64..=1.0,
         any::<u64>(),
+        (
+            1u16..=65535,
+            any::<bool>(),
+            any::<bool>(),
+            select(vec![256u16, 512, 1024, 2048, 4096]),
+        ),
     )
-        .prop_map(|(kind, ib_mtu, loss, reorder, seed)| Provider {
+        .prop_map(|(kind, ib_mtu, loss, reorder, seed, r)| Provider {
             kind,
             fabric: Fabric {
                 ib_mtu,
                 loss,
                 reorder,
                 seed,
+            },
+            rocev2: Rocev2 {
+                port: r.0,
+                multicast_loop: r.1,
+                gso: r.2,
+                ib_mtu: r.3,
             },
         })
 }
@@ -172,11 +184,20 @@ fn build_interface(
     dp: &Dataplane,
     p: &Provider,
 ) -> Interface {
-    let max_mtu = if p.kind == ProviderKind::Fabric {
-        p.fabric.ib_mtu - 4
-    } else {
-        4092
+    let max_mtu = match p.kind {
+        ProviderKind::Fabric => p.fabric.ib_mtu - 4,
+        ProviderKind::Rocev2 => p.rocev2.ib_mtu - 4,
+        ProviderKind::Null | ProviderKind::Verbs => 4092,
     };
+    // Required with rocev2, optional otherwise: both shapes must round-trip.
+    // The seed's low bits pick which shapes appear.
+    let local_ip =
+        (p.kind == ProviderKind::Rocev2 || seed.qkey & 1 == 0).then(|| match seed.ipv4.first() {
+            Some(&(addr, _)) if seed.qkey & 2 == 0 => {
+                IpAddr::V4(Ipv4Addr::from(0x0A00_0000 | (u32::from(addr) & 0xFFFF) | 1))
+            }
+            _ => IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, port)),
+        });
     let mut groups: Vec<IpAddr> = seed.groups.iter().map(|&g| IpAddr::V4(g.into())).collect();
     if let Some(g) = seed.v6_group {
         groups.push(IpAddr::V6(Ipv6Addr::new(0xff0e, 0, 0, 0, 0, 0, 0, g)));
@@ -222,6 +243,7 @@ fn build_interface(
                 gid,
             })
             .collect(),
+        local_ip,
     }
 }
 

@@ -111,6 +111,7 @@ fn interface(
     }
     let groups = multicast_groups(&raw.groups, &key("groups"), &[], ctx)?;
     let sendonly = multicast_groups(&raw.sendonly, &key("sendonly"), &groups, ctx)?;
+    let local_ip = local_ip(raw, path, provider, ctx)?;
 
     let mut iface = Interface {
         name,
@@ -125,6 +126,7 @@ fn interface(
         groups,
         sendonly,
         neighbours: Vec::with_capacity(raw.neighbour.len()),
+        local_ip,
     };
     for (i, raw) in raw.neighbour.iter().enumerate() {
         let neighbour = neighbour(raw, &format!("{path}.neighbour[{i}]"), &iface, ctx)?;
@@ -143,24 +145,56 @@ fn name(v: &Str, path: &str, ctx: &Ctx<'_>) -> Result<String> {
     }
 }
 
-/// The IPoIB MTU must leave room for the 4-byte IPoIB header within the fabric's IB MTU.
+/// The IPoIB MTU must leave room for the 4-byte IPoIB header within the
+/// transport's IB MTU (the fabric's link MTU, or the RoCE path MTU).
 fn mtu(raw: &RawInterface, path: &str, provider: &Provider, ctx: &Ctx<'_>) -> Result<u16> {
     let Some(v) = &raw.mtu else {
         return Ok(2044);
     };
     let mtu: u16 = ctx.int(v, path, schema::MTU)?;
-    if provider.kind == ProviderKind::Fabric {
-        let ib_mtu = i64::from(provider.fabric.ib_mtu);
+    let bound = match provider.kind {
+        ProviderKind::Fabric => Some(("provider.fabric.ib_mtu", provider.fabric.ib_mtu)),
+        ProviderKind::Rocev2 => Some(("provider.rocev2.ib_mtu", provider.rocev2.ib_mtu)),
+        ProviderKind::Null | ProviderKind::Verbs => None,
+    };
+    if let Some((key, ib_mtu)) = bound {
+        let ib_mtu = i64::from(ib_mtu);
         let most = ib_mtu - schema::IPOIB_HEADER;
         if i64::from(mtu) > most {
             let expected = format!(
-                "an integer in {}..={most} (provider.fabric.ib_mtu {ib_mtu} minus the 4-byte IPoIB header)",
+                "an integer in {}..={most} ({key} {ib_mtu} minus the 4-byte IPoIB header)",
                 schema::MTU.lo
             );
             return Err(ctx.invalid(&v.span(), path, &expected));
         }
     }
     Ok(mtu)
+}
+
+/// The rocev2 provider binds `local_ip` and derives the port GID from it, so it
+/// is required there; other providers accept it and leave it unused.
+fn local_ip(
+    raw: &RawInterface,
+    path: &str,
+    provider: &Provider,
+    ctx: &Ctx<'_>,
+) -> Result<Option<IpAddr>> {
+    let key = format!("{path}.local_ip");
+    match &raw.local_ip {
+        Some(v) => {
+            let ip = addr::ip(v, &key, ctx)?;
+            if ip.is_multicast() || ip.is_unspecified() {
+                return Err(ctx.invalid(&v.span(), &key, "a unicast IPv4 or IPv6 address"));
+            }
+            Ok(Some(ip))
+        }
+        None if provider.kind == ProviderKind::Rocev2 => Err(ctx.invalid_msg(
+            &raw.name.span(),
+            &key,
+            "missing required key with provider.kind = \"rocev2\", expected an IPv4 or IPv6 address string".into(),
+        )),
+        None => Ok(None),
+    }
 }
 
 fn multicast_groups(

@@ -3,6 +3,7 @@
 
 mod addr;
 mod interface;
+mod provider;
 mod traffic;
 
 use std::ops::Range;
@@ -10,10 +11,8 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::error::{snippet, ConfigError, ErrorKind};
-use crate::model::{Config, Control, Dataplane, Fabric, Log, Provider, Run};
-use crate::raw::{
-    Float, Int, RawConfig, RawControl, RawDataplane, RawProvider, RawRun, U64Literal,
-};
+use crate::model::{Config, Control, Dataplane, Log, Run};
+use crate::raw::{Float, Int, RawConfig, RawControl, RawDataplane, RawRun, U64Literal};
 use crate::schema::{self, IntRange};
 
 pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
@@ -103,7 +102,7 @@ impl Ctx<'_> {
 
 pub(crate) fn validate(raw: &RawConfig, ctx: &Ctx<'_>) -> Result<Config> {
     let dataplane = dataplane(&raw.dataplane, ctx)?;
-    let provider = provider(&raw.provider, ctx)?;
+    let provider = provider::provider(&raw.provider, ctx)?;
     let interfaces = interface::interfaces(&raw.interface, &dataplane, &provider, ctx)?;
     let traffic = traffic::traffic(&raw.traffic, &interfaces, ctx)?;
     Ok(Config {
@@ -192,42 +191,6 @@ fn ring_size(v: &Option<Int>, path: &str, ctx: &Ctx<'_>) -> Result<u32> {
     } else {
         Err(ctx.invalid(&v.span(), path, &expected))
     }
-}
-
-fn provider(raw: &RawProvider, ctx: &Ctx<'_>) -> Result<Provider> {
-    let d = Fabric::default();
-    let f = &raw.fabric;
-    let ib_mtu = match &f.ib_mtu {
-        None => d.ib_mtu,
-        Some(v) if schema::IB_MTUS.contains(v.get_ref()) => {
-            ctx.int(v, "provider.fabric.ib_mtu", IntRange::dec(256, 4096))?
-        }
-        Some(v) => {
-            return Err(ctx.invalid(
-                &v.span(),
-                "provider.fabric.ib_mtu",
-                &schema::ib_mtu_expected(),
-            ))
-        }
-    };
-    let seed = match &f.seed {
-        None => d.seed,
-        Some(v) => ctx.u64(v, "provider.fabric.seed", schema::U64_EXPECTED)?,
-    };
-    Ok(Provider {
-        kind: raw.kind.unwrap_or_default(),
-        fabric: Fabric {
-            ib_mtu,
-            loss: ctx.float_or(&f.loss, "provider.fabric.loss", schema::PROBABILITY, d.loss)?,
-            reorder: ctx.float_or(
-                &f.reorder,
-                "provider.fabric.reorder",
-                schema::PROBABILITY,
-                d.reorder,
-            )?,
-            seed,
-        },
-    })
 }
 
 fn control(raw: &RawControl, ctx: &Ctx<'_>) -> Result<Control> {

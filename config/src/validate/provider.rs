@@ -1,0 +1,52 @@
+//! `[provider]`, `[provider.fabric]` and `[provider.rocev2]`.
+
+use super::{Ctx, Result};
+use crate::model::{Fabric, Provider, Rocev2};
+use crate::raw::{Int, RawProvider};
+use crate::schema::{self, IntRange};
+
+pub(super) fn provider(raw: &RawProvider, ctx: &Ctx<'_>) -> Result<Provider> {
+    let d = Fabric::default();
+    let f = &raw.fabric;
+    let seed = match &f.seed {
+        None => d.seed,
+        Some(v) => ctx.u64(v, "provider.fabric.seed", schema::U64_EXPECTED)?,
+    };
+    Ok(Provider {
+        kind: raw.kind.unwrap_or_default(),
+        fabric: Fabric {
+            ib_mtu: ib_mtu(&f.ib_mtu, "provider.fabric.ib_mtu", d.ib_mtu, ctx)?,
+            loss: ctx.float_or(&f.loss, "provider.fabric.loss", schema::PROBABILITY, d.loss)?,
+            reorder: ctx.float_or(
+                &f.reorder,
+                "provider.fabric.reorder",
+                schema::PROBABILITY,
+                d.reorder,
+            )?,
+            seed,
+        },
+        rocev2: rocev2(raw, ctx)?,
+    })
+}
+
+fn rocev2(raw: &RawProvider, ctx: &Ctx<'_>) -> Result<Rocev2> {
+    let d = Rocev2::default();
+    let r = &raw.rocev2;
+    Ok(Rocev2 {
+        port: ctx.int_or(&r.port, "provider.rocev2.port", schema::UDP_PORT, d.port)?,
+        multicast_loop: r.multicast_loop.unwrap_or(d.multicast_loop),
+        gso: r.gso.unwrap_or(d.gso),
+        ib_mtu: ib_mtu(&r.ib_mtu, "provider.rocev2.ib_mtu", d.ib_mtu, ctx)?,
+    })
+}
+
+/// One of the InfiniBand MTU sizes.
+fn ib_mtu(v: &Option<Int>, path: &str, default: u16, ctx: &Ctx<'_>) -> Result<u16> {
+    match v {
+        None => Ok(default),
+        Some(v) if schema::IB_MTUS.contains(v.get_ref()) => {
+            ctx.int(v, path, IntRange::dec(256, 4096))
+        }
+        Some(v) => Err(ctx.invalid(&v.span(), path, &schema::ib_mtu_expected())),
+    }
+}
