@@ -1,12 +1,14 @@
 //! The control thread of a run: one multicast join engine per interface,
-//! all served by the soft fabric's SA, attaching QPs on the fabric.
+//! served by the soft fabric's SA (attaching QPs on the fabric) or, on
+//! rocev2, by IGMP on each interface's multicast socket.
 
 use crate::resolution::{HostResolver, PingSummary};
 use crate::wiring::HostInfo;
+use ipoib_control::igmp::{IgmpService, SocketAttach};
 use ipoib_control::neigh::NeighInfo;
 use ipoib_control::{
-    Engine, EngineConfig, FaultSpec, GroupFlags, GroupStatus, GroupsTable, McastAttach, SaStats,
-    SoftSa, SoftSaConfig,
+    Engine, EngineConfig, FaultSpec, GroupFlags, GroupStatus, GroupsTable, McastAttach,
+    MulticastService, SaStats, SoftSa, SoftSaConfig,
 };
 use ipoib_dataplane::provider::fabric::Fabric;
 use ipoib_dataplane::wire::{broadcast_mgid, mgid_for_ip, Gid};
@@ -28,6 +30,40 @@ impl McastAttach for FabricAttach {
     }
     fn detach(&self, mgid: Gid, _mlid: u16) {
         let _ = self.fabric.detach_mcast(self.port, mgid);
+    }
+}
+
+/// What serves one engine: who answers its joins, and how QPs attach.
+type HostMcast = (Arc<dyn MulticastService>, Arc<dyn McastAttach>);
+
+/// Who answers the engines' joins.
+pub enum McastBackend {
+    /// The soft fabric's SA; QPs attach on the fabric.
+    Fabric(Arc<Fabric>),
+    /// One IGMP service per host, in host order (rocev2): a join is the
+    /// socket's membership, so attaching is nothing more.
+    Igmp(Vec<Arc<IgmpService>>),
+}
+
+impl McastBackend {
+    /// The service and attach of host `idx`.
+    fn for_host(&self, idx: usize, h: &HostInfo, sa: &Arc<SoftSa>) -> Result<HostMcast, String> {
+        match self {
+            McastBackend::Fabric(fabric) => {
+                let port = h.fabric_port.ok_or("control plane needs fabric hosts")?;
+                let attach = Arc::new(FabricAttach {
+                    fabric: fabric.clone(),
+                    port,
+                });
+                Ok((sa.clone(), attach))
+            }
+            McastBackend::Igmp(services) => {
+                let service = services
+                    .get(idx)
+                    .ok_or_else(|| format!("{}: no IGMP service", h.name))?;
+                Ok((service.clone(), Arc::new(SocketAttach)))
+            }
+        }
     }
 }
 
@@ -76,11 +112,11 @@ impl ControlReport {
 }
 
 impl ControlPlane {
-    /// Builds one engine per fabric host, brings every interface up and starts
+    /// Builds one engine per host, brings every interface up and starts
     /// the control thread (join task passes; it also drains the lcores' send-only
-    /// requests).
+    /// requests). `faults` apply to the soft SA, which only the fabric uses.
     pub fn start(
-        fabric: &Arc<Fabric>,
+        backend: &McastBackend,
         hosts: &[HostInfo],
         mut resolvers: Vec<HostResolver>,
         join_timeout: Duration,
@@ -92,16 +128,13 @@ impl ControlPlane {
         let mut engines = Vec::new();
         let mut wanted = Vec::new();
         for (idx, h) in hosts.iter().enumerate() {
-            let port = h.fabric_port.ok_or("control plane needs fabric hosts")?;
+            let (service, attach) = backend.for_host(idx, h, &sa)?;
             let mut ec = EngineConfig::new(h.port.gid, broadcast_mgid(h.port.pkey, 2));
             ec.ifindex = idx as u16;
             ec.join_timeout = join_timeout;
             ec.sendonly_idle = sendonly_idle;
-            let engine = Engine::builder(ec, sa.clone())
-                .attach(Arc::new(FabricAttach {
-                    fabric: fabric.clone(),
-                    port,
-                }))
+            let engine = Engine::builder(ec, service)
+                .attach(attach)
                 .requests(h.join_requests.clone())
                 .table(h.mcast.clone())
                 .build();

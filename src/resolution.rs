@@ -1,23 +1,27 @@
-//! Address resolution of one soft-fabric interface, run by the control
-//! thread: the lcore's misses and ARP/ND frames come up, the resolver's
-//! frames and released packets go down, and the neighbour table the lcore
-//! reads is republished (static neighbours from the config merged in).
+//! Address resolution of one interface, run by the control thread: the
+//! lcore's misses and ARP/ND frames come up, the resolver's frames and
+//! released packets go down, and the neighbour table the lcore reads is
+//! republished (static neighbours from the config merged in). The soft
+//! fabric resolves paths through its SA; RoCEv2 has no SA, so a path is the
+//! destination GID itself (`LocalPathService`).
 
 use ipoib_control::neigh::{LocalLink, NeighInfo, Output};
-use ipoib_control::path::{AhError, SoftPathConfig};
+use ipoib_control::path::{AhError, PathRecord, PathResult, QueryId, SoftPathConfig};
 use ipoib_control::stack::{IpStack, StackConfig};
 use ipoib_control::{
-    AhFactory, NeighCache, NeighConfig, PathCache, PathConfig, Resolver, SoftPathService,
+    AhFactory, NeighCache, NeighConfig, PathCache, PathConfig, PathService, Resolver,
+    SoftPathService,
 };
 use ipoib_dataplane::lcore::{CtrlChannels, CtrlDest, CtrlSend, NeighEntry, NeighTable};
 use ipoib_dataplane::mem::{Mbuf, Mempool};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricAh};
+use ipoib_dataplane::provider::rocev2::{addr, Rocev2Ah};
 use ipoib_dataplane::provider::{AhAttr, PortAttr};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::tables::{published, Published, RequestQueue};
 use ipoib_dataplane::wire::{Gid, HwAddr};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// ARP, or ICMPv6 neighbour/router discovery (types 133–137), after the
@@ -56,11 +60,102 @@ impl AhFactory for FabricAhFactory {
     fn destroy_ah(&mut self, _ah: FabricAh) {}
 }
 
-type FabricResolver = Resolver<Mbuf, FabricAhFactory, SoftPathService>;
+/// The destination GIDs a `LocalPathService` has answered for, indexed by
+/// the LID it gave each (index + 1): a path record's address handle
+/// attributes carry only the LID, so the RoCE factory looks the GID up here.
+#[derive(Clone, Default)]
+pub struct LocalPaths(Arc<Mutex<Vec<Gid>>>);
+
+impl LocalPaths {
+    /// Unicast LIDs end at 0xBFFF; beyond that many destinations, no path.
+    const MAX: usize = 0xBFFF;
+
+    fn lid_for(&self, gid: Gid) -> Option<u16> {
+        let mut gids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let index = match gids.iter().position(|g| *g == gid) {
+            Some(i) => i,
+            None if gids.len() < Self::MAX => {
+                gids.push(gid);
+                gids.len() - 1
+            }
+            None => return None,
+        };
+        u16::try_from(index + 1).ok()
+    }
+
+    fn gid_for(&self, lid: u16) -> Option<Gid> {
+        let gids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        gids.get(usize::from(lid).checked_sub(1)?).copied()
+    }
+}
+
+/// Path queries where there is no SA (RoCE): every destination is directly
+/// reachable, so each query is answered at the next poll.
+pub struct LocalPathService {
+    paths: LocalPaths,
+    mtu: u16,
+    pending: Vec<(QueryId, PathResult)>,
+}
+
+impl LocalPathService {
+    pub fn new(paths: LocalPaths, mtu: u16) -> Self {
+        LocalPathService {
+            paths,
+            mtu,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl PathService for LocalPathService {
+    fn query(&mut self, id: QueryId, _sgid: Gid, dgid: Gid, _now: Duration) {
+        let answer = self
+            .paths
+            .lid_for(dgid)
+            .map(|dlid| PathRecord {
+                dgid,
+                dlid,
+                sl: 0,
+                mtu: self.mtu,
+                rate: 3,
+            })
+            .ok_or(ipoib_control::path::PathError::NoPath);
+        self.pending.push((id, answer));
+    }
+
+    fn poll(&mut self, _now: Duration) -> Vec<(QueryId, PathResult)> {
+        std::mem::take(&mut self.pending)
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        (!self.pending.is_empty()).then_some(Duration::ZERO)
+    }
+}
+
+/// Address handles on RoCEv2: the destination's IP address, from its GID.
+pub struct RoceAhFactory {
+    paths: LocalPaths,
+}
+
+impl AhFactory for RoceAhFactory {
+    type Ah = Rocev2Ah;
+    fn create_ah(&mut self, attr: &AhAttr) -> Result<Rocev2Ah, AhError> {
+        let gid = attr
+            .dgid
+            .or_else(|| self.paths.gid_for(attr.dlid))
+            .ok_or_else(|| AhError(format!("no destination GID for LID {:#x}", attr.dlid)))?;
+        let dst = addr::ip_of(gid);
+        Ok(Rocev2Ah {
+            dst,
+            multicast: dst.is_multicast(),
+        })
+    }
+    fn destroy_ah(&mut self, _ah: Rocev2Ah) {}
+}
 
 /// What the lcore side of resolution needs (hand to `Iface::with_control`).
-pub struct LcoreSide {
-    pub ctrl: CtrlChannels<FabricAh>,
+pub struct LcoreSide<A = FabricAh> {
+    pub ctrl: CtrlChannels<A>,
 }
 
 /// Round trips of one ping target.
@@ -94,34 +189,35 @@ struct PingPlan {
     results: Vec<PingSummary>,
 }
 
-pub struct HostResolver {
-    pub name: String,
+/// One interface's resolution, over either provider's address handles.
+struct Core<F: AhFactory, S: PathService> {
+    name: String,
     /// The host's own IP stack: answers echo, sends pings.
     stack: IpStack,
     stack_tx: spsc::Producer<Mbuf>,
     ping: Option<PingPlan>,
-    resolver: FabricResolver,
+    resolver: Resolver<Mbuf, F, S>,
     requests: Arc<RequestQueue<(IpAddr, Mbuf)>>,
     from_lcore: spsc::Consumer<Mbuf>,
-    to_lcore: spsc::Producer<CtrlSend<FabricAh>>,
-    statics: Vec<(IpAddr, NeighEntry<FabricAh>)>,
+    to_lcore: spsc::Producer<CtrlSend<F::Ah>>,
+    statics: Vec<(IpAddr, NeighEntry<F::Ah>)>,
     /// The table the lcore reads: static entries plus what was resolved.
-    lcore_table: Published<NeighTable<FabricAh>>,
+    lcore_table: Published<NeighTable<F::Ah>>,
     /// Version of the resolver's table last merged.
     resolved_seen: u64,
     pool: &'static Mempool,
     /// Frames or packets dropped because the lcore's ring was full or the pool empty.
-    pub dropped_down: u64,
+    dropped_down: u64,
 }
 
 /// Everything needed to build one interface's resolver.
-pub struct ResolverSpec<'a> {
+pub struct ResolverSpec<'a, A = FabricAh> {
     pub name: &'a str,
     pub port: PortAttr,
     pub pkey: u16,
     pub addrs: Vec<IpAddr>,
-    pub statics: Vec<(IpAddr, NeighEntry<FabricAh>)>,
-    pub lcore_table: Published<NeighTable<FabricAh>>,
+    pub statics: Vec<(IpAddr, NeighEntry<A>)>,
+    pub lcore_table: Published<NeighTable<A>>,
     pub queue_len: usize,
     pub request_queue: usize,
     pub ring: usize,
@@ -130,13 +226,19 @@ pub struct ResolverSpec<'a> {
     pub prefixes: Vec<(IpAddr, u8)>,
 }
 
-impl HostResolver {
-    pub fn new(
-        fabric: &Arc<Fabric>,
+impl<F, S> Core<F, S>
+where
+    F: AhFactory,
+    F::Ah: Copy,
+    S: PathService,
+{
+    fn new(
+        factory: F,
+        service: S,
         pool: &'static Mempool,
-        spec: ResolverSpec<'_>,
+        spec: ResolverSpec<'_, F::Ah>,
         now: Duration,
-    ) -> Result<(HostResolver, LcoreSide), String> {
+    ) -> Result<(Self, LcoreSide<F::Ah>), String> {
         let stack = IpStack::new(
             &StackConfig {
                 addrs: spec.prefixes.clone(),
@@ -159,19 +261,13 @@ impl HostResolver {
             },
             link,
         );
-        let paths = PathCache::new(
-            PathConfig::default(),
-            FabricAhFactory {
-                fabric: fabric.clone(),
-            },
-        );
-        let service = SoftPathService::new(fabric.clone(), SoftPathConfig::default());
+        let paths = PathCache::new(PathConfig::default(), factory);
         let resolver =
             Resolver::with_table(neigh, paths, service, published(NeighTable::default()));
         let requests = Arc::new(RequestQueue::new(spec.request_queue));
         let (up_tx, up_rx) = spsc::channel(spec.ring);
         let (down_tx, down_rx) = spsc::channel(spec.ring);
-        let mut h = HostResolver {
+        let mut h = Core {
             name: spec.name.to_string(),
             stack,
             stack_tx: spec.stack_tx,
@@ -206,7 +302,7 @@ impl HostResolver {
     }
 
     /// Pings each target `count` times, `interval` apart, from `start` on.
-    pub fn plan_pings(
+    fn plan_pings(
         &mut self,
         targets: Vec<IpAddr>,
         count: u16,
@@ -233,7 +329,7 @@ impl HostResolver {
     }
 
     /// What the pings saw so far.
-    pub fn ping_results(&self) -> Vec<PingSummary> {
+    fn ping_results(&self) -> Vec<PingSummary> {
         self.ping
             .as_ref()
             .map(|p| p.results.clone())
@@ -241,12 +337,12 @@ impl HostResolver {
     }
 
     /// Multicast groups resolution needs (broadcast, all-nodes, solicited-node).
-    pub fn multicast_groups(&self) -> Vec<Gid> {
+    fn multicast_groups(&self) -> Vec<Gid> {
         self.resolver.neigh().multicast_groups()
     }
 
     /// One pass: misses, received frames, timers; then republish.
-    pub fn step(&mut self, now: Duration) {
+    fn step(&mut self, now: Duration) {
         let mut out = self.resolver.drain_requests(&self.requests, 1024, now);
         for _ in 0..1024 {
             let Some(m) = self.from_lcore.pop() else {
@@ -312,7 +408,7 @@ impl HostResolver {
 
     /// Tells the resolver which neighbours the lcore used since the last call
     /// (the table's accessed bits), so busy entries are not collected.
-    pub fn touch_used(&mut self, now: Duration) {
+    fn touch_used(&mut self, now: Duration) {
         let used = self.lcore_table.load().take_used();
         let mut out = Vec::new();
         for ip in used {
@@ -323,7 +419,7 @@ impl HostResolver {
 
     /// One line of what resolution did: requests, resolutions, and the fate
     /// of packets that arrived before their neighbour was known.
-    pub fn resolution_line(&self) -> String {
+    fn resolution_line(&self) -> String {
         let n = self.resolver.neigh().stats();
         format!(
             "{}: {} resolved, {} failed; arp requests {} replies {} gratuitous {}, ns {} na {}; \
@@ -342,11 +438,11 @@ impl HostResolver {
         )
     }
 
-    pub fn neighbours(&self) -> Vec<NeighInfo> {
+    fn neighbours(&self) -> Vec<NeighInfo> {
         self.resolver.neigh().iter().collect()
     }
 
-    fn handle(&mut self, out: Vec<Output<Mbuf, FabricAh>>) {
+    fn handle(&mut self, out: Vec<Output<Mbuf, F::Ah>>) {
         for o in out {
             match o {
                 Output::Multicast(t) => self.send_frame(&t.frame, CtrlDest::Multicast(t.dest.gid)),
@@ -367,7 +463,7 @@ impl HostResolver {
         }
     }
 
-    fn send_frame(&mut self, frame: &[u8], to: CtrlDest<FabricAh>) {
+    fn send_frame(&mut self, frame: &[u8], to: CtrlDest<F::Ah>) {
         let Some(mut m) = self.pool.alloc() else {
             self.dropped_down += 1;
             return;
@@ -382,7 +478,7 @@ impl HostResolver {
         self.send(CtrlSend { mbuf: m, to });
     }
 
-    fn send(&mut self, s: CtrlSend<FabricAh>) {
+    fn send(&mut self, s: CtrlSend<F::Ah>) {
         if self.to_lcore.push(s).is_err() {
             self.dropped_down += 1;
         }
@@ -397,5 +493,196 @@ impl HostResolver {
         self.resolved_seen = resolved.version();
         let merged = NeighTable::new(resolved.iter().chain(self.statics.iter().copied()));
         self.lcore_table.store(Arc::new(merged));
+    }
+}
+
+/// What the control thread does with one interface's resolution, whatever
+/// its provider's address handles are.
+trait Resolve: Send {
+    fn plan_pings(&mut self, targets: Vec<IpAddr>, count: u16, interval: Duration, start: Duration);
+    fn ping_results(&self) -> Vec<PingSummary>;
+    fn multicast_groups(&self) -> Vec<Gid>;
+    fn step(&mut self, now: Duration);
+    fn touch_used(&mut self, now: Duration);
+    fn resolution_line(&self) -> String;
+    fn neighbours(&self) -> Vec<NeighInfo>;
+    fn dropped_down(&self) -> u64;
+}
+
+impl<F, S> Resolve for Core<F, S>
+where
+    F: AhFactory + Send,
+    F::Ah: Copy + Send + Sync,
+    S: PathService + Send,
+{
+    fn plan_pings(
+        &mut self,
+        targets: Vec<IpAddr>,
+        count: u16,
+        interval: Duration,
+        start: Duration,
+    ) {
+        Core::plan_pings(self, targets, count, interval, start)
+    }
+    fn ping_results(&self) -> Vec<PingSummary> {
+        Core::ping_results(self)
+    }
+    fn multicast_groups(&self) -> Vec<Gid> {
+        Core::multicast_groups(self)
+    }
+    fn step(&mut self, now: Duration) {
+        Core::step(self, now)
+    }
+    fn touch_used(&mut self, now: Duration) {
+        Core::touch_used(self, now)
+    }
+    fn resolution_line(&self) -> String {
+        Core::resolution_line(self)
+    }
+    fn neighbours(&self) -> Vec<NeighInfo> {
+        Core::neighbours(self)
+    }
+    fn dropped_down(&self) -> u64 {
+        self.dropped_down
+    }
+}
+
+/// One interface's address resolution and IP stack, on the control thread.
+pub struct HostResolver {
+    pub name: String,
+    core: Box<dyn Resolve>,
+}
+
+impl HostResolver {
+    /// Resolution on the soft fabric: paths from its SA.
+    pub fn new(
+        fabric: &Arc<Fabric>,
+        pool: &'static Mempool,
+        spec: ResolverSpec<'_>,
+        now: Duration,
+    ) -> Result<(HostResolver, LcoreSide), String> {
+        let factory = FabricAhFactory {
+            fabric: fabric.clone(),
+        };
+        let service = SoftPathService::new(fabric.clone(), SoftPathConfig::default());
+        Self::with(factory, service, pool, spec, now)
+    }
+
+    /// Resolution on RoCEv2: no SA, a neighbour's GID is its IP address.
+    pub fn rocev2(
+        ib_mtu: u16,
+        pool: &'static Mempool,
+        spec: ResolverSpec<'_, Rocev2Ah>,
+        now: Duration,
+    ) -> Result<(HostResolver, LcoreSide<Rocev2Ah>), String> {
+        let paths = LocalPaths::default();
+        let service = LocalPathService::new(paths.clone(), ib_mtu);
+        Self::with(RoceAhFactory { paths }, service, pool, spec, now)
+    }
+
+    fn with<F, S>(
+        factory: F,
+        service: S,
+        pool: &'static Mempool,
+        spec: ResolverSpec<'_, F::Ah>,
+        now: Duration,
+    ) -> Result<(HostResolver, LcoreSide<F::Ah>), String>
+    where
+        F: AhFactory + Send + 'static,
+        F::Ah: Copy + Send + Sync + 'static,
+        S: PathService + Send + 'static,
+    {
+        let name = spec.name.to_string();
+        let (core, side) = Core::new(factory, service, pool, spec, now)?;
+        Ok((
+            HostResolver {
+                name,
+                core: Box::new(core),
+            },
+            side,
+        ))
+    }
+
+    /// Pings each target `count` times, `interval` apart, from `start` on.
+    pub fn plan_pings(
+        &mut self,
+        targets: Vec<IpAddr>,
+        count: u16,
+        interval: Duration,
+        start: Duration,
+    ) {
+        self.core.plan_pings(targets, count, interval, start)
+    }
+
+    /// What the pings saw so far.
+    pub fn ping_results(&self) -> Vec<PingSummary> {
+        self.core.ping_results()
+    }
+
+    /// Multicast groups resolution needs (broadcast, all-nodes, solicited-node).
+    pub fn multicast_groups(&self) -> Vec<Gid> {
+        self.core.multicast_groups()
+    }
+
+    /// One pass: misses, received frames, timers; then republish.
+    pub fn step(&mut self, now: Duration) {
+        self.core.step(now)
+    }
+
+    /// Tells the resolver which neighbours the lcore used since the last call.
+    pub fn touch_used(&mut self, now: Duration) {
+        self.core.touch_used(now)
+    }
+
+    /// One line of what resolution did.
+    pub fn resolution_line(&self) -> String {
+        self.core.resolution_line()
+    }
+
+    pub fn neighbours(&self) -> Vec<NeighInfo> {
+        self.core.neighbours()
+    }
+
+    /// Frames or packets dropped because the lcore's ring was full or the pool empty.
+    pub fn dropped_down(&self) -> u64 {
+        self.core.dropped_down()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn local_paths_answer_at_once_and_map_back_to_the_address() {
+        let paths = LocalPaths::default();
+        let mut service = LocalPathService::new(paths.clone(), 1024);
+        let mut factory = RoceAhFactory { paths };
+        let peer = IpAddr::V4(Ipv4Addr::new(192, 168, 7, 2));
+        let now = Duration::from_secs(1);
+        service.query(QueryId(1), Gid::default(), addr::gid_of(peer), now);
+        assert_eq!(service.poll_timeout(), Some(Duration::ZERO));
+        let answers = service.poll(now);
+        let [(id, Ok(record))] = answers.as_slice() else {
+            panic!("one answer expected, got {answers:?}");
+        };
+        assert_eq!((*id, record.mtu), (QueryId(1), 1024));
+        let ah = factory.create_ah(&record.ah_attr()).unwrap();
+        assert_eq!(
+            ah,
+            Rocev2Ah {
+                dst: peer,
+                multicast: false
+            }
+        );
+        assert!(service.poll(now).is_empty());
+        assert!(factory
+            .create_ah(&AhAttr {
+                dlid: 99,
+                dgid: None,
+                sl: 0
+            })
+            .is_err());
     }
 }

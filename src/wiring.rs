@@ -1,14 +1,16 @@
 //! From a validated configuration to running lcores: one mempool for the
 //! process, one provider QP per interface, rings, neighbour tables, sources.
 
-use crate::resolution::{HostResolver, ResolverSpec};
-use ipoib_config::{Config, Hugepages, ProviderKind};
+use crate::resolution::{HostResolver, LcoreSide, ResolverSpec};
+use ipoib_config::{Config, Hugepages, Interface, ProviderKind};
+use ipoib_control::igmp::{IgmpDefaults, IgmpService};
 use ipoib_dataplane::lcore::{
     FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, TrafficSource,
 };
 use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
 use ipoib_dataplane::provider::null::{NullMode, NullProvider};
+use ipoib_dataplane::provider::rocev2::{addr, Rocev2Config, Rocev2Provider};
 use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::IfaceStats;
@@ -49,8 +51,10 @@ pub struct Built<P: Provider> {
     pub hosts: Vec<HostInfo>,
     pub neigh: Vec<NeighWiring<P::Ah>>,
     pub fabric: Option<Arc<Fabric>>,
-    /// Address resolution per host (soft fabric only), for the control thread.
+    /// Address resolution per host (fabric and rocev2), for the control thread.
     pub resolvers: Vec<HostResolver>,
+    /// Multicast joins per host over IGMP (rocev2 only), in host order.
+    pub igmp: Vec<Arc<IgmpService>>,
 }
 
 fn hugepage_mode(h: Hugepages) -> HugepageMode {
@@ -97,6 +101,22 @@ pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
         h.fabric_port = Some(i);
     }
     // ARP/ND through the control thread for every interface.
+    add_resolvers(cfg, &mut built, |pool, spec| {
+        HostResolver::new(&fabric, pool, spec, Duration::ZERO)
+    })?;
+    built.fabric = Some(fabric);
+    Ok(built)
+}
+
+/// Resolution for every interface, and its channels handed to the lcore.
+fn add_resolvers<P: Provider>(
+    cfg: &Config,
+    built: &mut Built<P>,
+    make: impl Fn(
+        &'static Mempool,
+        ResolverSpec<'_, P::Ah>,
+    ) -> Result<(HostResolver, LcoreSide<P::Ah>), String>,
+) -> Result<(), String> {
     for (i, icfg) in cfg.interfaces.iter().enumerate() {
         let nw = &mut built.neigh[i];
         let addrs = icfg
@@ -105,8 +125,7 @@ pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
             .map(|c| IpAddr::V4(c.addr))
             .chain(icfg.ipv6.iter().map(|c| IpAddr::V6(c.addr)))
             .collect();
-        let (resolver, side) = HostResolver::new(
-            &fabric,
+        let (resolver, side) = make(
             built.pool,
             ResolverSpec {
                 name: &icfg.name,
@@ -127,7 +146,6 @@ pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
                 request_queue: cfg.control.request_queue as usize,
                 ring: 1024,
             },
-            Duration::ZERO,
         )?;
         let iface = built.lcores[icfg.lcore]
             .ifaces_mut()
@@ -137,7 +155,70 @@ pub fn build_fabric(cfg: &Config) -> Result<Built<FabricQp>, String> {
         iface.set_control(side.ctrl);
         built.resolvers.push(resolver);
     }
-    built.fabric = Some(fabric);
+    Ok(())
+}
+
+/// The rocev2 QP of one interface: bound to `local_ip`, QPN 0x100 + port as
+/// on the fabric (so static neighbours keep their numbers).
+fn rocev2_provider(
+    cfg: &Config,
+    icfg: &Interface,
+    pool: &'static Mempool,
+) -> Result<Rocev2Provider, String> {
+    let local = icfg.local_ip.ok_or_else(|| {
+        format!(
+            "interface {}: the rocev2 provider needs local_ip",
+            icfg.name
+        )
+    })?;
+    let r = &cfg.provider.rocev2;
+    let mut rc = Rocev2Config::new(local, fabric_qpn(icfg.port));
+    rc.port = r.port;
+    rc.qkey = icfg.qkey;
+    rc.pkey = icfg.pkey;
+    rc.max_msg = r.ib_mtu;
+    rc.multicast_loop = r.multicast_loop;
+    rc.gso = r.gso;
+    Rocev2Provider::new(rc, pool.cache(cfg.dataplane.mempool_cache as usize)).map_err(|e| {
+        format!(
+            "interface {}: rocev2 on {local} port {}: {e}",
+            icfg.name, r.port
+        )
+    })
+}
+
+/// Builds hosts on the rocev2 provider: real RoCEv2 UD over UDP, ARP/ND
+/// without an SA, multicast joins as IGMP on each QP's multicast socket.
+pub fn build_rocev2(cfg: &Config) -> Result<Built<Rocev2Provider>, String> {
+    let pool = make_pool(cfg)?;
+    let providers = cfg
+        .interfaces
+        .iter()
+        .map(|icfg| rocev2_provider(cfg, icfg, pool))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut igmp = Vec::with_capacity(providers.len());
+    for (p, icfg) in providers.iter().zip(&cfg.interfaces) {
+        let defaults = IgmpDefaults {
+            qkey: icfg.qkey,
+            mtu: icfg.mtu.saturating_add(4),
+            pkey: icfg.pkey,
+            ..IgmpDefaults::default()
+        };
+        let service = IgmpService::new(p.mcast_socket().into_iter().collect(), defaults)
+            .map_err(|e| format!("interface {}: IGMP service: {e}", icfg.name))?;
+        igmp.push(Arc::new(service));
+    }
+    let mut built = build_with_pool(cfg, providers, pool)?;
+    for (h, icfg) in built.hosts.iter_mut().zip(&cfg.interfaces) {
+        if let Some(ip) = icfg.local_ip {
+            h.port.gid = addr::gid_of(ip);
+        }
+    }
+    let ib_mtu = cfg.provider.rocev2.ib_mtu;
+    add_resolvers(cfg, &mut built, |pool, spec| {
+        HostResolver::rocev2(ib_mtu, pool, spec, Duration::ZERO)
+    })?;
+    built.igmp = igmp;
     Ok(built)
 }
 
@@ -192,7 +273,7 @@ fn build_with_pool<P: Provider>(
     mut providers: Vec<P>,
     pool: &'static Mempool,
 ) -> Result<Built<P>, String> {
-    if cfg.provider.kind != ProviderKind::Fabric && cfg.provider.kind != ProviderKind::Null {
+    if cfg.provider.kind == ProviderKind::Verbs {
         return Err(format!(
             "provider \"{}\" is not available in this build yet",
             cfg.provider.kind.as_str()
@@ -298,5 +379,6 @@ fn build_with_pool<P: Provider>(
         neigh: neigh_wiring,
         fabric: None,
         resolvers: Vec::new(),
+        igmp: Vec::new(),
     })
 }

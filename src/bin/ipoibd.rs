@@ -2,7 +2,7 @@
 //! default: three soft hosts exchanging UDP on the in-process fabric.
 
 use clap::{Parser, Subcommand};
-use ipoib_app::control_plane::ControlPlane;
+use ipoib_app::control_plane::{ControlPlane, McastBackend};
 use ipoib_app::ctl::daemon::DaemonBackend;
 use ipoib_app::ctl::server::Listener;
 use ipoib_app::report::{self, Live};
@@ -175,6 +175,7 @@ fn run(cfg: &Config, opts: &RunOptions, ctl: Option<Listener>) -> Result<bool, S
             let pool = wiring::make_pool(cfg)?;
             run_built(cfg, opts, wiring::build_null(cfg, pool)?, ctl)
         }
+        ProviderKind::Rocev2 => run_built(cfg, opts, wiring::build_rocev2(cfg)?, ctl),
         other => Err(format!(
             "provider \"{}\" is not available in this build yet",
             other.as_str()
@@ -194,6 +195,7 @@ fn run_built<P: Provider + 'static>(
         hosts,
         fabric,
         mut resolvers,
+        igmp,
         ..
     } = built;
     if let Some(first) = resolvers.first_mut() {
@@ -225,9 +227,14 @@ fn run_built<P: Provider + 'static>(
             ""
         }
     );
-    let control = match &fabric {
-        Some(f) => Some(ControlPlane::start(
-            f,
+    let backend = match &fabric {
+        Some(f) => Some(McastBackend::Fabric(f.clone())),
+        None if !igmp.is_empty() => Some(McastBackend::Igmp(igmp)),
+        None => None,
+    };
+    let control = match &backend {
+        Some(b) => Some(ControlPlane::start(
+            b,
             &hosts,
             resolvers,
             cfg.control.join_timeout(),
