@@ -11,6 +11,7 @@ use ipoib_control::{
     MulticastService, SaStats, SoftSa, SoftSaConfig,
 };
 use ipoib_dataplane::provider::fabric::Fabric;
+use ipoib_dataplane::provider::rocev2::addr::ip_of;
 use ipoib_dataplane::wire::{broadcast_mgid, mgid_for_ip, Gid};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -46,6 +47,16 @@ pub enum McastBackend {
 }
 
 impl McastBackend {
+    /// Whether host `h` can join `mgid` at all: an IGMP socket joins only
+    /// groups of its own address family (IPv6 ND groups need an IPv6
+    /// `local_ip`); the fabric joins anything.
+    fn can_join(&self, h: &HostInfo, mgid: Gid) -> bool {
+        match self {
+            McastBackend::Fabric(_) => true,
+            McastBackend::Igmp(_) => ip_of(mgid).is_ipv4() == ip_of(h.port.gid).is_ipv4(),
+        }
+    }
+
     /// The service and attach of host `idx`.
     fn for_host(&self, idx: usize, h: &HostInfo, sa: &Arc<SoftSa>) -> Result<HostMcast, String> {
         match self {
@@ -150,7 +161,11 @@ impl ControlPlane {
             // all-nodes and solicited-node groups as full member.
             if let Some(r) = resolvers.iter().find(|r| r.name == h.name) {
                 let bcast = ec.broadcast_mgid;
-                desired.extend(r.multicast_groups().into_iter().filter(|g| *g != bcast));
+                desired.extend(
+                    r.multicast_groups()
+                        .into_iter()
+                        .filter(|g| *g != bcast && backend.can_join(h, *g)),
+                );
             }
             desired.sort();
             desired.dedup();
