@@ -20,6 +20,9 @@ cargo test --workspace
 step "rocev2 hosts in network namespaces (root only)"
 bash tests/netns_rocev2.sh
 
+step "ipoibd with the rocev2 provider in two network namespaces (root only)"
+bash tests/netns_ipoibd.sh
+
 step "loom model tests of the rings"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p ipoib-dataplane --release --test ring_loom

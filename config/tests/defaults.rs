@@ -192,3 +192,14 @@ fn rocev2_interfaces_take_their_local_address() {
     );
     assert_eq!(c.interfaces[1].local_ip, Some("fd00::7".parse().unwrap()));
 }
+
+#[test]
+fn rocev2_example_is_valid() {
+    let c = from_str(
+        include_str!("../examples/rocev2.toml"),
+        "examples/rocev2.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.provider.kind, ProviderKind::Rocev2);
+    assert!(c.interfaces.iter().all(|i| i.local_ip.is_some()));
+}

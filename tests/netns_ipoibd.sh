@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Two hosts (network namespaces) on a bridge with IGMP snooping, each running
+# `ipoibd --config` with the rocev2 provider and no static neighbours: each
+# resolves the other with IPoIB ARP (broadcast over IGMP-joined multicast),
+# sends it a UDP flow and pings it. Both daemons must exit 0, with every
+# mbuf back in the pool, the neighbour resolved and echo replies received.
+# Namespaces and processes are always removed, also on failure. Skips
+# (exit 0) with a reason without root or `ip`.
+#   tests/netns_ipoibd.sh            builds ipoibd, then runs
+#   IPOIBD=path/to/ipoibd tests/netns_ipoibd.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+skip() { echo "skipped: $*"; exit 0; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
+command -v ip >/dev/null || skip "the ip tool (iproute2) is missing"
+
+if [ -z "${IPOIBD:-}" ]; then
+    cargo build --release -q --bin ipoibd
+    IPOIBD="${CARGO_TARGET_DIR:-target}/release/ipoibd"
+fi
+
+tag="ipd$$"
+BR="${tag}br"
+HOSTS=(a b)
+WORK="$(mktemp -d)"
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for h in "${HOSTS[@]}"; do ip netns del "${tag}$h" 2>/dev/null || true; done
+    ip netns del "$BR" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*"; for f in "$WORK"/*.out; do echo "--- $f"; cat "$f"; done; exit 1; }
+
+ip netns add "$BR"
+ip -n "$BR" link add br0 type bridge mcast_snooping 1
+ip -n "$BR" link set br0 up
+i=1
+for h in "${HOSTS[@]}"; do
+    ns="${tag}$h"
+    ip netns add "$ns"
+    ip link add "eth0" netns "$ns" type veth peer name "p$h" netns "$BR"
+    ip -n "$BR" link set "p$h" master br0 up
+    ip -n "$ns" addr add "10.81.0.$i/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" link set lo up
+    i=$((i + 1))
+done
+
+# config HOST_NUMBER PEER_NUMBER: one rocev2 interface, a flow to the peer.
+config() {
+    cat <<CONF
+[dataplane]
+lcores = [0]
+mempool_size = 2048
+hugepages = "off"
+
+[provider]
+kind = "rocev2"
+
+[[interface]]
+name = "ib0"
+port = $1
+mtu = 1020
+local_ip = "10.81.0.$1"
+ipv4 = ["10.0.0.$1/24"]
+
+[[traffic]]
+from = "ib0"
+to = "10.0.0.$2"
+rate_pps = 1000
+CONF
+}
+config 1 2 >"$WORK/a.toml"
+config 2 1 >"$WORK/b.toml"
+
+# Both daemons run at once; each pings the other's IPoIB address.
+ip netns exec "${tag}a" "$IPOIBD" --config "$WORK/a.toml" --no-socket \
+    --ping 10.0.0.2 --duration 3 >"$WORK/a.out" 2>&1 &
+PIDS+=($!)
+ip netns exec "${tag}b" "$IPOIBD" --config "$WORK/b.toml" --no-socket \
+    --ping 10.0.0.1 --duration 3 >"$WORK/b.out" 2>&1 &
+PIDS+=($!)
+
+n=0
+for h in "${HOSTS[@]}"; do
+    wait "${PIDS[$n]}" || fail "ipoibd in $h exited with status $?"
+    n=$((n + 1))
+done
+
+for h in a b; do
+    peer=10.0.0.$([ "$h" = a ] && echo 2 || echo 1)
+    out="$WORK/$h.out"
+    grep -q "(no leak)" "$out" || fail "$h: mbufs leaked or no pool line"
+    grep -Eq "^  $peer +reachable" "$out" || fail "$h: neighbour $peer not resolved"
+    grep -Eq "^ping $peer from ib0: [0-9]+ sent, [1-9][0-9]* received" "$out" \
+        || fail "$h: no echo replies from $peer"
+    echo "== host $h"
+    grep -E "\(no leak\)|^  $peer |^ping " "$out"
+done
+echo "ipoibd over rocev2 in two namespaces: ok"
