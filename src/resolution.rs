@@ -423,7 +423,8 @@ where
         let n = self.resolver.neigh().stats();
         format!(
             "{}: {} resolved, {} failed; arp requests {} replies {} gratuitous {}, ns {} na {}; \
-             packets queued {} then sent {}, dropped while resolving {}",
+             packets queued {} then sent {}, dropped while resolving {}; \
+             frames not handed to the lcore (ring or pool full) {}",
             self.name,
             n.resolved,
             n.failed,
@@ -435,6 +436,7 @@ where
             n.queued,
             n.released,
             n.drop_queue_full + n.drop_failed + self.resolver.stats().drop_path_queue_full,
+            self.dropped_down,
         )
     }
 

@@ -34,7 +34,6 @@ pub struct HostInfo {
     pub mcast: Published<McastTable>,
     pub join_requests: Arc<JoinRequestQueue>,
     pub groups: Vec<IpAddr>,
-    pub sendonly: Vec<IpAddr>,
 }
 
 /// A host's neighbour table as the lcore reads it, its static entries, and
@@ -369,7 +368,6 @@ fn build_with_pool<P: Provider>(
             mcast,
             join_requests,
             groups: icfg.groups.clone(),
-            sendonly: icfg.sendonly.clone(),
         });
     }
     Ok(Built {
