@@ -9,46 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-skip() { echo "skipped: $*"; exit 0; }
-[ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
-command -v ip >/dev/null || skip "the ip tool (iproute2) is missing"
+. tests/netns_lib.sh
+netns_require
 
 if [ -z "${PEER:-}" ]; then
     cargo build --release -q -p ipoib-dataplane --example rocev2_peer
     PEER="${CARGO_TARGET_DIR:-target}/release/examples/rocev2_peer"
 fi
 
-tag="rv2$$"
-BR="${tag}br"
-HOSTS=(a b c)
-WORK="$(mktemp -d)"
-PIDS=()
-
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for h in "${HOSTS[@]}"; do ip netns del "${tag}$h" 2>/dev/null || true; done
-    ip netns del "$BR" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-fail() { echo "FAIL: $*"; for f in "$WORK"/*.out; do echo "--- $f"; cat "$f"; done; exit 1; }
-
-ip netns add "$BR"
-ip -n "$BR" link add br0 type bridge mcast_snooping 1
-ip -n "$BR" link set br0 up
-i=1
-for h in "${HOSTS[@]}"; do
-    ns="${tag}$h"
-    ip netns add "$ns"
-    ip link add "eth0" netns "$ns" type veth peer name "p$h" netns "$BR"
-    ip -n "$BR" link set "p$h" master br0 up
-    ip -n "$ns" addr add "10.79.0.$i/24" dev eth0
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" link set lo up
-    i=$((i + 1))
-done
+netns_bridge "rv2$$" 10.79.0 a b c
 A=10.79.0.1 B=10.79.0.2 C=10.79.0.3 GROUP=239.9.9.9
 
 # Starts a receiver in the background; its output goes to $WORK/NAME.out.
