@@ -493,3 +493,88 @@ fn multicast_and_send_only_streams_reach_every_full_member() {
         "a send-only sender reaches the group's full members"
     );
 }
+
+/// The fabric's counters of port `iface` in a phase's JSON.
+fn fabric_of<'a>(phase: &'a Value, iface: &str) -> &'a Value {
+    &phase["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["iface"] == iface)
+        .unwrap()["fabric"]
+}
+
+/// Under seeded loss and reorder, every figure of the receiver follows from
+/// the fabric's own injection counters: lost is the injected loss, reordered
+/// the messages delivered after a later one, nothing is duplicated. A message
+/// still held back when the generator stops must count as received, in order.
+#[test]
+fn loss_and_reorder_match_the_fabrics_injection_counters_exactly() {
+    for seed in 1..=8u64 {
+        let json = tmp(&format!("reorder{seed}.json"));
+        let out = ipoibd(&[
+            "-q",
+            "--count",
+            "3000",
+            "--rate-pps",
+            "300000",
+            "--loss",
+            "0.05",
+            "--reorder",
+            "0.4",
+            "--fabric-seed",
+            &seed.to_string(),
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let phase = &doc["phases"][0];
+        let stream = &phase["streams"][0];
+        let rx = &stream["receivers"][0];
+        let fab = fabric_of(phase, "ib0");
+        let n = |v: &Value| v.as_u64().unwrap();
+        let (sent, injected_loss, injected_reorders) = (
+            n(&stream["tx_packets"]),
+            n(&fab["drops"]["tx_injected_loss_drops"]),
+            n(&fab["injected_reorders"]),
+        );
+        let other_drops: u64 = phase["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["fabric"]["drops"].as_object().unwrap().iter())
+            .filter(|(k, _)| *k != "tx_injected_loss_drops")
+            .map(|(_, v)| n(v))
+            .sum();
+        assert_eq!(other_drops, 0, "seed {seed}: only injected faults");
+        assert_eq!(sent, 3000);
+        assert!(injected_loss > 0 && injected_reorders > 0, "seed {seed}");
+        let figures = |r: &Value| {
+            [
+                n(&r["unique"]),
+                n(&r["rx_packets"]),
+                n(&r["lost"]),
+                n(&r["reordered"]),
+                n(&r["duplicates"]),
+            ]
+        };
+        let want = [
+            sent - injected_loss,
+            sent - injected_loss,
+            injected_loss,
+            injected_reorders,
+            0,
+        ];
+        assert_eq!(
+            figures(rx),
+            want,
+            "seed {seed}: [unique, rx, lost, reordered, dup]"
+        );
+        let _ = std::fs::remove_file(&json);
+    }
+}

@@ -183,6 +183,10 @@ fn run_over_fabric(loss: f64, reorder: f64, seed: u64, count: u64) {
 
     let r = sink.results().remove(0);
     assert_eq!(r.lost(sent), injected, "reported loss is the fabric's");
+    assert_eq!(
+        r.reordered, fab.injected_reorders,
+        "reordered arrivals are the fabric's overtaken messages"
+    );
     let want = model(&arrivals);
     assert_eq!(
         Expected {

@@ -21,6 +21,20 @@ use std::sync::Arc;
 /// Link-local multicast scope, as the datapath's interfaces use.
 const SCOPE: u8 = 2;
 
+/// What pktgen needs of a provider beyond `Provider`: a way to put on the
+/// wire anything it still holds back once the generators have stopped, so
+/// the sinks count it (a provider that holds nothing keeps the default).
+pub trait PktgenProvider: Provider + 'static {
+    fn release_held(&mut self) {}
+}
+
+impl PktgenProvider for FabricQp {
+    fn release_held(&mut self) {
+        FabricQp::release_held(self)
+    }
+}
+impl PktgenProvider for NullProvider {}
+
 /// What the run loop and the report need of one interface.
 pub struct Port {
     pub name: String,

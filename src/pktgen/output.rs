@@ -64,7 +64,12 @@ fn phase_json(p: &PhaseOutcome) -> Value {
                     .iter()
                     .map(|r| (r.name().to_string(), json!(c.drop_count(*r))))
                     .collect();
-                json!({"tx_messages": c.tx_messages, "rx_messages": c.rx_messages, "drops": drops})
+                json!({
+                    "tx_messages": c.tx_messages,
+                    "rx_messages": c.rx_messages,
+                    "injected_reorders": c.injected_reorders,
+                    "drops": drops,
+                })
             });
             json!({"iface": port.iface, "xstats": xstats, "fabric": fabric})
         })

@@ -2,7 +2,7 @@
 //! generator has reached its limit (or on a signal), deliver what is in
 //! flight, and gather the figures.
 
-use super::assemble::Rig;
+use super::assemble::{PktgenProvider, Rig};
 use super::live::LiveScreen;
 use super::outcome::{PhaseOutcome, PortOutcome, Receiver, Sample, StreamOutcome};
 use super::plan::PlannedStream;
@@ -45,10 +45,7 @@ fn settle<P: Provider>(lcores: &mut [Lcore<P>]) {
     }
 }
 
-pub fn run_phase<P: Provider + 'static>(
-    r: &PhaseRun<'_>,
-    rig: Rig<P>,
-) -> Result<PhaseOutcome, String> {
+pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<PhaseOutcome, String> {
     let Rig {
         lcores,
         ports,
@@ -126,6 +123,14 @@ pub fn run_phase<P: Provider + 'static>(
     let mut lcores = Vec::new();
     for h in handles {
         lcores.push(h.join().map_err(|_| "an lcore panicked".to_string())?);
+    }
+    settle(&mut lcores);
+    // A message the provider still holds (the fabric's reorder injection)
+    // was sent: deliver it now rather than count it lost.
+    for l in &mut lcores {
+        for i in l.ifaces_mut() {
+            i.provider_mut().release_held();
+        }
     }
     settle(&mut lcores);
 

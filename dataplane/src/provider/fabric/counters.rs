@@ -49,6 +49,8 @@ impl DropReason {
 pub struct PortCounters {
     pub tx_messages: u64,
     pub rx_messages: u64,
+    /// Messages held back by reorder injection and delivered after a later one (sender).
+    pub injected_reorders: u64,
     pub drops: [u64; DropReason::ALL.len()],
 }
 
@@ -68,6 +70,7 @@ impl PortCounters {
 pub(crate) struct PortCountersAtomic {
     pub(crate) tx_messages: AtomicU64,
     pub(crate) rx_messages: AtomicU64,
+    pub(crate) injected_reorders: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -86,6 +89,7 @@ impl PortCountersAtomic {
         PortCounters {
             tx_messages: self.tx_messages.load(Ordering::Relaxed),
             rx_messages: self.rx_messages.load(Ordering::Relaxed),
+            injected_reorders: self.injected_reorders.load(Ordering::Relaxed),
             drops,
         }
     }

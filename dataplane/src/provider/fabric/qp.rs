@@ -49,6 +49,15 @@ impl FabricQp {
         &self.fabric
     }
 
+    /// Sends the message held back by reorder injection, if any, in order
+    /// (nothing overtook it): otherwise it waits for the QP's next send.
+    pub fn release_held(&mut self) {
+        if let Some(h) = self.held.take() {
+            let fanout = self.fabric.mcast.load();
+            self.deliver(h, &fanout);
+        }
+    }
+
     /// Hands one message to the wire. Returns false if it was dropped.
     #[inline]
     fn deliver(&self, mut wr: SendWr<FabricAh>, fanout: &super::mcast::McastFanout) {
@@ -170,6 +179,9 @@ impl Provider for FabricQp {
             }
             self.deliver(wr, &fanout);
             if let Some(h) = self.held.take() {
+                me.counters
+                    .injected_reorders
+                    .fetch_add(1, Ordering::Relaxed);
                 self.deliver(h, &fanout);
             }
         }
@@ -201,9 +213,6 @@ impl Provider for FabricQp {
 impl Drop for FabricQp {
     fn drop(&mut self) {
         // A message held back by reorder injection still goes out.
-        if let Some(h) = self.held.take() {
-            let fanout = self.fabric.mcast.load();
-            self.deliver(h, &fanout);
-        }
+        self.release_held();
     }
 }
