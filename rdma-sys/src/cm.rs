@@ -1,0 +1,231 @@
+//! rdma_cm for multicast: an event channel, UDP-port-space ids bound to a
+//! local address, full-member and send-only joins, leaves, and the events
+//! that answer them.
+
+use crate::bindings::cm::RdmaCm;
+use crate::ffi::*;
+use crate::{load, Gid, LoadError, VerbsError};
+use std::net::{IpAddr, SocketAddr};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// An rdma_cm event channel; its fd is readable when an event is pending.
+pub struct EventChannel {
+    cm: &'static RdmaCm,
+    raw: NonNull<rdma_event_channel>,
+}
+
+// SAFETY: rdma_cm objects may be used from any thread.
+unsafe impl Send for EventChannel {}
+unsafe impl Sync for EventChannel {}
+
+impl Drop for EventChannel {
+    fn drop(&mut self) {
+        // SAFETY: every id holds an Arc to the channel, so none is left.
+        unsafe { (self.cm.rdma_destroy_event_channel)(self.raw.as_ptr()) }
+    }
+}
+
+/// What happened to a join (or to the id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmEventKind {
+    MulticastJoin,
+    MulticastError,
+    AddrChange,
+    DeviceRemoval,
+    Other(u32),
+}
+
+/// One event, already acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CmEvent {
+    pub kind: CmEventKind,
+    pub status: i32,
+    /// The id it concerns (compare with `CmId::raw_addr`).
+    pub id: usize,
+    /// The context given to the join.
+    pub context: u64,
+    /// For a join: the group's GID, and the Q_Key and QPN to send to.
+    pub mgid: Gid,
+    pub qkey: u32,
+    pub qpn: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Verbs(#[from] VerbsError),
+}
+
+impl EventChannel {
+    pub fn new() -> Result<Arc<EventChannel>, CmError> {
+        let cm = load::rdmacm()?;
+        // SAFETY: no preconditions.
+        let raw = unsafe { (cm.rdma_create_event_channel)() };
+        let raw = NonNull::new(raw).ok_or_else(|| VerbsError::last("rdma_create_event_channel"))?;
+        let ch = EventChannel { cm, raw };
+        let fd = ch.fd();
+        // SAFETY: the channel's own fd; reads must not block the reader.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+                return Err(VerbsError::last("fcntl(rdma_cm channel)").into());
+            }
+        }
+        Ok(Arc::new(ch))
+    }
+
+    pub fn fd(&self) -> libc::c_int {
+        // SAFETY: live channel.
+        unsafe { self.raw.as_ref().fd }
+    }
+
+    /// The next pending event, acknowledged; `None` when there is none.
+    pub fn next_event(&self) -> Result<Option<CmEvent>, VerbsError> {
+        let mut ev: *mut rdma_cm_event = std::ptr::null_mut();
+        // SAFETY: live channel, valid out-pointer.
+        let rc = unsafe { (self.cm.rdma_get_cm_event)(self.raw.as_ptr(), &mut ev) };
+        if rc != 0 || ev.is_null() {
+            let e = VerbsError::last("rdma_get_cm_event");
+            return if e.errno == libc::EAGAIN {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: a live event until acknowledged below.
+        let out = unsafe {
+            let e = &*ev;
+            let kind = match e.event {
+                RDMA_CM_EVENT_MULTICAST_JOIN => CmEventKind::MulticastJoin,
+                RDMA_CM_EVENT_MULTICAST_ERROR => CmEventKind::MulticastError,
+                RDMA_CM_EVENT_ADDR_CHANGE => CmEventKind::AddrChange,
+                RDMA_CM_EVENT_DEVICE_REMOVAL => CmEventKind::DeviceRemoval,
+                other => CmEventKind::Other(other),
+            };
+            let ud = e.param.ud;
+            CmEvent {
+                kind,
+                status: e.status,
+                id: e.id as usize,
+                context: ud.private_data as u64,
+                mgid: ud.ah_attr.grh.dgid.raw,
+                qkey: ud.qkey,
+                qpn: ud.qp_num,
+            }
+        };
+        // SAFETY: acknowledged once.
+        unsafe { (self.cm.rdma_ack_cm_event)(ev) };
+        Ok(Some(out))
+    }
+}
+
+/// An rdma_cm id in the UDP port space, bound to a local address.
+pub struct CmId {
+    ch: Arc<EventChannel>,
+    raw: NonNull<rdma_cm_id>,
+}
+
+// SAFETY: as the channel.
+unsafe impl Send for CmId {}
+unsafe impl Sync for CmId {}
+
+impl Drop for CmId {
+    fn drop(&mut self) {
+        // SAFETY: created by rdma_create_id, destroyed once.
+        unsafe { (self.ch.cm.rdma_destroy_id)(self.raw.as_ptr()) };
+    }
+}
+
+/// A socket address as rdma_cm takes it.
+fn sockaddr_of(ip: IpAddr) -> libc::sockaddr_storage {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match SocketAddr::new(ip, 0) {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above.
+            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+        }
+    }
+    ss
+}
+
+impl CmId {
+    /// A UDP-port-space id on `ch`, bound to `local` (which picks the device).
+    pub fn bound(ch: &Arc<EventChannel>, local: IpAddr) -> Result<CmId, VerbsError> {
+        let mut raw: *mut rdma_cm_id = std::ptr::null_mut();
+        // SAFETY: live channel, valid out-pointer.
+        let rc = unsafe {
+            (ch.cm.rdma_create_id)(ch.raw.as_ptr(), &mut raw, std::ptr::null_mut(), RDMA_PS_UDP)
+        };
+        VerbsError::check("rdma_create_id", rc)?;
+        let raw = NonNull::new(raw).ok_or_else(|| VerbsError::last("rdma_create_id"))?;
+        let id = CmId {
+            ch: ch.clone(),
+            raw,
+        };
+        let mut ss = sockaddr_of(local);
+        // SAFETY: live id, a valid address.
+        let rc = unsafe {
+            (ch.cm.rdma_bind_addr)(raw.as_ptr(), &mut ss as *mut _ as *mut libc::sockaddr)
+        };
+        VerbsError::check("rdma_bind_addr", rc)?;
+        Ok(id)
+    }
+
+    /// This id's identity in events.
+    pub fn raw_addr(&self) -> usize {
+        self.raw.as_ptr() as usize
+    }
+
+    /// The port the id is bound to.
+    pub fn port_num(&self) -> u8 {
+        // SAFETY: live id.
+        unsafe { self.raw.as_ref().port_num }
+    }
+
+    /// Starts a join of `group`; `context` comes back in its event.
+    /// Send-only joins are `RDMA_MC_JOIN_FLAG_SENDONLY_FULLMEMBER`.
+    pub fn join(&self, group: IpAddr, send_only: bool, context: u64) -> Result<(), VerbsError> {
+        let mut ss = sockaddr_of(group);
+        let addr = &mut ss as *mut _ as *mut libc::sockaddr;
+        let ctx = context as *mut libc::c_void;
+        // SAFETY: live id; rdma_cm copies the address.
+        let rc = unsafe {
+            if send_only {
+                let mut attr = rdma_cm_join_mc_attr_ex {
+                    comp_mask: RDMA_CM_JOIN_MC_ATTR_ADDRESS | RDMA_CM_JOIN_MC_ATTR_JOIN_FLAGS,
+                    join_flags: RDMA_MC_JOIN_FLAG_SENDONLY_FULLMEMBER,
+                    addr,
+                };
+                (self.ch.cm.rdma_join_multicast_ex)(self.raw.as_ptr(), &mut attr, ctx)
+            } else {
+                (self.ch.cm.rdma_join_multicast)(self.raw.as_ptr(), addr, ctx)
+            }
+        };
+        VerbsError::check("rdma_join_multicast", rc)
+    }
+
+    /// Leaves `group` (joined through this id).
+    pub fn leave(&self, group: IpAddr) -> Result<(), VerbsError> {
+        let mut ss = sockaddr_of(group);
+        // SAFETY: live id.
+        let rc = unsafe {
+            (self.ch.cm.rdma_leave_multicast)(
+                self.raw.as_ptr(),
+                &mut ss as *mut _ as *mut libc::sockaddr,
+            )
+        };
+        VerbsError::check("rdma_leave_multicast", rc)
+    }
+}
