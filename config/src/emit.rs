@@ -99,6 +99,9 @@ fn write_interface(out: &mut String, iface: &Interface) -> fmt::Result {
         "sendonly = {}",
         quoted_list(iface.sendonly.iter().map(IpAddr::to_string))
     )?;
+    if let Some(tun) = &iface.tun {
+        writeln!(out, "tun = {{ name = {} }}", quote(&tun.name))?;
+    }
     for n in &iface.neighbours {
         writeln!(out, "\n[[interface.neighbour]]")?;
         writeln!(out, "ip = {}", quote(&n.ip.to_string()))?;

@@ -222,6 +222,18 @@ pub struct Interface {
     /// Address the rocev2 provider binds and its GID derives from; required
     /// when `provider.kind = "rocev2"`, else optional and unused.
     pub local_ip: Option<IpAddr>,
+    /// `[interface.tun]`: a kernel TUN device carrying the interface's
+    /// addresses and MTU, so host programs send and receive through the
+    /// dataplane; default none.
+    pub tun: Option<Tun>,
+}
+
+/// `[interface.tun]`: the kernel TUN device of an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tun {
+    /// Device name, 1..=15 characters of `[A-Za-z0-9_.-]`, unique among the
+    /// interfaces' TUN devices; default the interface's name.
+    pub name: String,
 }
 
 impl Interface {

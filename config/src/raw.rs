@@ -94,6 +94,15 @@ pub(crate) struct RawInterface {
     pub neighbour: Vec<RawNeighbour>,
     #[serde(default)]
     pub local_ip: Option<Str>,
+    #[serde(default)]
+    pub tun: Option<RawTun>,
+}
+
+/// `[interface.tun]` (or `tun = { ... }`): a kernel TUN device for the interface.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawTun {
+    pub name: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -135,6 +135,8 @@ pub(crate) fn expected_for(pattern: &str) -> Option<String> {
         "interface.neighbour.ip" | "interface.local_ip" => {
             Some("an IPv4 or IPv6 address string".into())
         }
+        "interface.tun" => Some("a table like { name = \"ipoib0\" }".into()),
+        "interface.tun.name" => Some(name_expected()),
         "interface.neighbour.qpn" => int(QPN),
         "interface.neighbour.gid" => Some(gid_expected()),
         "traffic.from" => Some("the name of a configured interface".into()),
@@ -209,6 +211,8 @@ pub(crate) const ALL_KEYS: &[&str] = &[
     "interface.groups",
     "interface.sendonly",
     "interface.local_ip",
+    "interface.tun",
+    "interface.tun.name",
     "interface.neighbour.ip",
     "interface.neighbour.qpn",
     "interface.neighbour.gid",

@@ -112,6 +112,7 @@ fn minimal_file_gets_every_default() {
             sendonly: vec![],
             neighbours: vec![],
             local_ip: None,
+            tun: None,
         }],
         traffic: vec![],
         control: Control::default(),

@@ -691,3 +691,67 @@ fn rocev2_mtu_fits_its_ib_mtu() {
         &["68..=1020", "provider.rocev2.ib_mtu 1024", "got 2044"],
     );
 }
+
+#[test]
+fn tun_section() {
+    // Accepted both ways; the name defaults to the interface's.
+    let c = from_str(&format!("{IFACE}tun = {{ name = \"ipoib0\" }}\n"), FILE).unwrap();
+    assert_eq!(
+        c.interfaces[0].tun.as_ref().map(|t| t.name.as_str()),
+        Some("ipoib0")
+    );
+    let c = from_str(&format!("{IFACE}[interface.tun]\n"), FILE).unwrap();
+    assert_eq!(
+        c.interfaces[0].tun.as_ref().map(|t| t.name.as_str()),
+        Some("ib0")
+    );
+    assert!(from_str(IFACE, FILE).unwrap().interfaces[0].tun.is_none());
+    // check-config prints it back.
+    let printed = from_str(&format!("{IFACE}tun = {{ name = \"t0\" }}\n"), FILE)
+        .unwrap()
+        .to_toml();
+    assert!(printed.contains("tun = { name = \"t0\" }"), "{printed}");
+
+    let src = format!("{IFACE}tun = {{ name = \"no/slash\" }}\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "\"no/slash\"",
+        0,
+        "interface[0].tun.name",
+        &["1..=15 characters", "got \"no/slash\""],
+    );
+
+    let src = format!("{IFACE}[interface.tun]\nname = \"a\"\nqueues = 2\n");
+    check(
+        &src,
+        ErrorKind::Schema,
+        "queues",
+        0,
+        "interface[0].tun.queues",
+        &["unknown key", "`name`"],
+    );
+
+    let src = format!("{IFACE}tun = \"ipoib0\"\n");
+    check(
+        &src,
+        ErrorKind::Schema,
+        "\"ipoib0\"",
+        0,
+        "interface[0].tun",
+        &["a table like { name = \"ipoib0\" }"],
+    );
+
+    // One kernel device per interface: a default name can clash too.
+    let src = format!(
+        "{IFACE}tun = {{ name = \"ib1\" }}\n[[interface]]\nname = \"ib1\"\nport = 2\ntun = {{}}\n"
+    );
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "\"ib1\"",
+        1,
+        "interface[1].tun.name",
+        &["unique TUN device name", "interface[0]"],
+    );
+}

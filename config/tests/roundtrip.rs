@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipoib_config::{
     embedded_default, from_str, Config, Control, Dataplane, Fabric, Hugepages, Interface, Ipv4Cidr,
-    Ipv6Cidr, Log, LogLevel, Neighbour, Provider, ProviderKind, Rocev2, Run, Traffic,
+    Ipv6Cidr, Log, LogLevel, Neighbour, Provider, ProviderKind, Rocev2, Run, Traffic, Tun,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -244,6 +244,10 @@ fn build_interface(
             })
             .collect(),
         local_ip,
+        // With and without a TUN device; names unique per interface.
+        tun: (seed.qkey & 4 == 0).then(|| Tun {
+            name: format!("tun{i}"),
+        }),
     }
 }
 

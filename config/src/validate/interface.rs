@@ -6,7 +6,7 @@ use std::ops::Range;
 use super::addr;
 use super::{Ctx, Result};
 use crate::error::{ConfigError, ErrorKind};
-use crate::model::{Dataplane, Interface, Neighbour, Provider, ProviderKind};
+use crate::model::{Dataplane, Interface, Neighbour, Provider, ProviderKind, Tun};
 use crate::raw::{RawInterface, RawNeighbour, Str};
 use crate::schema::{self, IntRange};
 
@@ -56,7 +56,23 @@ fn check_unique(
     clash("port", raw.port.span(), &|o| o.port == iface.port)?;
     // A defaulted GUID has no span of its own: point at the port it derives from.
     let guid_span = raw.guid.as_ref().map_or(raw.port.span(), |g| g.span());
-    clash("guid", guid_span, &|o| o.guid == iface.guid)
+    clash("guid", guid_span, &|o| o.guid == iface.guid)?;
+    // Two interfaces cannot share one kernel device.
+    if let (Some(raw_tun), Some(tun)) = (&raw.tun, &iface.tun) {
+        let span = raw_tun.name.as_ref().map_or(raw.name.span(), |n| n.span());
+        let same = |o: &Interface| o.tun.as_ref().is_some_and(|t| t.name == tun.name);
+        if let Some(first) = earlier.iter().position(same) {
+            return Err(ctx.invalid_msg(
+                &span,
+                &format!("{path}.tun.name"),
+                format!(
+                    "expected a unique TUN device name, got \"{}\" already used by interface[{first}]",
+                    tun.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn interface(
@@ -112,6 +128,16 @@ fn interface(
     let groups = multicast_groups(&raw.groups, &key("groups"), &[], ctx)?;
     let sendonly = multicast_groups(&raw.sendonly, &key("sendonly"), &groups, ctx)?;
     let local_ip = local_ip(raw, path, provider, ctx)?;
+    let tun = match &raw.tun {
+        None => None,
+        Some(t) => Some(Tun {
+            name: match &t.name {
+                Some(v) => self::name(v, &key("tun.name"), ctx)?,
+                // The interface's own name is a valid device name too.
+                None => name.clone(),
+            },
+        }),
+    };
 
     let mut iface = Interface {
         name,
@@ -127,6 +153,7 @@ fn interface(
         sendonly,
         neighbours: Vec::with_capacity(raw.neighbour.len()),
         local_ip,
+        tun,
     };
     for (i, raw) in raw.neighbour.iter().enumerate() {
         let neighbour = neighbour(raw, &format!("{path}.neighbour[{i}]"), &iface, ctx)?;
