@@ -414,3 +414,90 @@ fn control_channels_carry_misses_arp_up_and_frames_down() {
     drop(down_tx);
     assert_eq!(pool.available(), pool.capacity());
 }
+
+/// Host 1 posts `frame` (IPoIB header included) straight to host 0's QP.
+fn post_to_host0(hosts: &mut [Host], pool: &'static Mempool, frame: &[u8]) {
+    let mut m = pool.alloc().unwrap();
+    m.append(frame.len()).unwrap().copy_from_slice(frame);
+    let ah = hosts[1]
+        .iface
+        .provider_mut()
+        .create_ah(&AhAttr {
+            dlid: 1,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
+    let mut b: arrayvec::ArrayVec<_, 1> = arrayvec::ArrayVec::new();
+    b.push(ipoib_dataplane::provider::SendWr {
+        mbuf: m,
+        ah,
+        remote_qpn: 0x101,
+        remote_qkey: 0x0B1B,
+    });
+    assert_eq!(hosts[1].iface.provider_mut().post_send(&mut b), 1);
+}
+
+/// IPv4 ICMP echo, ICMPv6 echo and an ICMPv6 neighbour solicitation, each
+/// with its IPoIB header (checksums do not matter to the classifier).
+fn icmp_frames() -> [Vec<u8>; 3] {
+    let mut v4 = vec![0x08, 0x00, 0, 0, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0];
+    v4.extend([10, 0, 0, 2, 10, 0, 0, 1]);
+    v4.extend([8, 0, 0, 0, 0, 1, 0, 1]);
+    let v6 = |icmp_type: u8| {
+        let mut f = vec![0x86, 0xdd, 0, 0, 0x60, 0, 0, 0, 0, 8, 58, 255];
+        f.extend(ip6("fd00::2"));
+        f.extend(ip6("fd00::1"));
+        f.extend([icmp_type, 0, 0, 0, 0, 0, 0, 0]);
+        f
+    };
+    [v4, v6(128), v6(135)]
+}
+
+fn ip6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+#[test]
+fn with_a_kernel_behind_tun_echo_goes_to_the_application_and_nd_to_control() {
+    use ipoib_dataplane::lcore::CtrlChannels;
+    use ipoib_dataplane::tables::RequestQueue;
+    for kernel_icmp in [false, true] {
+        let (pool, _f, mut hosts) = setup(2);
+        let mut cache = pool.cache(32);
+        let (up_tx, mut up_rx) = spsc::channel(64);
+        let (down_tx, down_rx) = spsc::channel(64);
+        hosts[0].iface.set_control(CtrlChannels {
+            resolve: Arc::new(RequestQueue::new(64)),
+            to_control: up_tx,
+            from_control: down_rx,
+        });
+        hosts[0].iface.set_kernel_icmp(kernel_icmp);
+        for f in icmp_frames() {
+            post_to_host0(&mut hosts, pool, &f);
+        }
+        pump(&mut hosts, &mut cache);
+        let mut up = Vec::new();
+        while let Some(m) = up_rx.pop() {
+            // Whole frames, IPoIB header included: the byte after the IP header.
+            let d = m.data();
+            up.push(if d[0] == 0x08 { d[4 + 20] } else { d[4 + 40] });
+        }
+        let mut app = Vec::new();
+        while let Some(m) = hosts[0].rx.pop() {
+            // Header stripped.
+            let d = m.data();
+            app.push(if d[0] >> 4 == 4 { d[20] } else { d[40] });
+        }
+        if kernel_icmp {
+            assert_eq!((up, app), (vec![135], vec![8, 128]));
+        } else {
+            assert_eq!((up, app), (vec![8, 128, 135], vec![]));
+        }
+        assert_eq!(hosts[0].stats.snapshot().total_drops(), 0);
+        drop(cache);
+        drop(hosts);
+        drop(down_tx);
+        assert_eq!(pool.available(), pool.capacity());
+    }
+}

@@ -86,6 +86,9 @@ pub struct Iface<P: Provider> {
     /// flow to an unresolved neighbour sends its first few packets up, not
     /// every packet (the resolver would only queue a few anyway).
     misses: MissFilter,
+    /// ICMP other than neighbour discovery goes to the application ring (a
+    /// TUN device's kernel answers echo), not to the control plane's stack.
+    kernel_icmp: bool,
 }
 
 /// Recent unicast misses: (address key, packets sent up), reset when a new
@@ -170,15 +173,22 @@ fn ip_dest(d: &[u8]) -> Option<(u16, Dest)> {
 
 /// Frames for the control plane: ARP, and ICMP/ICMPv6 (neighbour discovery
 /// for the resolver, echo and errors for the host's own IP stack). The bulk
-/// of traffic (UDP, TCP) goes to the application ring.
+/// of traffic (UDP, TCP) goes to the application ring. With `all_icmp`
+/// false (a kernel behind a TUN device answers echo), only ARP and neighbour
+/// discovery go up.
 #[inline]
-fn is_control_frame(ethertype: u16, frame: &[u8]) -> bool {
+fn is_control_frame(ethertype: u16, frame: &[u8], all_icmp: bool) -> bool {
     const ICMP: u8 = 1;
     const ICMPV6: u8 = 58;
     match ethertype {
         ETHERTYPE_ARP => true,
-        ETHERTYPE_IPV4 => frame.len() > HEADER_LEN + 9 && frame[HEADER_LEN + 9] == ICMP,
-        ETHERTYPE_IPV6 => frame.len() > HEADER_LEN + 6 && frame[HEADER_LEN + 6] == ICMPV6,
+        ETHERTYPE_IPV4 => all_icmp && frame.len() > HEADER_LEN + 9 && frame[HEADER_LEN + 9] == ICMP,
+        ETHERTYPE_IPV6 => {
+            frame.len() > HEADER_LEN + 6
+                && frame[HEADER_LEN + 6] == ICMPV6
+                // Router and neighbour discovery: types 133..=137.
+                && (all_icmp || frame.get(HEADER_LEN + 40).is_some_and(|t| (133..=137).contains(t)))
+        }
         _ => false,
     }
 }
@@ -216,6 +226,7 @@ unsafe fn consume_burst(ring: &mut spsc::Consumer<Mbuf>, n: usize) {
 #[inline(never)]
 fn rx_general<A>(
     ctrl: &mut Option<CtrlChannels<A>>,
+    all_icmp: bool,
     mut m: Mbuf,
     self_loop: bool,
     multicast: bool,
@@ -240,7 +251,7 @@ fn rx_general<A>(
         return None;
     }
     if let Some(ctrl) = ctrl.as_mut() {
-        if is_control_frame(ethertype, d) {
+        if is_control_frame(ethertype, d, all_icmp) {
             // Whole frame, header and all: control parses it.
             counts.rx_packets += 1;
             counts.rx_bytes += (m.len() - HEADER_LEN) as u64;
@@ -411,7 +422,15 @@ impl<P: Provider> Iface<P> {
             last_v4_group: (0, Gid::default()),
             ctrl: None,
             misses: MissFilter::new(),
+            kernel_icmp: false,
         }
+    }
+
+    /// Delivers ICMP (but not ARP or neighbour discovery) to the application
+    /// ring, for a kernel behind a TUN device to answer: exactly one IP stack
+    /// then answers echo for the interface's addresses.
+    pub fn set_kernel_icmp(&mut self, on: bool) {
+        self.kernel_icmp = on;
     }
 
     /// Resolves unknown neighbours through the control plane instead of
@@ -731,7 +750,9 @@ impl<P: Provider> Iface<P> {
         let mut o = out;
         let (mut bytes, mut mcast) = (0u64, 0u64);
         let ctrl = &mut self.ctrl;
-        let has_ctrl = ctrl.is_some();
+        // ICMP goes up to the IP stack unless a TUN device's kernel answers it.
+        let all_icmp = !self.kernel_icmp;
+        let icmp_up = ctrl.is_some() && all_icmp;
         // SAFETY: one past the last completion.
         let end = unsafe { rxc.add(polled) };
         let mut next = rxc;
@@ -748,7 +769,7 @@ impl<P: Provider> Iface<P> {
             let fast = (c.src_qpn, c.slid) != me
                 && d.len() >= HEADER_LEN
                 && [d[0], d[1]] == ETHERTYPE_IPV4.to_be_bytes()
-                && (!has_ctrl || !is_control_frame(ETHERTYPE_IPV4, d));
+                && (!icmp_up || !is_control_frame(ETHERTYPE_IPV4, d, true));
             if fast {
                 c.mbuf.adj(HEADER_LEN);
                 bytes += c.mbuf.len() as u64;
@@ -763,7 +784,8 @@ impl<P: Provider> Iface<P> {
             let self_loop = (c.src_qpn, c.slid) == me;
             // SAFETY: moved out once; `rxc` no longer owns it.
             let m = unsafe { std::ptr::read(&c.mbuf) };
-            if let Some(m) = rx_general(ctrl, m, self_loop, multicast, cache, &mut counts) {
+            if let Some(m) = rx_general(ctrl, all_icmp, m, self_loop, multicast, cache, &mut counts)
+            {
                 bytes += m.len() as u64;
                 mcast += multicast as u64;
                 // SAFETY: see `o` above.
