@@ -82,6 +82,8 @@ impl McastBackend {
 /// (they live on that thread) and the full-member groups each interface
 /// wants, in the order of `engines`.
 pub struct ControlCtx<'a> {
+    /// The control thread's clock (resolvers' timers run on it).
+    pub now: Duration,
     pub engines: &'a [(String, Arc<Engine>)],
     pub resolvers: &'a mut [HostResolver],
     pub desired: &'a mut [Vec<Gid>],
@@ -201,6 +203,7 @@ impl ControlPlane {
                         }
                         while let Ok(job) = job_rx.try_recv() {
                             job(&mut ControlCtx {
+                                now: start.elapsed(),
                                 engines: &named,
                                 resolvers: &mut resolvers,
                                 desired: &mut wanted,

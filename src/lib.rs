@@ -3,7 +3,9 @@
 
 pub mod control_plane;
 pub mod ctl;
+pub mod logging;
 pub mod pktgen;
+pub mod reload;
 pub mod report;
 pub mod resolution;
 pub mod wiring;

@@ -6,7 +6,9 @@
 //! destination GID itself (`LocalPathService`).
 
 use ipoib_control::neigh::{LocalLink, NeighInfo, Output};
-use ipoib_control::path::{AhError, PathRecord, PathResult, QueryId, SoftPathConfig};
+use ipoib_control::path::{
+    AhError, PathInfo, PathRecord, PathResult, PathStats, QueryId, SoftPathConfig,
+};
 use ipoib_control::stack::{IpStack, StackConfig};
 use ipoib_control::{
     AhFactory, NeighCache, NeighConfig, PathCache, PathConfig, PathService, Resolver,
@@ -493,9 +495,51 @@ where
             return;
         }
         self.resolved_seen = resolved.version();
+        self.publish_merged();
+    }
+
+    fn publish_merged(&mut self) {
+        let resolved = self.resolver.table().load_full();
         let merged = NeighTable::new(resolved.iter().chain(self.statics.iter().copied()));
         self.lcore_table.store(Arc::new(merged));
     }
+
+    /// Replaces the static neighbours (configuration reload): every address
+    /// handle is made first, so a bad entry changes nothing.
+    fn set_statics(&mut self, list: &[StaticNeighbour]) -> Result<(), String> {
+        let mut statics = Vec::with_capacity(list.len());
+        for n in list {
+            let attr = AhAttr {
+                dlid: 0,
+                dgid: Some(n.gid),
+                sl: 0,
+            };
+            let ah = self
+                .resolver
+                .paths_mut()
+                .factory_mut()
+                .create_ah(&attr)
+                .map_err(|e| format!("{}: neighbour {}: {}", self.name, n.ip, e.0))?;
+            statics.push((n.ip, NeighEntry { ah, qpn: n.qpn }));
+        }
+        // Static handles are plain values on these providers: nothing to destroy.
+        self.statics = statics;
+        self.publish_merged();
+        tracing::info!(
+            interface = %self.name,
+            statics = self.statics.len(),
+            "neighbour statics replaced"
+        );
+        Ok(())
+    }
+}
+
+/// A static neighbour as the configuration gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticNeighbour {
+    pub ip: IpAddr,
+    pub qpn: u32,
+    pub gid: Gid,
 }
 
 /// What the control thread does with one interface's resolution, whatever
@@ -509,6 +553,8 @@ trait Resolve: Send {
     fn resolution_line(&self) -> String;
     fn neighbours(&self) -> Vec<NeighInfo>;
     fn dropped_down(&self) -> u64;
+    fn set_statics(&mut self, list: &[StaticNeighbour]) -> Result<(), String>;
+    fn paths(&self) -> (Vec<PathInfo>, PathStats);
 }
 
 impl<F, S> Resolve for Core<F, S>
@@ -546,6 +592,13 @@ where
     }
     fn dropped_down(&self) -> u64 {
         self.dropped_down
+    }
+    fn set_statics(&mut self, list: &[StaticNeighbour]) -> Result<(), String> {
+        Core::set_statics(self, list)
+    }
+    fn paths(&self) -> (Vec<PathInfo>, PathStats) {
+        let p = self.resolver.paths();
+        (p.paths(), *p.stats())
     }
 }
 
@@ -648,6 +701,16 @@ impl HostResolver {
     /// Frames or packets dropped because the lcore's ring was full or the pool empty.
     pub fn dropped_down(&self) -> u64 {
         self.core.dropped_down()
+    }
+
+    /// The path cache: every path and the cache's counters.
+    pub fn paths(&self) -> (Vec<PathInfo>, PathStats) {
+        self.core.paths()
+    }
+
+    /// Replaces the static neighbours merged into the lcore's table.
+    pub fn set_statics(&mut self, list: &[StaticNeighbour]) -> Result<(), String> {
+        self.core.set_statics(list)
     }
 }
 

@@ -5,7 +5,8 @@ use crate::resolution::{HostResolver, LcoreSide, ResolverSpec};
 use ipoib_config::{Config, Hugepages, Interface, ProviderKind};
 use ipoib_control::igmp::{IgmpDefaults, IgmpService};
 use ipoib_dataplane::lcore::{
-    FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, TrafficSource,
+    FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, RateControl,
+    TrafficSource,
 };
 use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
@@ -54,6 +55,8 @@ pub struct Built<P: Provider> {
     pub resolvers: Vec<HostResolver>,
     /// Multicast joins per host over IGMP (rocev2 only), in host order.
     pub igmp: Vec<Arc<IgmpService>>,
+    /// Each `[[traffic]]` flow's rate, in configuration order (reload).
+    pub rates: Vec<Option<RateControl>>,
 }
 
 fn hugepage_mode(h: Hugepages) -> HugepageMode {
@@ -284,6 +287,7 @@ fn build_with_pool<P: Provider>(
         .collect();
     let mut hosts = Vec::new();
     let mut neigh_wiring = Vec::new();
+    let mut rates = vec![None; cfg.traffic.len()];
     for (idx, (icfg, mut provider)) in cfg.interfaces.iter().zip(providers.drain(..)).enumerate() {
         let mut entries = Vec::new();
         for n in &icfg.neighbours {
@@ -301,7 +305,12 @@ fn build_with_pool<P: Provider>(
         let join_requests = Arc::new(JoinRequestQueue::new(cfg.control.request_queue as usize));
         let stats = Arc::new(IfaceStats::default());
         let mut tx_in = Vec::new();
-        for t in cfg.traffic.iter().filter(|t| t.from == icfg.name) {
+        for (t_idx, t) in cfg
+            .traffic
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.from == icfg.name)
+        {
             let (prod, cons) = spsc::channel::<Mbuf>(d.tx_ring_size as usize);
             let src = icfg
                 .ipv4
@@ -328,7 +337,9 @@ fn build_with_pool<P: Provider>(
                 size: t.size as usize,
                 rate_pps: t.rate_pps,
             };
-            lcores[icfg.lcore].add_source(TrafficSource::new(&flow, prod)?);
+            let source = TrafficSource::new(&flow, prod)?;
+            rates[t_idx] = Some(source.rate_control());
+            lcores[icfg.lcore].add_source(source);
             tx_in.push(cons);
         }
         // The host's own IP stack (ping, ICMP errors) sends like any producer.
@@ -378,5 +389,6 @@ fn build_with_pool<P: Provider>(
         fabric: None,
         resolvers: Vec::new(),
         igmp: Vec::new(),
+        rates,
     })
 }

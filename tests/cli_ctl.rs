@@ -41,11 +41,24 @@ struct Daemon {
 
 impl Daemon {
     fn start(name: &str) -> Daemon {
+        Daemon::start_with(name, None)
+    }
+
+    /// A daemon on `config` (written to the test's directory), or the
+    /// embedded default.
+    fn start_with(name: &str, config: Option<&str>) -> Daemon {
         let dir = temp_dir(name);
         let sock = dir.join("s.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ipoibd"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipoibd"));
+        if let Some(text) = config {
+            let file = dir.join("ipoibd.toml");
+            std::fs::write(&file, text).unwrap();
+            cmd.arg("--config").arg(file);
+        }
+        let mut child = cmd
             .args(["--duration", "0", "--socket"])
             .arg(&sock)
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
@@ -319,6 +332,34 @@ fn ipoibctl_drives_a_running_daemon() {
     let (_, table, _) = d.ctl(&["neigh"]);
     assert!(table.contains("10.0.0.2"), "{table}");
 
+    // paths: the path to ib1's GID serves that neighbour, with a record
+    // from the SA (LID 2, the fabric's MTU) and an address handle.
+    let p = d.json(&["paths"]);
+    let to_ib1 = iface(&p, "ib0")["paths"]
+        .as_array()
+        .and_then(|l| {
+            l.iter().find(|e| {
+                e["users"]
+                    .as_array()
+                    .is_some_and(|u| u.iter().any(|ip| ip == "10.0.0.2"))
+            })
+        })
+        .unwrap_or_else(|| panic!("no path for 10.0.0.2 in {p}"));
+    assert_eq!(to_ib1["dlid"], 2, "{to_ib1}");
+    assert_eq!(to_ib1["ah"], true, "{to_ib1}");
+    assert_eq!(to_ib1["mtu"], 2048, "{to_ib1}");
+    assert!(
+        iface(&p, "ib0")["stats"]["answers"].as_u64() > Some(0),
+        "{p}"
+    );
+    let (code, table, _) = d.ctl(&["paths"]);
+    assert_eq!(code, 0);
+    let row = table
+        .lines()
+        .find(|l| l.contains("10.0.0.2"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("ready") && row.contains("0x2"), "{row}");
+
     // join, then leave, a group on ib2.
     let extra = mgid("239.9.9.9");
     let (code, out, err) = d.ctl(&["join", "ib2", "239.9.9.9"]);
@@ -439,4 +480,148 @@ fn no_daemon_is_one_clear_line() {
         "{err}"
     );
     assert!(err.trim_end().ends_with("(is ipoibd running?)"), "{err}");
+}
+
+/// Two soft hosts on one lcore; `ib0_groups` and `ib1_mtu` vary between
+/// reloads, as do the flow's rate and the log level.
+fn reload_config(ib0_groups: &str, ib1_mtu: u16, rate: u64, level: &str) -> String {
+    format!(
+        "[dataplane]\nlcores = [0]\nmempool_size = 2048\n\
+         [[interface]]\nname = \"ib0\"\nport = 1\nipv4 = [\"10.0.0.1/24\"]\ngroups = [{ib0_groups}]\n\
+         [[interface]]\nname = \"ib1\"\nport = 2\nipv4 = [\"10.0.0.2/24\"]\nmtu = {ib1_mtu}\ngroups = [\"239.1.1.1\"]\n\
+         [[traffic]]\nfrom = \"ib0\"\nto = \"10.0.0.2\"\nrate_pps = {rate}\n\
+         [log]\nlevel = \"{level}\"\n"
+    )
+}
+
+impl Daemon {
+    fn config_file(&self) -> PathBuf {
+        self.dir.join("ipoibd.toml")
+    }
+
+    fn hup(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: plain kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
+    }
+
+    /// Waits until the daemon's log (stderr) holds `n` lines containing `needle`.
+    fn wait_log(&mut self, needle: &str, n: usize) {
+        let file = self.dir.join("stderr");
+        self.wait_until(&format!("{n} log line(s) with {needle:?}"), |_| {
+            std::fs::read_to_string(&file)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .count()
+                >= n
+        });
+    }
+}
+
+fn joined(groups: &Value, name: &str, mgid: &str) -> bool {
+    group(groups, name, mgid).is_some_and(|g| g["status"] == "joined")
+}
+
+#[test]
+fn sighup_applies_live_changes_and_refuses_the_rest() {
+    let mut d = Daemon::start_with(
+        "reload",
+        Some(&reload_config("\"239.1.1.1\"", 2044, 1000, "info")),
+    );
+    let (base, extra) = (mgid("239.1.1.1"), mgid("239.5.5.5"));
+    d.wait_until("ib0 to join 239.1.1.1", |d| {
+        joined(&d.json(&["groups"]), "ib0", &base)
+    });
+
+    // A group added live, by SIGHUP.
+    std::fs::write(
+        d.config_file(),
+        reload_config("\"239.1.1.1\", \"239.5.5.5\"", 2044, 1000, "info"),
+    )
+    .unwrap();
+    d.hup();
+    d.wait_until("ib0 to join 239.5.5.5 after SIGHUP", |d| {
+        joined(&d.json(&["groups"]), "ib0", &extra)
+    });
+    d.wait_log("config reloaded", 1);
+    let g = d.json(&["groups"]);
+    assert_eq!(
+        group(&g, "ib0", &extra).unwrap()["address"],
+        "239.5.5.5",
+        "the new group is named"
+    );
+
+    // And removed live; the flow's rate changes; the log level too.
+    std::fs::write(
+        d.config_file(),
+        reload_config("\"239.1.1.1\"", 2044, 2000, "debug"),
+    )
+    .unwrap();
+    d.hup();
+    d.wait_until("ib0 to leave 239.5.5.5 after SIGHUP", |d| {
+        group(&d.json(&["groups"]), "ib0", &extra).is_none()
+    });
+    d.wait_log("config reloaded", 2);
+    assert!(joined(&d.json(&["groups"]), "ib0", &base));
+
+    // A change that needs a restart is refused by name; the live one in
+    // the same file applies. Through the control socket this time.
+    std::fs::write(
+        d.config_file(),
+        reload_config("\"239.1.1.1\"", 1500, 3000, "debug"),
+    )
+    .unwrap();
+    let r = d.json(&["reload"]);
+    assert_eq!(
+        r["applied"],
+        serde_json::json!(["traffic[0].rate_pps"]),
+        "{r}"
+    );
+    assert_eq!(r["refused"][0]["key"], "interface[1].mtu", "{r}");
+    assert_eq!(r["refused"].as_array().unwrap().len(), 1, "{r}");
+    let (code, out, _) = d.ctl(&["reload"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("refused: interface[1].mtu (needs a restart)"),
+        "{out}"
+    );
+    assert_eq!(iface(&d.json(&["status"]), "ib1")["mtu"], 2044);
+
+    // An invalid file is refused with its located error; the old
+    // configuration keeps running.
+    std::fs::write(
+        d.config_file(),
+        reload_config("\"239.1.1.1\"", 9000, 3000, "debug"),
+    )
+    .unwrap();
+    d.hup();
+    d.wait_log("config reload refused", 1);
+    let (code, _, err) = d.ctl(&["reload"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("ipoibd.toml:")
+            && err.contains("interface[1].mtu")
+            && err.contains("68..=4092"),
+        "{err}"
+    );
+    assert!(joined(&d.json(&["groups"]), "ib0", &base));
+    let rx = counter(&d.json(&["stats"]), "ib1", "rx_good_packets");
+    d.wait_until("traffic to keep flowing", |d| {
+        counter(&d.json(&["stats"]), "ib1", "rx_good_packets") > rx
+    });
+
+    let (code, out) = d.terminate();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(no leak)"), "{out}");
+    assert!(out.contains("unbalanced=0 violations=0"), "{out}");
+}
+
+#[test]
+fn reload_without_a_file_is_refused() {
+    let d = Daemon::start("nofile");
+    let (code, _, err) = d.ctl(&["reload"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no configuration file to reload"), "{err}");
+    assert_eq!(d.ctl(&["status"]).0, 0);
 }

@@ -50,6 +50,11 @@ enum Command {
     Join(GroupArgs),
     /// Leave a full-member group on an interface.
     Leave(GroupArgs),
+    /// Path records per interface: destination GID, LID, SL, MTU, rate, users.
+    Paths(SocketArgs),
+    /// Re-read the daemon's configuration file, as SIGHUP does: live changes
+    /// apply, others are refused by key.
+    Reload(SocketArgs),
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +172,8 @@ fn run(cli: &Cli) -> Result<Option<String>, CliError> {
         Command::Stats(a) => ask(a, Request::Stats, render::stats),
         Command::Groups(a) => ask(a, Request::Groups, render::groups),
         Command::Neigh(a) => ask(a, Request::Neigh, render::neigh),
+        Command::Paths(a) => ask(a, Request::Paths, render::paths),
+        Command::Reload(a) => ask(a, Request::Reload, render::reload),
         Command::Flush(f) => {
             let level = match f.level {
                 FlushLevelArg::Light => Level::Light,

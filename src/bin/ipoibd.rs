@@ -5,13 +5,14 @@ use clap::{Parser, Subcommand};
 use ipoib_app::control_plane::{ControlPlane, McastBackend};
 use ipoib_app::ctl::daemon::DaemonBackend;
 use ipoib_app::ctl::server::Listener;
+use ipoib_app::logging::{self, LogControl};
+use ipoib_app::reload::Reloader;
 use ipoib_app::report::{self, Live};
 use ipoib_app::wiring::{self, Built};
 use ipoib_config::{Config, ProviderKind};
 use ipoib_control::{run_fault_scenario, FaultSpec};
 use ipoib_dataplane::lcore::{spawn_lcores, Pinning};
 use ipoib_dataplane::provider::Provider;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,7 +115,7 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(e) => return fail(format!("--sa-faults: {e}")),
     };
-    init_logging(&cfg);
+    let log = logging::init(cfg.log.level);
     let pings = match (&cli.ping, &cli.config) {
         (Some(p), _) => p.clone(),
         (None, None) => vec![
@@ -128,6 +129,8 @@ fn main() -> ExitCode {
         seed: cli.seed,
         fault_rounds: cli.fault_rounds,
         pings,
+        config_path: cli.config.clone(),
+        duration_override: cli.duration,
     };
     let ctl = match (&cli.socket, cli.no_socket) {
         (_, true) => None,
@@ -143,22 +146,11 @@ fn main() -> ExitCode {
             }
         },
     };
-    match run(&cfg, &opts, ctl) {
+    match run(&cfg, &opts, ctl, log) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => fail(e),
     }
-}
-
-fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log.level.as_str()));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
 }
 
 struct RunOptions {
@@ -166,16 +158,24 @@ struct RunOptions {
     seed: u64,
     fault_rounds: u32,
     pings: Vec<std::net::IpAddr>,
+    /// The file SIGHUP re-reads (none: the embedded default).
+    config_path: Option<PathBuf>,
+    duration_override: Option<f64>,
 }
 
-fn run(cfg: &Config, opts: &RunOptions, ctl: Option<Listener>) -> Result<bool, String> {
+fn run(
+    cfg: &Config,
+    opts: &RunOptions,
+    ctl: Option<Listener>,
+    log: LogControl,
+) -> Result<bool, String> {
     match cfg.provider.kind {
-        ProviderKind::Fabric => run_built(cfg, opts, wiring::build_fabric(cfg)?, ctl),
+        ProviderKind::Fabric => run_built(cfg, opts, wiring::build_fabric(cfg)?, ctl, log),
         ProviderKind::Null => {
             let pool = wiring::make_pool(cfg)?;
-            run_built(cfg, opts, wiring::build_null(cfg, pool)?, ctl)
+            run_built(cfg, opts, wiring::build_null(cfg, pool)?, ctl, log)
         }
-        ProviderKind::Rocev2 => run_built(cfg, opts, wiring::build_rocev2(cfg)?, ctl),
+        ProviderKind::Rocev2 => run_built(cfg, opts, wiring::build_rocev2(cfg)?, ctl, log),
         other => Err(format!(
             "provider \"{}\" is not available in this build yet",
             other.as_str()
@@ -188,6 +188,7 @@ fn run_built<P: Provider + 'static>(
     opts: &RunOptions,
     built: Built<P>,
     ctl: Option<Listener>,
+    log: LogControl,
 ) -> Result<bool, String> {
     let Built {
         pool,
@@ -196,6 +197,7 @@ fn run_built<P: Provider + 'static>(
         fabric,
         mut resolvers,
         igmp,
+        rates,
         ..
     } = built;
     if let Some(first) = resolvers.first_mut() {
@@ -214,6 +216,9 @@ fn run_built<P: Provider + 'static>(
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| format!("cannot install signal handler: {e}"))?;
     println!(
         "ipoibd: {} host(s) on the {} provider, {} lcore(s), pool {} x {} B{}",
         hosts.len(),
@@ -244,10 +249,21 @@ fn run_built<P: Provider + 'static>(
         )?),
         None => None,
     };
+    let mut backend = DaemonBackend::new(cfg, &hosts, pool, fabric.clone(), control.as_ref());
+    let reloader = Arc::new(Reloader::new(
+        opts.config_path.clone(),
+        cfg.clone(),
+        opts.duration_override,
+        log,
+        rates,
+        control.as_ref().map(ControlPlane::jobs),
+        backend.names(),
+        hosts.iter().map(|h| h.port.pkey).collect(),
+    ));
+    backend.set_reloader(reloader.clone());
     let server = match ctl {
         Some(l) => {
             let path = l.path().display().to_string();
-            let backend = DaemonBackend::new(cfg, &hosts, pool, fabric.clone(), control.as_ref());
             let s = l.serve(Arc::new(backend))?;
             println!("control socket: {path}");
             Some(s)
@@ -277,7 +293,7 @@ fn run_built<P: Provider + 'static>(
         Pinning::Dedicated => {}
     }
     let start = Instant::now();
-    let interval = cfg.run.stats_interval();
+    let mut interval = reloader.stats_interval();
     let deadline = cfg.run.duration().map(|d| start + d);
     let mut live = Live::default();
     let mut next = start + interval;
@@ -285,6 +301,15 @@ fn run_built<P: Provider + 'static>(
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d) {
             break;
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            // The outcome is logged by the reloader.
+            let _ = reloader.reload();
+        }
+        // A reload (SIGHUP or the control socket) may change the interval.
+        if reloader.stats_interval() != interval {
+            interval = reloader.stats_interval();
+            next = now + interval;
         }
         if now >= next {
             println!(

@@ -4,6 +4,7 @@
 use super::protocol::{Level, Request};
 use super::server::Backend;
 use crate::control_plane::{ControlCtx, ControlJob, ControlPlane};
+use crate::reload::{GroupNames, Reloader};
 use crate::wiring::HostInfo;
 use ipoib_config::Config;
 use ipoib_control::{Engine, FlushLevel, GroupFlags, GroupInfo};
@@ -43,8 +44,9 @@ pub struct DaemonBackend {
     fabric: Option<Arc<Fabric>>,
     ifaces: Vec<Iface>,
     jobs: Option<SyncSender<ControlJob>>,
-    /// MGID → IP group, to name groups in `groups` (config and joins).
-    names: Mutex<Vec<(Gid, IpAddr)>>,
+    /// MGID → IP group, to name groups in `groups` (config, joins, reloads).
+    names: GroupNames,
+    reloader: Option<Arc<Reloader>>,
 }
 
 fn mgid_of(ip: IpAddr, pkey: u16) -> Option<Gid> {
@@ -101,8 +103,27 @@ impl DaemonBackend {
             fabric,
             ifaces,
             jobs: control.map(ControlPlane::jobs),
-            names: Mutex::new(names),
+            names: Arc::new(Mutex::new(names)),
+            reloader: None,
         }
+    }
+
+    /// The group names, for the reloader to extend.
+    pub fn names(&self) -> GroupNames {
+        self.names.clone()
+    }
+
+    /// Lets `reload` re-read the configuration.
+    pub fn set_reloader(&mut self, r: Arc<Reloader>) {
+        self.reloader = Some(r);
+    }
+
+    fn reload(&self) -> Result<Value, String> {
+        let r = self
+            .reloader
+            .as_ref()
+            .ok_or("this daemon cannot reload its configuration")?;
+        r.reload().map(|o| o.to_json())
     }
 
     fn iface(&self, name: &str) -> Result<&Iface, String> {
@@ -315,6 +336,47 @@ impl DaemonBackend {
         Ok(json!({ "interfaces": out }))
     }
 
+    fn paths(&self) -> Result<Value, String> {
+        let tables = self.on_control(|ctx| {
+            let now = ctx.now;
+            ctx.resolvers
+                .iter()
+                .map(|r| {
+                    let (paths, stats) = r.paths();
+                    let list: Vec<Value> = paths
+                        .iter()
+                        .map(|p| {
+                            json!({
+                                "dgid": p.dgid.to_string(),
+                                "dlid": p.record.map(|r| r.dlid),
+                                "sl": p.record.map(|r| r.sl),
+                                "mtu": p.record.map(|r| r.mtu),
+                                "rate": p.record.map(|r| r.rate),
+                                "ah": p.has_ah,
+                                "querying": p.querying,
+                                "expires_in_s": p.expires.saturating_sub(now).as_secs_f64(),
+                                "users": p.users.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect();
+                    json!({
+                        "interface": r.name,
+                        "paths": list,
+                        "stats": {
+                            "queries": stats.queries,
+                            "answers": stats.answers,
+                            "timeouts": stats.timeouts,
+                            "failures": stats.failures,
+                            "ah_created": stats.ah_created,
+                            "ah_destroyed": stats.ah_destroyed,
+                        },
+                    })
+                })
+                .collect::<Vec<_>>()
+        })?;
+        Ok(json!({ "interfaces": tables }))
+    }
+
     fn flush(&self, level: Level, only: Option<String>) -> Result<Value, String> {
         if let Some(name) = &only {
             self.iface(name)?;
@@ -410,6 +472,8 @@ impl Backend for DaemonBackend {
             Request::Flush { level, interface } => self.flush(level, interface),
             Request::Join { interface, group } => self.membership(&interface, group, true),
             Request::Leave { interface, group } => self.membership(&interface, group, false),
+            Request::Reload => self.reload(),
+            Request::Paths => self.paths(),
         }
     }
 }

@@ -55,10 +55,14 @@ pub enum Request {
         interface: String,
         group: IpAddr,
     },
+    /// Re-read the configuration file, as SIGHUP does.
+    Reload,
+    /// Path records per interface.
+    Paths,
 }
 
 /// Every command with the fields it takes (all others are errors).
-const COMMANDS: [(&str, &[&str]); 7] = [
+const COMMANDS: [(&str, &[&str]); 9] = [
     ("status", &[]),
     ("stats", &[]),
     ("groups", &[]),
@@ -66,6 +70,8 @@ const COMMANDS: [(&str, &[&str]); 7] = [
     ("flush", &["level", "interface"]),
     ("join", &["interface", "group"]),
     ("leave", &["interface", "group"]),
+    ("reload", &[]),
+    ("paths", &[]),
 ];
 
 fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
@@ -118,6 +124,8 @@ impl Request {
             "stats" => Request::Stats,
             "groups" => Request::Groups,
             "neigh" => Request::Neigh,
+            "reload" => Request::Reload,
+            "paths" => Request::Paths,
             "flush" => {
                 let text = required(&obj, cmd, "level")?;
                 let level = Level::parse(text).ok_or_else(|| {
@@ -144,6 +152,8 @@ impl Request {
             Request::Stats => json!({"cmd": "stats"}),
             Request::Groups => json!({"cmd": "groups"}),
             Request::Neigh => json!({"cmd": "neigh"}),
+            Request::Reload => json!({"cmd": "reload"}),
+            Request::Paths => json!({"cmd": "paths"}),
             Request::Flush { level, interface } => match interface {
                 Some(i) => json!({"cmd": "flush", "level": level.as_str(), "interface": i}),
                 None => json!({"cmd": "flush", "level": level.as_str()}),
@@ -209,6 +219,8 @@ mod tests {
                 interface: "ib2".into(),
                 group: "ff12::1:2".parse().unwrap(),
             },
+            Request::Reload,
+            Request::Paths,
         ];
         for r in reqs {
             assert_eq!(Request::parse(r.to_line().as_bytes()), Ok(r));

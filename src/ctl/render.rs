@@ -210,6 +210,70 @@ pub fn membership(d: &Value, join: bool) -> String {
     }
 }
 
+pub fn paths(d: &Value) -> String {
+    let mut out = String::new();
+    for i in list(&d["interfaces"]) {
+        let st = &i["stats"];
+        let _ = writeln!(
+            out,
+            "{}: {} queries, {} answers, {} timeouts, {} failures",
+            text(&i["interface"]),
+            text(&st["queries"]),
+            text(&st["answers"]),
+            text(&st["timeouts"]),
+            text(&st["failures"])
+        );
+        let entries = list(&i["paths"]);
+        if entries.is_empty() {
+            let _ = writeln!(out, "  (none)");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>6} {:>2} {:>5} {:>4} {:<8} {:>8}  USERS",
+            "DGID", "DLID", "SL", "MTU", "RATE", "STATE", "EXPIRES"
+        );
+        for p in entries {
+            let state = match (p["ah"].as_bool(), p["querying"].as_bool()) {
+                (Some(true), _) => "ready",
+                (_, Some(true)) => "querying",
+                (Some(false), _) => "failed",
+                _ => "-",
+            };
+            let dlid = p["dlid"]
+                .as_u64()
+                .map_or_else(|| "-".to_string(), |l| format!("{l:#x}"));
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>6} {:>2} {:>5} {:>4} {:<8} {:>7.0}s  {}",
+                text(&p["dgid"]),
+                dlid,
+                text(&p["sl"]),
+                text(&p["mtu"]),
+                text(&p["rate"]),
+                state,
+                p["expires_in_s"].as_f64().unwrap_or(0.0),
+                words(&p["users"], " ")
+            );
+        }
+    }
+    out
+}
+
+pub fn reload(d: &Value) -> String {
+    let mut out = String::new();
+    let applied = words(&d["applied"], ", ");
+    let refused = list(&d["refused"]);
+    if applied == "-" && refused.is_empty() {
+        return "configuration unchanged\n".into();
+    }
+    let _ = writeln!(out, "applied: {applied}");
+    for r in refused {
+        let _ = writeln!(out, "refused: {} ({})", text(&r["key"]), text(&r["reason"]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +283,7 @@ mod tests {
     fn tables_from_partial_answers_never_fail() {
         for v in [json!(null), json!({}), json!({"interfaces": 3}), json!([1])] {
             let _ = (status(&v), stats(&v), groups(&v), neigh(&v), flush(&v));
+            let _ = (paths(&v), reload(&v));
             let _ = membership(&v, true);
         }
     }

@@ -63,6 +63,22 @@ pub struct PathStats {
     pub ah_failures: u64,
 }
 
+/// One path as an operator sees it (`ipoibctl paths`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathInfo {
+    pub dgid: Gid,
+    /// The last good record, if any answer came.
+    pub record: Option<PathRecord>,
+    /// An address handle exists (the path is usable).
+    pub has_ah: bool,
+    /// A query is in flight.
+    pub querying: bool,
+    /// When the record is re-queried (on the owner's clock).
+    pub expires: Duration,
+    /// Neighbours using the path.
+    pub users: Vec<IpAddr>,
+}
+
 struct PathEntry<A> {
     record: Option<PathRecord>,
     ah: Option<A>,
@@ -133,6 +149,20 @@ impl<F: AhFactory> PathCache<F> {
     }
     pub fn record(&self, dgid: &Gid) -> Option<PathRecord> {
         self.paths.get(dgid).and_then(|p| p.record)
+    }
+    /// Every path, by destination GID.
+    pub fn paths(&self) -> Vec<PathInfo> {
+        self.paths
+            .iter()
+            .map(|(dgid, p)| PathInfo {
+                dgid: *dgid,
+                record: p.record,
+                has_ah: p.ah.is_some(),
+                querying: p.query.is_some(),
+                expires: p.expires,
+                users: p.users.iter().copied().collect(),
+            })
+            .collect()
     }
     /// Neighbours using the path to `dgid`.
     pub fn users(&self, dgid: &Gid) -> usize {

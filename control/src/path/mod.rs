@@ -8,6 +8,6 @@ mod record;
 mod service;
 
 pub use ah::{AhError, AhFactory, ProviderAhFactory, RecordedAh, RecordingAhFactory};
-pub use cache::{Acquire, PathCache, PathConfig, PathEvent, PathStats};
+pub use cache::{Acquire, PathCache, PathConfig, PathEvent, PathInfo, PathStats};
 pub use record::{PathError, PathRecord, PathResult, QueryId};
 pub use service::{PathService, SoftPathConfig, SoftPathService, SoftPathStats};

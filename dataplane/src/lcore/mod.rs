@@ -12,7 +12,7 @@ pub use iface::{CtrlChannels, CtrlDest, CtrlSend, Iface, IfaceConfig, IfaceWirin
 pub use mcast_tx::{McastTx, PENDING_PER_GROUP};
 pub use neigh::{NeighEntry, NeighTable};
 pub use runner::{spawn_lcores, LcoreHandle, Pinning};
-pub use source::{build_udp_packet, FlowSpec, Source, TrafficSource};
+pub use source::{build_udp_packet, FlowSpec, RateControl, Source, TrafficSource};
 
 use crate::mem::LcoreCache;
 use crate::pktgen::Sink;

@@ -7,6 +7,8 @@ use crate::ring::spsc;
 use crate::wire::{checksum, UdpPacket};
 use arrayvec::ArrayVec;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What to send.
@@ -25,10 +27,29 @@ pub struct FlowSpec {
 pub struct TrafficSource {
     template: Vec<u8>,
     tx: spsc::Producer<Mbuf>,
+    /// The rate in force; `rate` is what the control side last asked for.
     rate_pps: u64,
+    rate: RateControl,
     start: Option<Instant>,
+    /// `sent` when the pacing (re)started: a new rate paces from there.
+    sent_at_start: u64,
     sent: u64,
     burst: ArrayVec<Mbuf, BURST>,
+}
+
+/// Changes a running flow's rate (configuration reload): one relaxed atomic
+/// read per burst on the lcore, no lock.
+#[derive(Debug, Clone)]
+pub struct RateControl(Arc<AtomicU64>);
+
+impl RateControl {
+    /// Packets per second; 0 = as fast as the ring takes them.
+    pub fn set(&self, pps: u64) {
+        self.0.store(pps, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// Builds the IP+UDP bytes of a flow (checksums filled).
@@ -126,7 +147,9 @@ impl TrafficSource {
             template: build_udp_packet(flow)?,
             tx,
             rate_pps: flow.rate_pps,
+            rate: RateControl(Arc::new(AtomicU64::new(flow.rate_pps))),
             start: None,
+            sent_at_start: 0,
             sent: 0,
             burst: ArrayVec::new(),
         })
@@ -137,15 +160,31 @@ impl TrafficSource {
         self.sent
     }
 
+    /// A handle that changes this flow's rate while it runs.
+    pub fn rate_control(&self) -> RateControl {
+        self.rate.clone()
+    }
+
     /// Produces up to one burst. Returns packets enqueued.
     #[inline]
     pub fn produce(&mut self, cache: &mut LcoreCache) -> usize {
         let mut want = self.tx.free_count().min(BURST);
+        let rate = self.rate.get();
+        if rate != self.rate_pps {
+            self.rate_pps = rate;
+            self.start = None;
+        }
         if self.rate_pps != 0 {
-            let start = *self.start.get_or_insert_with(Instant::now);
+            let start = match self.start {
+                Some(s) => s,
+                None => {
+                    self.sent_at_start = self.sent;
+                    *self.start.insert(Instant::now())
+                }
+            };
             let due =
                 (start.elapsed().as_nanos() as u64).saturating_mul(self.rate_pps) / 1_000_000_000;
-            want = want.min(due.saturating_sub(self.sent) as usize);
+            want = want.min(due.saturating_sub(self.sent - self.sent_at_start) as usize);
         }
         if want == 0 {
             return 0;
@@ -172,5 +211,54 @@ impl TrafficSource {
 impl From<crate::pktgen::Replay> for Source {
     fn from(r: crate::pktgen::Replay) -> Source {
         Source::Replay(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::{HugepageMode, Mempool, MempoolConfig};
+    use std::net::Ipv4Addr;
+
+    /// A new rate takes effect on the next burst and paces from that moment.
+    #[test]
+    fn rate_changes_while_running() {
+        let pool = Mempool::new(MempoolConfig {
+            name: "rate".into(),
+            count: 1024,
+            buf_size: 2176,
+            hugepages: HugepageMode::Off,
+        })
+        .unwrap();
+        let mut cache = pool.cache(64);
+        let (prod, mut cons) = spsc::channel::<Mbuf>(256);
+        let flow = FlowSpec {
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            src_port: 9,
+            dst_port: 9,
+            size: 64,
+            rate_pps: 0,
+        };
+        let mut src = TrafficSource::new(&flow, prod).unwrap();
+        let rate = src.rate_control();
+        let drain = |cons: &mut spsc::Consumer<Mbuf>| {
+            let mut n = 0;
+            while let Some(m) = cons.pop() {
+                drop(m);
+                n += 1;
+            }
+            n
+        };
+        assert_eq!(src.produce(&mut cache), BURST, "unpaced: a full burst");
+        assert_eq!(drain(&mut cons), BURST);
+        // One packet a second: nothing is due yet.
+        rate.set(1);
+        assert_eq!(rate.get(), 1);
+        assert_eq!(src.produce(&mut cache), 0);
+        rate.set(0);
+        assert_eq!(src.produce(&mut cache), BURST);
+        assert_eq!(drain(&mut cons), BURST);
+        assert_eq!(src.sent(), 2 * BURST as u64);
     }
 }
