@@ -37,6 +37,8 @@ struct Daemon {
     child: Option<Child>,
     dir: PathBuf,
     sock: PathBuf,
+    /// Copies stdout to a file; done once the daemon has exited.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -69,7 +71,7 @@ impl Daemon {
         let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
         let mut log = std::fs::File::create(dir.join("stdout")).unwrap();
         let stdout = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = writeln!(log, "{line}");
                 let _ = lines_tx.send(line);
@@ -79,6 +81,7 @@ impl Daemon {
             child: Some(child),
             dir,
             sock,
+            reader: Some(reader),
         };
         let deadline = Instant::now() + DEADLINE;
         loop {
@@ -156,6 +159,10 @@ impl Daemon {
                 panic!("ipoibd did not stop after SIGTERM\n{}", self.output());
             }
         };
+        // Every line of stdout is in the file once the reader is done.
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
         (
             status.code().unwrap_or(-1),
             std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default(),
