@@ -445,3 +445,68 @@ fn spsc_peek_runs_in_place_across_the_wrap() {
     }
     assert!(expect > 100, "the ring wrapped many times");
 }
+
+#[test]
+fn spsc_reserve_run_writes_in_place_and_never_wraps() {
+    use ipoib_dataplane::ring::spsc;
+    let (mut p, mut c) = spsc::channel::<u64>(8);
+    let mut next = 0u64;
+    let mut expect = 0u64;
+    let (mut direct, mut refused) = (0, 0);
+    for round in 0..64 {
+        let want = 1 + round % 5;
+        match p.reserve_run(want) {
+            Some(first) => {
+                // Write fewer than reserved now and then: only those appear.
+                let k = if round % 3 == 0 { want - 1 } else { want };
+                for i in 0..k {
+                    // SAFETY: `want` free slots in one run from `first`.
+                    unsafe { first.add(i).write(next) };
+                    next += 1;
+                }
+                // SAFETY: the first k slots were written once each.
+                unsafe { p.commit_reserved(k) };
+                direct += 1;
+            }
+            None => {
+                // Refused only when the slots would wrap or are not free.
+                assert!(p.free_count() < want || want > 1, "round {round}");
+                refused += 1;
+            }
+        }
+        // Drain a little less than produced so the ring is sometimes full.
+        for _ in 0..(round % 4) {
+            if let Some(v) = c.pop() {
+                assert_eq!(v, expect);
+                expect += 1;
+            }
+        }
+    }
+    while let Some(v) = c.pop() {
+        assert_eq!(v, expect);
+        expect += 1;
+    }
+    assert_eq!(expect, next, "every committed item arrived once, in order");
+    assert!(
+        direct > 20 && refused > 0,
+        "direct {direct} refused {refused}"
+    );
+    // A full ring refuses; free slots that wrap are refused, a run that fits is not.
+    let (mut p, mut c) = spsc::channel::<u64>(4);
+    for v in 0..4 {
+        p.push(v).unwrap();
+    }
+    assert!(p.reserve_run(1).is_none(), "full");
+    for _ in 0..4 {
+        c.pop();
+    }
+    p.push(4).unwrap();
+    p.push(5).unwrap();
+    p.push(6).unwrap();
+    c.pop();
+    c.pop();
+    c.pop();
+    // Empty, next write at slot 3: two slots would wrap to slot 0.
+    assert!(p.reserve_run(2).is_none(), "slots 3 and 0 wrap");
+    assert!(p.reserve_run(1).is_some(), "slot 3 alone is one run");
+}

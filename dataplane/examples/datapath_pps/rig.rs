@@ -4,8 +4,8 @@
 //! RX: poll burst → decapsulate → deliver; stats per burst.
 //! Two ways to keep it busy (`Mode`): traffic sources that allocate, fill and
 //! enqueue fresh packets (RX frees them), or a fixed set of packets forwarded
-//! round and round (RX delivers to a ring whose packets go back to TX, as
-//! testpmd's io forwarding). Shared by the measurement program, the criterion
+//! round and round (RX delivers into the very ring TX drains, as testpmd's io
+//! forwarding: no harness stage in between). Shared by the measurement program, the criterion
 //! bench and the allocation test.
 
 #![allow(dead_code)]
@@ -92,12 +92,6 @@ impl Mode {
 /// Packets in flight in forward mode: two bursts.
 const IN_FLIGHT: usize = 2 * BURST;
 
-/// Forward mode: received packets → TX ring.
-struct Reflector {
-    rx: spsc::Consumer<Mbuf>,
-    tx: spsc::Producer<Mbuf>,
-}
-
 pub struct Rig {
     pub lcore: Lcore<NullProvider>,
     pub stats: Arc<IfaceStats>,
@@ -105,7 +99,6 @@ pub struct Rig {
     mcast: Published<McastTable>,
     requests: Arc<JoinRequestQueue>,
     generation: u64,
-    reflect: Option<Reflector>,
 }
 
 fn flow(dst: Ipv4Addr) -> FlowSpec {
@@ -171,7 +164,6 @@ impl Rig {
         };
         let mut tx_in = Vec::new();
         let mut rx_out = None;
-        let mut reflect = None;
         match mode {
             Mode::Generate => {
                 for &d in dsts {
@@ -181,7 +173,8 @@ impl Rig {
                 }
             }
             Mode::Forward => {
-                let (mut tx, cons) = spsc::channel::<Mbuf>(1024);
+                // One ring: RX is its producer, TX its consumer.
+                let (mut ring, cons) = spsc::channel::<Mbuf>(1024);
                 tx_in.push(cons);
                 let templates: Vec<Vec<u8>> = dsts
                     .iter()
@@ -191,11 +184,9 @@ impl Rig {
                     let t = &templates[i % templates.len()];
                     let mut m = pool.alloc().expect("mbuf");
                     m.append(t.len()).expect("room").copy_from_slice(t);
-                    tx.push(m).expect("ring room");
+                    ring.push(m).expect("ring room");
                 }
-                let (prod, rx) = spsc::channel::<Mbuf>(1024);
-                rx_out = Some(prod);
-                reflect = Some(Reflector { rx, tx });
+                rx_out = Some(ring);
             }
         }
         let iface = Iface::new(
@@ -224,7 +215,6 @@ impl Rig {
             mcast,
             requests,
             generation: 0,
-            reflect,
         }
     }
 
@@ -258,9 +248,6 @@ impl Rig {
         loop {
             for _ in 0..64 {
                 self.lcore.poll_once();
-                if let Some(r) = self.reflect.as_mut() {
-                    r.rx.move_to(&mut r.tx, BURST);
-                }
             }
             let sent = self.stats.snapshot().tx_packets - start;
             if sent >= packets {

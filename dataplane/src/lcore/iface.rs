@@ -171,6 +171,8 @@ fn ip_dest(d: &[u8]) -> Option<(u16, Dest)> {
     None
 }
 
+const IPPROTO_ICMP: u8 = 1;
+
 /// Frames for the control plane: ARP, and ICMP/ICMPv6 (neighbour discovery
 /// for the resolver, echo and errors for the host's own IP stack). The bulk
 /// of traffic (UDP, TCP) goes to the application ring. With `all_icmp`
@@ -178,11 +180,12 @@ fn ip_dest(d: &[u8]) -> Option<(u16, Dest)> {
 /// discovery go up.
 #[inline]
 fn is_control_frame(ethertype: u16, frame: &[u8], all_icmp: bool) -> bool {
-    const ICMP: u8 = 1;
     const ICMPV6: u8 = 58;
     match ethertype {
         ETHERTYPE_ARP => true,
-        ETHERTYPE_IPV4 => all_icmp && frame.len() > HEADER_LEN + 9 && frame[HEADER_LEN + 9] == ICMP,
+        ETHERTYPE_IPV4 => {
+            all_icmp && frame.len() > HEADER_LEN + 9 && frame[HEADER_LEN + 9] == IPPROTO_ICMP
+        }
         ETHERTYPE_IPV6 => {
             frame.len() > HEADER_LEN + 6
                 && frame[HEADER_LEN + 6] == ICMPV6
@@ -205,6 +208,31 @@ fn peek_burst(ring: &mut spsc::Consumer<Mbuf>) -> Option<[(*mut Mbuf, usize); 2]
         let _ = ring;
         None
     }
+}
+
+/// One run of `n` free slots of the application ring to deliver into in
+/// place (see `spsc::Producer::reserve_run`); never under loom.
+#[inline(always)]
+fn reserve_burst(ring: &mut spsc::Producer<Mbuf>, n: usize) -> Option<*mut Mbuf> {
+    #[cfg(not(loom))]
+    return ring.reserve_run(n);
+    #[cfg(loom)]
+    {
+        let _ = (ring, n);
+        None
+    }
+}
+
+/// Publishes `k` packets written into a reserved run.
+///
+/// # Safety
+/// As `spsc::Producer::commit_reserved`.
+#[inline(always)]
+unsafe fn commit_burst(ring: &mut spsc::Producer<Mbuf>, k: usize) {
+    #[cfg(not(loom))]
+    ring.commit_reserved(k);
+    #[cfg(loom)]
+    let _ = (ring, k);
 }
 
 /// Gives the slots of `n` peeked packets back to the ring.
@@ -744,15 +772,20 @@ impl<P: Provider> Iface<P> {
         let rxc = self.rxc.as_mut_ptr();
         // SAFETY: each of the `polled` mbufs is read out exactly once below.
         unsafe { self.rxc.set_len(0) };
-        let out = self.pkts.as_mut_ptr();
-        // `pkts` started empty and a poll is at most BURST, so `o` stays
-        // inside `pkts` whenever it is written.
+        // Delivered packets go straight into the application ring's free
+        // slots when they are one run (most bursts), else into `pkts` first.
+        let direct = match self.rx_out.as_mut() {
+            Some(ring) => reserve_burst(ring, polled),
+            None => None,
+        };
+        let out = direct.unwrap_or(self.pkts.as_mut_ptr());
+        // The run has `polled` slots; `pkts` started empty and a poll is at
+        // most BURST. Either way `o` stays inside whenever it is written.
         let mut o = out;
         let (mut bytes, mut mcast) = (0u64, 0u64);
         let ctrl = &mut self.ctrl;
         // ICMP goes up to the IP stack unless a TUN device's kernel answers it.
         let all_icmp = !self.kernel_icmp;
-        let icmp_up = ctrl.is_some() && all_icmp;
         // SAFETY: one past the last completion.
         let end = unsafe { rxc.add(polled) };
         let mut next = rxc;
@@ -764,12 +797,13 @@ impl<P: Provider> Iface<P> {
             next = unsafe { next.add(1) };
             let multicast = c.multicast;
             let d = c.mbuf.data();
-            // Fast path: IPv4 from another QP, and (with a control plane) not
-            // ICMP. The ethertype is compared in network order, as stored.
+            // Fast path: IPv4 from another QP, not ICMP (control frames go the
+            // general way, which delivers them when there is no control
+            // plane). The ethertype is compared in network order, as stored.
             let fast = (c.src_qpn, c.slid) != me
-                && d.len() >= HEADER_LEN
+                && d.len() > HEADER_LEN + 9
                 && [d[0], d[1]] == ETHERTYPE_IPV4.to_be_bytes()
-                && (!icmp_up || !is_control_frame(ETHERTYPE_IPV4, d, true));
+                && d[HEADER_LEN + 9] != IPPROTO_ICMP;
             if fast {
                 c.mbuf.adj(HEADER_LEN);
                 bytes += c.mbuf.len() as u64;
@@ -795,11 +829,19 @@ impl<P: Provider> Iface<P> {
                 }
             }
         }
-        // SAFETY: both inside `pkts`, `o` not before `out`.
+        // SAFETY: both inside the same run or `pkts`, `o` not before `out`.
         let k = unsafe { o.offset_from(out) } as usize;
         counts.rx_packets += k as u64;
         counts.rx_bytes += bytes;
         counts.rx_mcast_packets += mcast;
+        if direct.is_some() {
+            if let Some(ring) = self.rx_out.as_mut() {
+                // SAFETY: the first k slots of the reserved run were written once each.
+                unsafe { commit_burst(ring, k) };
+            }
+            self.stats.add(&counts);
+            return n;
+        }
         // SAFETY: the first k slots were written above.
         unsafe { self.pkts.set_len(k) };
         match self.rx_out.as_mut() {

@@ -22,9 +22,9 @@ pub struct NullProvider {
     port: PortAttr,
     mode: NullMode,
     cache: LcoreCache,
-    /// Looped-back messages, oldest first. Only the mbufs are queued (the
-    /// rest of a completion is the same for all), so a send moves 16 bytes.
-    looped: Vec<Mbuf>,
+    /// Looped-back messages, oldest first, already as completions: a poll
+    /// hands them over in one copy.
+    looped: Vec<RecvCompletion>,
     /// Sink mode: sent buffers waiting for `reap` (fixed capacity).
     sent: Vec<Mbuf>,
     depth: usize,
@@ -93,20 +93,30 @@ impl Provider for NullProvider {
             NullMode::Loopback => {
                 let take = n.min(self.depth - self.looped.len());
                 self.overflows += (n - take) as u64;
+                let (src_qpn, slid) = self.loop_src;
                 let len = self.looped.len();
                 let dst = self.looped.as_mut_ptr();
                 let src = wrs.as_mut_ptr();
                 for i in 0..take {
-                    // SAFETY: i < take <= wrs.len(); len + take <= depth <=
-                    // capacity. Each mbuf moves once; the rest of a request is
-                    // `Copy` and needs no drop.
-                    unsafe { dst.add(len + i).write(std::ptr::read(&(*src.add(i)).mbuf)) };
+                    let c = RecvCompletion {
+                        // SAFETY: i < take <= wrs.len(); each mbuf moves once.
+                        // The rest of a request is `Copy` and needs no drop.
+                        mbuf: unsafe { std::ptr::read(&(*src.add(i)).mbuf) },
+                        src_qpn,
+                        slid,
+                        multicast: false,
+                        has_grh: false,
+                    };
+                    // SAFETY: len + take <= depth <= capacity.
+                    unsafe { dst.add(len + i).write(c) };
                 }
                 // SAFETY: the `take` slots after `len` were just written; the
-                // requests not taken move to the front of `wrs`.
+                // requests not taken (rare: a full queue) move to the front.
                 unsafe {
                     self.looped.set_len(len + take);
-                    std::ptr::copy(src.add(take), src, n - take);
+                    if take < n {
+                        std::ptr::copy(src.add(take), src, n - take);
+                    }
                     wrs.set_len(n - take);
                 }
                 take
@@ -117,36 +127,31 @@ impl Provider for NullProvider {
     #[inline]
     fn poll_recv<const N: usize>(&mut self, out: &mut ArrayVec<RecvCompletion, N>) -> usize {
         let n = out.remaining_capacity().min(self.looped.len());
-        let (src_qpn, slid) = self.loop_src;
-        let len = out.len();
-        let dst = out.as_mut_ptr();
-        let src = self.looped.as_mut_ptr();
-        for i in 0..n {
-            let c = RecvCompletion {
-                // SAFETY: i < n <= looped.len(); each mbuf moves out once
-                // and the queue is shortened below.
-                mbuf: unsafe { std::ptr::read(src.add(i)) },
-                src_qpn,
-                slid,
-                multicast: false,
-                has_grh: false,
-            };
-            // SAFETY: len + n <= capacity; the slots are set before set_len.
-            unsafe { dst.add(len + i).write(c) };
+        if n == 0 {
+            return 0;
         }
+        let len = out.len();
+        let src = self.looped.as_mut_ptr();
         let rest = self.looped.len() - n;
-        // SAFETY: the first n were moved out; the rest move to the front.
+        // SAFETY: the first n completions move out in one copy (their slots
+        // are given up below), into n free slots of `out`; the rest move to
+        // the front of the queue.
         unsafe {
-            std::ptr::copy(src.add(n), src, rest);
+            std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().add(len), n);
+            out.set_len(len + n);
+            if rest > 0 {
+                std::ptr::copy(src.add(n), src, rest);
+            }
             self.looped.set_len(rest);
         }
-        // SAFETY: the n slots after len were just written.
-        unsafe { out.set_len(len + n) };
         n
     }
 
     #[inline]
     fn reap(&mut self, cache: &mut LcoreCache) {
+        if self.sent.is_empty() {
+            return;
+        }
         for m in self.sent.drain(..) {
             cache.free(m);
         }

@@ -148,6 +148,32 @@ impl<T> Producer<T> {
         self.publish(n);
     }
 
+    /// `n` free slots in one run (no wrap-around), for a producer that
+    /// writes items in place (no burst buffer in between); `None` when fewer
+    /// are free or they wrap. Nothing is visible until `commit_reserved`.
+    #[cfg(not(loom))]
+    #[inline]
+    pub fn reserve_run(&mut self, n: usize) -> Option<*mut T> {
+        if self.reserve(n) < n {
+            return None;
+        }
+        match self.shared.slots.run_ptrs(self.write_index, n) {
+            [(first, len), _] if len == n => Some(first),
+            _ => None,
+        }
+    }
+
+    /// Publishes the first `k` slots of the run `reserve_run` returned.
+    ///
+    /// # Safety
+    /// `k` is at most the `n` reserved, the first `k` slots of the run were
+    /// each written exactly once since, and nothing else was enqueued.
+    #[cfg(not(loom))]
+    #[inline]
+    pub unsafe fn commit_reserved(&mut self, k: usize) {
+        self.publish(k);
+    }
+
     /// Copies as many items of `src` as fit and returns how many.
     #[inline]
     pub fn enqueue_slice(&mut self, src: &[T]) -> usize
