@@ -4,6 +4,7 @@
 pub mod control_plane;
 pub mod ctl;
 pub mod logging;
+pub mod metrics;
 pub mod pktgen;
 pub mod reload;
 pub mod report;

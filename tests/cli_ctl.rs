@@ -632,3 +632,96 @@ fn reload_without_a_file_is_refused() {
     assert!(err.contains("no configuration file to reload"), "{err}");
     assert_eq!(d.ctl(&["status"]).0, 0);
 }
+
+/// One HTTP request to the metrics endpoint; the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    out
+}
+
+/// The value of one sample line `name{labels} value` in a scrape.
+fn sample(page: &str, series: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_endpoint_serves_the_stats_counters() {
+    let cfg = reload_config("\"239.1.1.1\"", 2044, 1000, "info")
+        + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let mut d = Daemon::start_with("metrics", Some(&cfg));
+    let announced = std::fs::read_to_string(d.dir.join("stdout")).unwrap();
+    let addr = announced
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics: http://")?.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics address announced:\n{announced}"))
+        .to_owned();
+    let series = "ipoib_rx_packets_total{interface=\"ib1\"}";
+    d.wait_until("ib1's packets in a scrape", |_| {
+        sample(&http_get(&addr, "/metrics"), series).is_some_and(|v| v > 0)
+    });
+    // A scrape reads the counters `ipoibctl stats` reads.
+    let before = counter(&d.json(&["stats"]), "ib1", "rx_good_packets");
+    let page = http_get(&addr, "/metrics");
+    let after = counter(&d.json(&["stats"]), "ib1", "rx_good_packets");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(
+        page.contains("Content-Type: text/plain; version=0.0.4"),
+        "{page}"
+    );
+    let scraped = sample(&page, series).unwrap();
+    assert!(
+        before <= scraped && scraped <= after,
+        "{before} {scraped} {after}"
+    );
+    for line in [
+        "# TYPE ipoib_rx_packets_total counter",
+        "# TYPE ipoib_drops_total counter",
+        "# TYPE ipoib_mempool_free_buffers gauge",
+        "ipoib_carrier{interface=\"ib0\"} 1",
+    ] {
+        assert!(page.lines().any(|l| l == line), "{line} missing:\n{page}");
+    }
+    assert!(page.contains("# HELP ipoib_rx_packets_total "), "{page}");
+    // Groups by state, as `ipoibctl groups` counts them (nothing joins or
+    // leaves here once up).
+    let g = d.json(&["groups"]);
+    let joined = iface(&g, "ib0")["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["status"] == "joined")
+        .count();
+    assert!(joined >= 2, "broadcast and 239.1.1.1 at least: {g}");
+    assert_eq!(
+        sample(
+            &page,
+            "ipoib_mcast_groups{interface=\"ib0\",state=\"joined\"}"
+        ),
+        Some(joined as u64),
+        "{page}"
+    );
+    assert!(
+        page.contains("ipoib_drops_total{interface=\"ib0\",reason=\"tx_no_neighbour\"}"),
+        "{page}"
+    );
+    assert!(http_get(&addr, "/").starts_with("HTTP/1.1 404"));
+    // Garbage on the port: an error answer, and the endpoint keeps serving.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"\x00\x01garbage\r\n\r\n").unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(http_get(&addr, "/metrics").starts_with("HTTP/1.1 200"));
+
+    let (code, out) = d.terminate();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "endpoint closed at exit"
+    );
+}

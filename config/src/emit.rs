@@ -63,7 +63,13 @@ impl Config {
         writeln!(out, "stats_interval_ms = {}", self.run.stats_interval_ms)?;
 
         writeln!(out, "\n[log]")?;
-        writeln!(out, "level = {}", quote(self.log.level.as_str()))
+        writeln!(out, "level = {}", quote(self.log.level.as_str()))?;
+
+        writeln!(out, "\n[metrics]")?;
+        match self.metrics.listen {
+            Some(addr) => writeln!(out, "listen = {}", quote(&addr.to_string())),
+            None => writeln!(out, "# listen = \"127.0.0.1:9464\" (off)"),
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind, Location};
 pub use model::{
     Config, Control, Dataplane, Fabric, Hugepages, Interface, Ipv4Cidr, Ipv6Cidr, Log, LogLevel,
-    Neighbour, Provider, ProviderKind, Rocev2, Run, Traffic, Tun,
+    Metrics, Neighbour, Provider, ProviderKind, Rocev2, Run, Traffic, Tun,
 };
 
 /// The built-in configuration (and commented reference of every key).

@@ -4,7 +4,7 @@
 //! plural in Rust: `[[interface]]` → `Config::interfaces`, `[[interface.neighbour]]`
 //! → `Interface::neighbours`; `[[traffic]]` stays `Config::traffic`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -21,6 +21,7 @@ pub struct Config {
     pub control: Control,
     pub run: Run,
     pub log: Log,
+    pub metrics: Metrics,
 }
 
 impl Config {
@@ -365,6 +366,14 @@ impl Run {
     pub fn stats_interval(&self) -> Duration {
         Duration::from_millis(self.stats_interval_ms.into())
     }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Metrics {
+    /// Address `GET /metrics` is served on, e.g. `127.0.0.1:9464`; default
+    /// none (no endpoint). Port 0 picks a free port (printed at start).
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[log]`.

@@ -26,6 +26,7 @@ pub(crate) struct RawConfig {
     pub control: RawControl,
     pub run: RawRun,
     pub log: RawLog,
+    pub metrics: RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +144,12 @@ pub(crate) struct RawControl {
 pub(crate) struct RawRun {
     pub duration_s: Option<Float>,
     pub stats_interval_ms: Option<Int>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -118,6 +118,7 @@ fn minimal_file_gets_every_default() {
         control: Control::default(),
         run: Run::default(),
         log: Default::default(),
+        metrics: Default::default(),
     };
     assert_eq!(c, want);
     // Spot-check the documented values behind the Default impls.

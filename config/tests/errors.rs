@@ -755,3 +755,25 @@ fn tun_section() {
         &["unique TUN device name", "interface[0]"],
     );
 }
+
+#[test]
+fn metrics_listen_needs_an_address_and_port() {
+    let src = format!("{IFACE}[metrics]\nlisten = \"localhost\"\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "\"localhost\"",
+        0,
+        "metrics.listen",
+        &["IP address and port", "got \"localhost\""],
+    );
+    let ok = from_str(
+        &format!("{IFACE}[metrics]\nlisten = \"[::1]:9464\"\n"),
+        FILE,
+    )
+    .unwrap();
+    assert_eq!(ok.metrics.listen, Some("[::1]:9464".parse().unwrap()));
+    // Printed by check-config and read back.
+    let again = from_str(&ok.to_toml(), FILE).unwrap();
+    assert_eq!(again, ok);
+}

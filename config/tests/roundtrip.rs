@@ -333,6 +333,7 @@ fn config() -> impl Strategy<Value = Config> {
                     stats_interval_ms: r.1,
                 },
                 log: Log { level },
+                metrics: Default::default(),
             }
         })
 }

@@ -6,6 +6,7 @@ use ipoib_app::control_plane::{ControlPlane, McastBackend};
 use ipoib_app::ctl::daemon::DaemonBackend;
 use ipoib_app::ctl::server::Listener;
 use ipoib_app::logging::{self, LogControl};
+use ipoib_app::metrics::{exposition, MetricsServer};
 use ipoib_app::reload::Reloader;
 use ipoib_app::report::{self, Live};
 use ipoib_app::wiring::{self, Built};
@@ -261,10 +262,22 @@ fn run_built<P: Provider + 'static>(
         hosts.iter().map(|h| h.port.pkey).collect(),
     ));
     backend.set_reloader(reloader.clone());
+    let backend = Arc::new(backend);
+    let metrics = match cfg.metrics.listen {
+        Some(addr) => {
+            let b = backend.clone();
+            let page =
+                move || exposition::render(&b.stats(), &b.status(), b.groups().ok().as_ref());
+            let m = MetricsServer::start(addr, Arc::new(page))?;
+            println!("metrics: http://{}/metrics", m.local_addr());
+            Some(m)
+        }
+        None => None,
+    };
     let server = match ctl {
         Some(l) => {
             let path = l.path().display().to_string();
-            let s = l.serve(Arc::new(backend))?;
+            let s = l.serve(backend.clone())?;
             println!("control socket: {path}");
             Some(s)
         }
@@ -328,6 +341,9 @@ fn run_built<P: Provider + 'static>(
     // No requests into a control plane that is about to stop.
     if let Some(s) = server {
         s.stop();
+    }
+    if let Some(m) = metrics {
+        m.stop();
     }
     lcore_stop.store(true, Ordering::Relaxed);
     let mut stopped = Vec::new();

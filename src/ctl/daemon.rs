@@ -158,7 +158,7 @@ impl DaemonBackend {
             .map_err(|_| "the control thread did not answer".to_string())
     }
 
-    fn status(&self) -> Value {
+    pub fn status(&self) -> Value {
         let ifaces: Vec<Value> = self
             .ifaces
             .iter()
@@ -206,7 +206,7 @@ impl DaemonBackend {
         })
     }
 
-    fn stats(&self) -> Value {
+    pub fn stats(&self) -> Value {
         let ifaces: Vec<Value> = self
             .ifaces
             .iter()
@@ -293,7 +293,7 @@ impl DaemonBackend {
         })
     }
 
-    fn groups(&self) -> Result<Value, String> {
+    pub fn groups(&self) -> Result<Value, String> {
         if self.jobs.is_none() {
             return Err(self.no_control());
         }

@@ -8,7 +8,7 @@ pub mod daemon;
 pub mod protocol;
 pub mod render;
 pub mod server;
-mod sys;
+pub(crate) mod sys;
 
 use std::path::PathBuf;
 

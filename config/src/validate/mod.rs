@@ -11,8 +11,8 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::error::{snippet, ConfigError, ErrorKind};
-use crate::model::{Config, Control, Dataplane, Log, Run};
-use crate::raw::{Float, Int, RawConfig, RawControl, RawDataplane, RawRun, U64Literal};
+use crate::model::{Config, Control, Dataplane, Log, Metrics, Run};
+use crate::raw::{Float, Int, RawConfig, RawControl, RawDataplane, RawMetrics, RawRun, U64Literal};
 use crate::schema::{self, IntRange};
 
 pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
@@ -115,7 +115,22 @@ pub(crate) fn validate(raw: &RawConfig, ctx: &Ctx<'_>) -> Result<Config> {
         log: Log {
             level: raw.log.level.unwrap_or_default(),
         },
+        metrics: metrics(&raw.metrics, ctx)?,
     })
+}
+
+fn metrics(raw: &RawMetrics, ctx: &Ctx<'_>) -> Result<Metrics> {
+    let listen = match &raw.listen {
+        None => None,
+        Some(v) => Some(v.get_ref().parse().map_err(|_| {
+            ctx.invalid(
+                &v.span(),
+                "metrics.listen",
+                "an IP address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\"",
+            )
+        })?),
+    };
+    Ok(Metrics { listen })
 }
 
 fn dataplane(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Dataplane> {
