@@ -2,7 +2,7 @@
 //! the application drains, and the per-burst TX and RX paths.
 
 use super::mcast_tx::McastTx;
-use super::neigh::{NeighEntry, NeighTable};
+use super::neigh::{NeighEntry, NeighTable, V4View};
 use crate::mem::{LcoreCache, Mbuf};
 use crate::provider::{AhAttr, PortAttr, Provider, RecvCompletion, SendWr, BURST, MCAST_QPN};
 use crate::ring::spsc;
@@ -196,13 +196,15 @@ fn is_control_frame(ethertype: u16, frame: &[u8], all_icmp: bool) -> bool {
     }
 }
 
-/// Up to a burst of packets left in the ring's slots (see
-/// `spsc::Consumer::peek_runs`); never under the loom model build, whose
+/// Up to a burst of packets left in the ring's slots, as one run (first
+/// packet, count): a burst that would wrap stops at the end of the slot array
+/// and the rest comes next burst, so the TX loop walks one run (see
+/// `spsc::Consumer::peek_runs`). Never under the loom model build, whose
 /// slots cannot be addressed in place.
 #[inline(always)]
-fn peek_burst(ring: &mut spsc::Consumer<Mbuf>) -> Option<[(*mut Mbuf, usize); 2]> {
+fn peek_burst(ring: &mut spsc::Consumer<Mbuf>) -> Option<(*mut Mbuf, usize)> {
     #[cfg(not(loom))]
-    return Some(ring.peek_runs(BURST));
+    return Some(ring.peek_runs(BURST)[0]);
     #[cfg(loom)]
     {
         let _ = ring;
@@ -293,6 +295,14 @@ fn rx_general<A>(
     }
     m.adj(HEADER_LEN);
     Some(m)
+}
+
+/// A hash probe, kept out of the TX loop: flows come in trains, so most
+/// packets hit the last entry found, and the table's slots, mask and
+/// accessed bits then need no registers in the loop.
+#[inline(never)]
+fn lookup_v4_out_of_line<'a, A>(v4: &V4View<'a, A>, a: u32) -> Option<&'a NeighEntry<A>> {
+    v4.lookup(a)
 }
 
 /// What the TX fast path found for a packet (its header then written).
@@ -584,19 +594,17 @@ impl<P: Provider> Iface<P> {
         } else {
             None
         };
-        let runs = match peeked {
-            Some(runs) => runs,
+        let (first, taken) = match peeked {
+            Some(run) => run,
             None => {
                 self.gather_tx();
                 let n = self.pkts.len();
                 // SAFETY: the `n` packets are moved out exactly once in the
                 // loop below, so `pkts` gives them up first.
                 unsafe { self.pkts.set_len(0) };
-                let p = self.pkts.as_mut_ptr();
-                [(p, n), (p, 0)]
+                (self.pkts.as_mut_ptr(), n)
             }
         };
-        let taken = runs[0].1 + runs[1].1;
         debug_assert!(taken + self.wrs.len() <= BURST);
         let neigh = self.neigh.load();
         // Slots and mask in registers for the whole burst.
@@ -618,10 +626,10 @@ impl<P: Provider> Iface<P> {
         // The last neighbour found in this burst: packets of a flow come in
         // trains, so most skip the hash probe (the entry's accessed bit is
         // already set). u32::MAX is never looked up (not unicast).
-        let mut last_hit = (u32::MAX, None);
-        for (first, n) in runs {
+        let (mut last_a, mut last_e) = (u32::MAX, std::ptr::null::<NeighEntry<P::Ah>>());
+        {
             // SAFETY: one past the last packet of the run.
-            let end = unsafe { first.add(n) };
+            let end = unsafe { first.add(taken) };
             let mut next = first;
             while next != end {
                 // SAFETY: next < end, so the packet is initialised; neither the
@@ -643,14 +651,15 @@ impl<P: Provider> Iface<P> {
                         let unicast4 = w[HEADER_LEN] >> 4 == 4 && a < 0xE000_0000;
                         let found = if !unicast4 {
                             None
-                        } else if a == last_hit.0 {
-                            // SAFETY: last_hit.0 is u32::MAX, never a unicast
-                            // `a`, until a hit sets both halves.
-                            Some(unsafe { last_hit.1.unwrap_unchecked() })
+                        } else if a == last_a {
+                            // SAFETY: last_a is u32::MAX, never a unicast `a`,
+                            // until a hit sets both; the entry lives in
+                            // `neigh`, loaded for the whole burst.
+                            Some(unsafe { &*last_e })
                         } else {
-                            let r = v4.lookup(a);
-                            if r.is_some() {
-                                last_hit = (a, r);
+                            let r = lookup_v4_out_of_line(&v4, a);
+                            if let Some(e) = r {
+                                (last_a, last_e) = (a, e);
                             }
                             r
                         };
@@ -727,7 +736,7 @@ impl<P: Provider> Iface<P> {
             }
         }
         if peeked.is_some() {
-            // SAFETY: every packet of the runs was moved out above.
+            // SAFETY: every packet of the run was moved out above.
             unsafe { consume_burst(&mut self.tx_in[0], taken) };
         }
         // SAFETY: the slots up to `wr` were written above.
