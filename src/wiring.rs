@@ -4,6 +4,7 @@
 use crate::resolution::{HostResolver, LcoreSide, ResolverSpec};
 use ipoib_config::{Config, Hugepages, Interface, ProviderKind};
 use ipoib_control::igmp::{IgmpDefaults, IgmpService};
+use ipoib_dataplane::capture::{self, Capture};
 use ipoib_dataplane::lcore::{
     FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, RateControl,
     TrafficSource,
@@ -57,6 +58,8 @@ pub struct Built<P: Provider> {
     pub igmp: Vec<Arc<IgmpService>>,
     /// Each `[[traffic]]` flow's rate, in configuration order (reload).
     pub rates: Vec<Option<RateControl>>,
+    /// Packet capture of every interface (off until started).
+    pub capture: Arc<Capture>,
 }
 
 fn hugepage_mode(h: Hugepages) -> HugepageMode {
@@ -288,6 +291,7 @@ fn build_with_pool<P: Provider>(
     let mut hosts = Vec::new();
     let mut neigh_wiring = Vec::new();
     let mut rates = vec![None; cfg.traffic.len()];
+    let mut taps = Vec::new();
     for (idx, (icfg, mut provider)) in cfg.interfaces.iter().zip(providers.drain(..)).enumerate() {
         let mut entries = Vec::new();
         for n in &icfg.neighbours {
@@ -347,7 +351,7 @@ fn build_with_pool<P: Provider>(
         tx_in.push(stack_cons);
         let port = provider.port();
         let neigh_for_control = neigh.clone();
-        let iface = Iface::new(
+        let mut iface = Iface::new(
             IfaceConfig {
                 name: icfg.name.clone(),
                 ifindex: idx as u16,
@@ -365,6 +369,9 @@ fn build_with_pool<P: Provider>(
                 stats: stats.clone(),
             },
         );
+        let (tap, reader) = capture::tap(&icfg.name, port.qpn, port.gid, capture::DEFAULT_SLOTS);
+        iface.set_capture(tap);
+        taps.push(reader);
         lcores[icfg.lcore].add_iface(iface);
         neigh_wiring.push(NeighWiring {
             table: neigh_for_control,
@@ -390,5 +397,6 @@ fn build_with_pool<P: Provider>(
         resolvers: Vec::new(),
         igmp: Vec::new(),
         rates,
+        capture: Arc::new(Capture::new(taps)),
     })
 }

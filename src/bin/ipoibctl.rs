@@ -55,6 +55,33 @@ enum Command {
     /// Re-read the daemon's configuration file, as SIGHUP does: live changes
     /// apply, others are refused by key.
     Reload(SocketArgs),
+    /// Capture the IPoIB frames the daemon sends and receives to a pcap
+    /// file (LINKTYPE_IPOIB, which tshark decodes), or stop capturing.
+    #[command(subcommand)]
+    Pcap(PcapCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PcapCommand {
+    /// Start writing FILE (created or truncated by the daemon).
+    Start(PcapStartArgs),
+    /// Stop the running capture and close its file.
+    Stop(SocketArgs),
+}
+
+#[derive(Args, Debug)]
+struct PcapStartArgs {
+    /// The capture file; a relative path is taken from this directory.
+    file: PathBuf,
+    /// Only this interface (default: every interface).
+    #[arg(long)]
+    interface: Option<String>,
+    /// Bytes kept of each record, the 40-byte pseudo header included
+    /// (64-4136; default: whole frames).
+    #[arg(long, value_name = "N")]
+    snaplen: Option<u32>,
+    #[command(flatten)]
+    socket: SocketArgs,
 }
 
 #[derive(Args, Debug)]
@@ -192,6 +219,24 @@ fn run(cli: &Cli) -> Result<Option<String>, CliError> {
         Command::Leave(g) => ask(&g.socket, group_request(g, false)?, |d| {
             render::membership(d, false)
         }),
+        Command::Pcap(PcapCommand::Start(p)) => {
+            // The daemon has its own working directory: send an absolute path.
+            let file = std::path::absolute(&p.file)
+                .map_err(|e| CliError(format!("{}: {e}", p.file.display())))?;
+            let file = file
+                .to_str()
+                .ok_or_else(|| CliError(format!("{}: not UTF-8", file.display())))?
+                .to_owned();
+            let req = Request::PcapStart {
+                file,
+                interface: p.interface.clone(),
+                snaplen: p.snaplen,
+            };
+            ask(&p.socket, req, |d| render::pcap(d, true))
+        }
+        Command::Pcap(PcapCommand::Stop(s)) => {
+            ask(s, Request::PcapStop, |d| render::pcap(d, false))
+        }
     }
 }
 

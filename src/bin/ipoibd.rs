@@ -12,6 +12,7 @@ use ipoib_app::report::{self, Live};
 use ipoib_app::wiring::{self, Built};
 use ipoib_config::{Config, ProviderKind};
 use ipoib_control::{run_fault_scenario, FaultSpec};
+use ipoib_dataplane::capture;
 use ipoib_dataplane::lcore::{spawn_lcores, Pinning};
 use ipoib_dataplane::provider::Provider;
 use std::path::PathBuf;
@@ -58,6 +59,17 @@ struct Cli {
     /// Serve no control socket.
     #[arg(long)]
     no_socket: bool,
+    /// Write the IPoIB frames every interface sends and receives to FILE, a
+    /// pcap with link type 242 (LINKTYPE_IPOIB) that tshark decodes.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// With --pcap: only this interface.
+    #[arg(long, value_name = "IF", requires = "pcap")]
+    pcap_interface: Option<String>,
+    /// With --pcap: bytes kept of each record, the 40-byte pseudo header
+    /// included (64-4136; default: whole frames).
+    #[arg(long, value_name = "N", requires = "pcap")]
+    pcap_snaplen: Option<u32>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -132,6 +144,9 @@ fn main() -> ExitCode {
         pings,
         config_path: cli.config.clone(),
         duration_override: cli.duration,
+        pcap: cli.pcap.clone(),
+        pcap_interface: cli.pcap_interface.clone(),
+        pcap_snaplen: cli.pcap_snaplen,
     };
     let ctl = match (&cli.socket, cli.no_socket) {
         (_, true) => None,
@@ -162,6 +177,9 @@ struct RunOptions {
     /// The file SIGHUP re-reads (none: the embedded default).
     config_path: Option<PathBuf>,
     duration_override: Option<f64>,
+    pcap: Option<PathBuf>,
+    pcap_interface: Option<String>,
+    pcap_snaplen: Option<u32>,
 }
 
 fn run(
@@ -199,8 +217,18 @@ fn run_built<P: Provider + 'static>(
         mut resolvers,
         igmp,
         rates,
+        capture,
         ..
     } = built;
+    if let Some(file) = &opts.pcap {
+        capture
+            .start(
+                file,
+                opts.pcap_interface.as_deref(),
+                opts.pcap_snaplen.unwrap_or(capture::MAX_SNAPLEN),
+            )
+            .map_err(|e| format!("--pcap: {e}"))?;
+    }
     if let Some(first) = resolvers.first_mut() {
         if !opts.pings.is_empty() {
             // After carrier and the first resolutions; five rounds, 100 ms apart.
@@ -250,7 +278,8 @@ fn run_built<P: Provider + 'static>(
         )?),
         None => None,
     };
-    let mut backend = DaemonBackend::new(cfg, &hosts, pool, fabric.clone(), control.as_ref());
+    let mut backend = DaemonBackend::new(cfg, &hosts, pool, fabric.clone(), control.as_ref())
+        .with_capture(capture.clone());
     let reloader = Arc::new(Reloader::new(
         opts.config_path.clone(),
         cfg.clone(),
@@ -354,6 +383,17 @@ fn run_built<P: Provider + 'static>(
         l.drain();
     }
     drop(stopped);
+    // The lcores are stopped: every frame they captured is in the file.
+    if let Ok(c) = capture.stop() {
+        println!(
+            "capture: {} record(s) of {} written to {}, {} dropped{}",
+            c.written,
+            c.interfaces.join(" "),
+            c.file.display(),
+            c.drops,
+            c.error.map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
     print!("\n{}", report::summary(&hosts, fabric.as_deref(), elapsed));
     let mut ok = true;
     if let Some(control) = control {

@@ -8,6 +8,7 @@ use crate::reload::{GroupNames, Reloader};
 use crate::wiring::HostInfo;
 use ipoib_config::Config;
 use ipoib_control::{Engine, FlushLevel, GroupFlags, GroupInfo};
+use ipoib_dataplane::capture::{Capture, CaptureStatus, MAX_SNAPLEN};
 use ipoib_dataplane::mem::Mempool;
 use ipoib_dataplane::provider::fabric::{DropReason, Fabric};
 use ipoib_dataplane::stats::{IfaceStats, StatsSnapshot};
@@ -47,6 +48,18 @@ pub struct DaemonBackend {
     /// MGID → IP group, to name groups in `groups` (config, joins, reloads).
     names: GroupNames,
     reloader: Option<Arc<Reloader>>,
+    capture: Option<Arc<Capture>>,
+}
+
+fn capture_json(c: &CaptureStatus) -> Value {
+    json!({
+        "file": c.file.display().to_string(),
+        "interfaces": c.interfaces,
+        "snaplen": c.snaplen,
+        "written": c.written,
+        "drops": c.drops,
+        "error": c.error,
+    })
 }
 
 fn mgid_of(ip: IpAddr, pkey: u16) -> Option<Gid> {
@@ -105,6 +118,7 @@ impl DaemonBackend {
             jobs: control.map(ControlPlane::jobs),
             names: Arc::new(Mutex::new(names)),
             reloader: None,
+            capture: None,
         }
     }
 
@@ -124,6 +138,48 @@ impl DaemonBackend {
             .as_ref()
             .ok_or("this daemon cannot reload its configuration")?;
         r.reload().map(|o| o.to_json())
+    }
+
+    /// Serves `pcap_start` and `pcap_stop` with the daemon's capture.
+    pub fn with_capture(mut self, capture: Arc<Capture>) -> DaemonBackend {
+        self.capture = Some(capture);
+        self
+    }
+
+    fn pcap_start(
+        &self,
+        file: &str,
+        interface: Option<&str>,
+        snaplen: Option<u32>,
+    ) -> Result<Value, String> {
+        let c = self
+            .capture
+            .as_ref()
+            .ok_or("this daemon has no packet capture")?;
+        let st = c
+            .start(
+                std::path::Path::new(file),
+                interface,
+                snaplen.unwrap_or(MAX_SNAPLEN),
+            )
+            .map_err(|e| e.to_string())?;
+        tracing::info!(file, "capture started from the control socket");
+        Ok(capture_json(&st))
+    }
+
+    fn pcap_stop(&self) -> Result<Value, String> {
+        let c = self
+            .capture
+            .as_ref()
+            .ok_or("this daemon has no packet capture")?;
+        let st = c.stop().map_err(|e| e.to_string())?;
+        tracing::info!(
+            file = %st.file.display(),
+            written = st.written,
+            drops = st.drops,
+            "capture stopped from the control socket"
+        );
+        Ok(capture_json(&st))
     }
 
     fn iface(&self, name: &str) -> Result<&Iface, String> {
@@ -203,10 +259,16 @@ impl DaemonBackend {
             },
             "lcores": lcores,
             "interfaces": ifaces,
+            "capture": self.capture.as_ref().and_then(|c| c.status()).map(|c| capture_json(&c)),
         })
     }
 
     pub fn stats(&self) -> Value {
+        let taps = self
+            .capture
+            .as_ref()
+            .map(|c| c.counters())
+            .unwrap_or_default();
         let ifaces: Vec<Value> = self
             .ifaces
             .iter()
@@ -223,6 +285,10 @@ impl DaemonBackend {
                     for r in DropReason::ALL {
                         x.push(json!([format!("fabric_{}", r.name()), c.drop_count(r)]));
                     }
+                }
+                if let Some(t) = taps.iter().find(|t| t.interface == i.name) {
+                    x.push(json!(["capture_packets", t.captured]));
+                    x.push(json!(["capture_drops", t.drops]));
                 }
                 if let Some(e) = &i.engine {
                     let m = e.stats();
@@ -474,6 +540,12 @@ impl Backend for DaemonBackend {
             Request::Leave { interface, group } => self.membership(&interface, group, false),
             Request::Reload => self.reload(),
             Request::Paths => self.paths(),
+            Request::PcapStart {
+                file,
+                interface,
+                snaplen,
+            } => self.pcap_start(&file, interface.as_deref(), snaplen),
+            Request::PcapStop => self.pcap_stop(),
         }
     }
 }

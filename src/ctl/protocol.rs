@@ -1,7 +1,8 @@
 //! The wire protocol: one JSON object per line each way.
 //!
 //! Request: `{"cmd":"status"}`, `{"cmd":"flush","level":"light"}`,
-//! `{"cmd":"join","interface":"ib0","group":"239.9.9.9"}`.
+//! `{"cmd":"join","interface":"ib0","group":"239.9.9.9"}`,
+//! `{"cmd":"pcap_start","file":"/tmp/x.pcap","interface":"ib0","snaplen":128}`.
 //! Response: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
 
 use serde_json::{json, Map, Value};
@@ -59,10 +60,18 @@ pub enum Request {
     Reload,
     /// Path records per interface.
     Paths,
+    /// Capture every interface's frames (or only `interface`'s) to `file`,
+    /// a path on the daemon's side.
+    PcapStart {
+        file: String,
+        interface: Option<String>,
+        snaplen: Option<u32>,
+    },
+    PcapStop,
 }
 
 /// Every command with the fields it takes (all others are errors).
-const COMMANDS: [(&str, &[&str]); 9] = [
+const COMMANDS: [(&str, &[&str]); 11] = [
     ("status", &[]),
     ("stats", &[]),
     ("groups", &[]),
@@ -72,6 +81,8 @@ const COMMANDS: [(&str, &[&str]); 9] = [
     ("leave", &["interface", "group"]),
     ("reload", &[]),
     ("paths", &[]),
+    ("pcap_start", &["file", "interface", "snaplen"]),
+    ("pcap_stop", &[]),
 ];
 
 fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
@@ -84,6 +95,17 @@ fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>,
 
 fn required<'a>(obj: &'a Map<String, Value>, cmd: &str, name: &str) -> Result<&'a str, String> {
     field(obj, name)?.ok_or_else(|| format!("command \"{cmd}\" needs field \"{name}\""))
+}
+
+fn number(obj: &Map<String, Value>, name: &str) -> Result<Option<u32>, String> {
+    match obj.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| format!("field \"{name}\" must be a whole number")),
+    }
 }
 
 fn group(obj: &Map<String, Value>, cmd: &str) -> Result<IpAddr, String> {
@@ -138,10 +160,16 @@ impl Request {
                 interface: required(&obj, cmd, "interface")?.to_owned(),
                 group: group(&obj, cmd)?,
             },
-            _ => Request::Leave {
+            "leave" => Request::Leave {
                 interface: required(&obj, cmd, "interface")?.to_owned(),
                 group: group(&obj, cmd)?,
             },
+            "pcap_start" => Request::PcapStart {
+                file: required(&obj, cmd, "file")?.to_owned(),
+                interface: field(&obj, "interface")?.map(str::to_owned),
+                snaplen: number(&obj, "snaplen")?,
+            },
+            _ => Request::PcapStop,
         })
     }
 
@@ -164,6 +192,21 @@ impl Request {
             Request::Leave { interface, group } => {
                 json!({"cmd": "leave", "interface": interface, "group": group.to_string()})
             }
+            Request::PcapStart {
+                file,
+                interface,
+                snaplen,
+            } => {
+                let mut v = json!({"cmd": "pcap_start", "file": file});
+                if let Some(i) = interface {
+                    v["interface"] = json!(i);
+                }
+                if let Some(n) = snaplen {
+                    v["snaplen"] = json!(n);
+                }
+                v
+            }
+            Request::PcapStop => json!({"cmd": "pcap_stop"}),
         };
         v.to_string()
     }
@@ -221,6 +264,17 @@ mod tests {
             },
             Request::Reload,
             Request::Paths,
+            Request::PcapStart {
+                file: "/tmp/a b.pcap".into(),
+                interface: None,
+                snaplen: None,
+            },
+            Request::PcapStart {
+                file: "x.pcap".into(),
+                interface: Some("ib1".into()),
+                snaplen: Some(128),
+            },
+            Request::PcapStop,
         ];
         for r in reqs {
             assert_eq!(Request::parse(r.to_line().as_bytes()), Ok(r));
@@ -229,7 +283,7 @@ mod tests {
 
     #[test]
     fn bad_requests_say_what_is_wrong() {
-        let cases: [(&str, &str); 11] = [
+        let cases: [(&str, &str); 14] = [
             ("{", "malformed request"),
             ("[1]", "expected a JSON object"),
             ("{}", "no \"cmd\""),
@@ -252,6 +306,15 @@ mod tests {
             (
                 "{\"cmd\":\"leave\",\"group\":\"239.1.1.1\"}",
                 "needs field \"interface\"",
+            ),
+            ("{\"cmd\":\"pcap_start\"}", "needs field \"file\""),
+            (
+                "{\"cmd\":\"pcap_start\",\"file\":\"x\",\"snaplen\":-1}",
+                "must be a whole number",
+            ),
+            (
+                "{\"cmd\":\"pcap_stop\",\"file\":\"x\"}",
+                "unknown field \"file\"",
             ),
         ];
         for (line, want) in cases {

@@ -77,6 +77,17 @@ pub fn status(d: &Value) -> String {
             words(&i["addresses"], " ")
         );
     }
+    let c = &d["capture"];
+    if c.is_object() {
+        let _ = writeln!(
+            out,
+            "capture: {} ({}), {} written, {} dropped",
+            text(&c["file"]),
+            words(&c["interfaces"], " "),
+            text(&c["written"]),
+            text(&c["drops"]),
+        );
+    }
     out
 }
 
@@ -274,6 +285,26 @@ pub fn reload(d: &Value) -> String {
     out
 }
 
+/// `pcap start` (`started`) and `pcap stop`.
+pub fn pcap(d: &Value, started: bool) -> String {
+    let (file, ifaces) = (text(&d["file"]), words(&d["interfaces"], " "));
+    if started {
+        return format!(
+            "capturing {ifaces} to {file} (snap length {})\n",
+            text(&d["snaplen"])
+        );
+    }
+    let mut out = format!(
+        "capture of {ifaces} to {file} stopped: {} written, {} dropped\n",
+        text(&d["written"]),
+        text(&d["drops"])
+    );
+    if !d["error"].is_null() {
+        let _ = writeln!(out, "the capture ended early: {}", text(&d["error"]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +316,7 @@ mod tests {
             let _ = (status(&v), stats(&v), groups(&v), neigh(&v), flush(&v));
             let _ = (paths(&v), reload(&v));
             let _ = membership(&v, true);
+            let _ = (pcap(&v, true), pcap(&v, false));
         }
     }
 

@@ -3,7 +3,7 @@
 //! destination hardware address (the form the writer uses); otherwise the
 //! 40 bytes are a GRH-like header.
 
-use crate::wire::{HwAddr, HWADDR_LEN};
+use crate::wire::{Gid, HwAddr, HWADDR_LEN};
 
 pub const PSEUDO_HEADER_LEN: usize = 40;
 const DEST_HWADDR_AT: usize = PSEUDO_HEADER_LEN - HWADDR_LEN;
@@ -21,6 +21,18 @@ impl LinkHeader {
     pub fn dest_hwaddr_bytes(dest: &HwAddr) -> [u8; PSEUDO_HEADER_LEN] {
         let mut header = [0u8; PSEUDO_HEADER_LEN];
         header[DEST_HWADDR_AT..].copy_from_slice(&dest.to_bytes());
+        header
+    }
+
+    /// The GRH form of the pseudo header, as tshark reads it: version,
+    /// traffic class and flow label (`vtf`, version 6 keeps bytes 0–1
+    /// non-zero), the source QPN, the source and destination GIDs.
+    pub fn grh_bytes(vtf: u32, src_qpn: u32, sgid: &Gid, dgid: &Gid) -> [u8; PSEUDO_HEADER_LEN] {
+        let mut header = [0u8; PSEUDO_HEADER_LEN];
+        header[0..4].copy_from_slice(&vtf.to_be_bytes());
+        header[5..8].copy_from_slice(&src_qpn.to_be_bytes()[1..]);
+        header[8..24].copy_from_slice(sgid.as_bytes());
+        header[24..40].copy_from_slice(dgid.as_bytes());
         header
     }
 

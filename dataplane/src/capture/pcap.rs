@@ -78,20 +78,31 @@ pub struct Record {
 pub struct PcapWriter<W: Write> {
     out: W,
     linktype: u32,
+    snaplen: u32,
 }
 
 impl<W: Write> PcapWriter<W> {
     /// Writes the global header for `linktype`.
-    pub fn new(mut out: W, linktype: u32) -> io::Result<Self> {
+    pub fn new(out: W, linktype: u32) -> io::Result<Self> {
+        Self::with_snaplen(out, linktype, SNAPLEN)
+    }
+
+    /// As `new`, announcing and cutting records at `snaplen` (at most `SNAPLEN`).
+    pub fn with_snaplen(mut out: W, linktype: u32, snaplen: u32) -> io::Result<Self> {
+        let snaplen = snaplen.clamp(1, SNAPLEN);
         let mut header = [0u8; GLOBAL_HEADER_LEN];
         header[0..4].copy_from_slice(&MAGIC_MICROS.to_le_bytes());
         header[4..6].copy_from_slice(&VERSION_MAJOR.to_le_bytes());
         header[6..8].copy_from_slice(&VERSION_MINOR.to_le_bytes());
         // thiszone and sigfigs stay zero.
-        header[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
+        header[16..20].copy_from_slice(&snaplen.to_le_bytes());
         header[20..24].copy_from_slice(&linktype.to_le_bytes());
         out.write_all(&header)?;
-        Ok(PcapWriter { out, linktype })
+        Ok(PcapWriter {
+            out,
+            linktype,
+            snaplen,
+        })
     }
 
     /// A LINKTYPE_IPOIB capture.
@@ -107,7 +118,14 @@ impl<W: Write> PcapWriter<W> {
     pub fn write_parts(&mut self, ts: Timestamp, parts: &[&[u8]]) -> io::Result<()> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let orig_len = u32::try_from(total).unwrap_or(u32::MAX);
-        let mut remaining = orig_len.min(SNAPLEN) as usize;
+        self.write_cut(ts, orig_len, parts)
+    }
+
+    /// As `write_parts`, for bytes already cut from a packet of `orig_len`.
+    pub fn write_cut(&mut self, ts: Timestamp, orig_len: u32, parts: &[&[u8]]) -> io::Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut remaining = total.min(self.snaplen as usize);
+        let orig_len = orig_len.max(remaining as u32);
         let mut header = [0u8; RECORD_HEADER_LEN];
         header[0..4].copy_from_slice(&ts.secs.to_le_bytes());
         header[4..8].copy_from_slice(&(ts.nanos / 1000).to_le_bytes());

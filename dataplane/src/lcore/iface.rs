@@ -3,6 +3,7 @@
 
 use super::mcast_tx::McastTx;
 use super::neigh::{NeighEntry, NeighTable, V4View};
+use crate::capture::Tap;
 use crate::mem::{LcoreCache, Mbuf};
 use crate::provider::{AhAttr, PortAttr, Provider, RecvCompletion, SendWr, BURST, MCAST_QPN};
 use crate::ring::spsc;
@@ -89,6 +90,8 @@ pub struct Iface<P: Provider> {
     /// ICMP other than neighbour discovery goes to the application ring (a
     /// TUN device's kernel answers echo), not to the control plane's stack.
     kernel_icmp: bool,
+    /// Packet capture, checked once per burst.
+    capture: Option<Tap>,
 }
 
 /// Recent unicast misses: (address key, packets sent up), reset when a new
@@ -461,6 +464,38 @@ impl<P: Provider> Iface<P> {
             ctrl: None,
             misses: MissFilter::new(),
             kernel_icmp: false,
+            capture: None,
+        }
+    }
+
+    /// Copies the frames this interface sends and receives to `tap` while
+    /// a capture runs.
+    pub fn set_capture(&mut self, tap: Tap) {
+        self.capture = Some(tap);
+    }
+
+    /// The burst about to be posted, to a running capture.
+    #[inline(always)]
+    fn tap_tx(&mut self) {
+        if let Some(tap) = self.capture.as_mut() {
+            let session = tap.session();
+            if session != 0 {
+                let p = &self.provider;
+                tap.record_tx(session, &self.wrs, |ah| p.ah_dgid(ah));
+            }
+        }
+    }
+
+    /// The burst just polled, to a running capture (not our own multicast
+    /// looped back, which the stack never sees).
+    #[inline(always)]
+    fn tap_rx(&mut self) {
+        if let Some(tap) = self.capture.as_mut() {
+            let session = tap.session();
+            if session != 0 {
+                let me = (self.port.qpn, self.port.lid);
+                tap.record_rx(session, &self.rxc, |c| (c.src_qpn, c.slid) == me);
+            }
         }
     }
 
@@ -745,6 +780,7 @@ impl<P: Provider> Iface<P> {
         let posted = if wanted == 0 {
             0
         } else {
+            self.tap_tx();
             let posted = self.provider.post_send(&mut self.wrs);
             self.provider.reap(cache);
             posted
@@ -771,6 +807,7 @@ impl<P: Provider> Iface<P> {
         if n == 0 {
             return 0;
         }
+        self.tap_rx();
         let mut counts = BurstCounts::default();
         // Every burst leaves `pkts` empty, so a whole poll fits.
         debug_assert!(self.pkts.is_empty());

@@ -127,6 +127,12 @@ pub trait Provider: Send {
 
     fn create_ah(&mut self, attr: &AhAttr) -> Result<Self::Ah, ProviderError>;
 
+    /// The destination GID an address handle sends to, where the provider
+    /// knows it (packet capture names it; never called per packet otherwise).
+    fn ah_dgid(&self, _ah: &Self::Ah) -> Option<Gid> {
+        None
+    }
+
     /// Posts work requests from the front of `wrs`; returns how many were taken.
     /// Requests left in `wrs` were not accepted (send queue full): the caller
     /// retries or drops them.

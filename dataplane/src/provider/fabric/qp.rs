@@ -155,6 +155,13 @@ impl Provider for FabricQp {
         Ok(FabricAh::Unicast { port: port as u32 })
     }
 
+    fn ah_dgid(&self, ah: &FabricAh) -> Option<Gid> {
+        match *ah {
+            FabricAh::Unicast { port } => self.fabric.ports.get(port as usize).map(|p| p.attr.gid),
+            FabricAh::Multicast { mgid } => Some(mgid),
+        }
+    }
+
     #[inline]
     fn post_send<const N: usize>(&mut self, wrs: &mut ArrayVec<SendWr<FabricAh>, N>) -> usize {
         let n = wrs.len();

@@ -32,6 +32,7 @@ pub use socket::McastSocket;
 use super::{AhAttr, PortAttr, Provider, ProviderError, RecvCompletion, SendWr};
 use crate::mem::{LcoreCache, Mbuf};
 use crate::wire::roce::{rxe_udp_sport, ROCEV2_UDP_PORT};
+use crate::wire::Gid;
 use arrayvec::ArrayVec;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -223,6 +224,10 @@ impl Provider for Rocev2Provider {
             dst,
             multicast: dst.is_multicast(),
         })
+    }
+
+    fn ah_dgid(&self, ah: &Rocev2Ah) -> Option<Gid> {
+        Some(addr::gid_of(ah.dst))
     }
 
     fn post_send<const N: usize>(&mut self, wrs: &mut ArrayVec<SendWr<Rocev2Ah>, N>) -> usize {
