@@ -42,6 +42,11 @@ impl Config {
         writeln!(out, "multicast_loop = {}", p.rocev2.multicast_loop)?;
         writeln!(out, "gso = {}", p.rocev2.gso)?;
         writeln!(out, "ib_mtu = {}", p.rocev2.ib_mtu)?;
+        writeln!(out, "\n[provider.verbs]")?;
+        writeln!(out, "device = {}", quote(&p.verbs.device))?;
+        writeln!(out, "port = {}", p.verbs.port)?;
+        writeln!(out, "gid_index = {}", p.verbs.gid_index)?;
+        writeln!(out, "pkey_index = {}", p.verbs.pkey_index)?;
 
         for iface in &self.interfaces {
             write_interface(out, iface)?;

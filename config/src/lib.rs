@@ -24,7 +24,7 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind, Location};
 pub use model::{
     Config, Control, Dataplane, Fabric, Hugepages, Interface, Ipv4Cidr, Ipv6Cidr, Log, LogLevel,
-    Metrics, Neighbour, Provider, ProviderKind, Rocev2, Run, Traffic, Tun,
+    Metrics, Neighbour, Provider, ProviderKind, Rocev2, Run, Traffic, Tun, Verbs,
 };
 
 /// The built-in configuration (and commented reference of every key).

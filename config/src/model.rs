@@ -99,6 +99,8 @@ pub struct Provider {
     pub fabric: Fabric,
     /// `[provider.rocev2]`; read only when `kind = "rocev2"`, always filled in.
     pub rocev2: Rocev2,
+    /// `[provider.verbs]`; read only when `kind = "verbs"`, always filled in.
+    pub verbs: Verbs,
 }
 
 /// `provider.kind`.
@@ -173,6 +175,34 @@ impl Default for Rocev2 {
             multicast_loop: true,
             gso: false,
             ib_mtu: 1024,
+        }
+    }
+}
+
+/// `[provider.verbs]`: a real RDMA device through libibverbs (hardware or
+/// kernel soft-RoCE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verbs {
+    /// Which device: a name (`rxe0`, `mlx5_0`), a node GUID
+    /// (`0002:c903:0000:0001` or `0x0002c90300000001`), or `netdev:IFACE`
+    /// for the device carrying that network interface; default `""`, the first.
+    pub device: String,
+    /// Device port, 1..=255; default 1.
+    pub port: u8,
+    /// Source GID index, 0..=255; default 0. On RoCEv2 over IPv4 use the
+    /// `::ffff:a.b.c.d` entry (index 1 on Linux rxe).
+    pub gid_index: u8,
+    /// P_Key table index of the interfaces' QPs, 0..=65535; default 0.
+    pub pkey_index: u16,
+}
+
+impl Default for Verbs {
+    fn default() -> Self {
+        Verbs {
+            device: String::new(),
+            port: 1,
+            gid_index: 0,
+            pkey_index: 0,
         }
     }
 }

@@ -48,6 +48,16 @@ pub(crate) struct RawProvider {
     pub kind: Option<ProviderKind>,
     pub fabric: RawFabric,
     pub rocev2: RawRocev2,
+    pub verbs: RawVerbs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawVerbs {
+    pub device: Option<Str>,
+    pub port: Option<Int>,
+    pub gid_index: Option<Int>,
+    pub pkey_index: Option<Int>,
 }
 
 #[derive(Debug, Default, Deserialize)]

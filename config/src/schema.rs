@@ -76,6 +76,12 @@ pub(crate) const NEIGH_QUEUE: IntRange = IntRange::dec(1, 64);
 pub(crate) const DURATION_S: (f64, f64) = (0.0, 86400.0);
 pub(crate) const STATS_INTERVAL_MS: IntRange = IntRange::dec(100, 60000);
 pub(crate) const PROBABILITY: (f64, f64) = (0.0, 1.0);
+pub(crate) const VERBS_PORT: IntRange = IntRange::dec(1, 255);
+pub(crate) const GID_INDEX: IntRange = IntRange::dec(0, 255);
+pub(crate) const PKEY_INDEX: IntRange = IntRange::dec(0, 65535);
+pub(crate) const DEVICE_MAX: usize = 64;
+pub(crate) const DEVICE_EXPECTED: &str =
+    "a device name, a node GUID like \"0002:c903:0000:0001\", or \"netdev:IFACE\" (at most 64 printable characters)";
 
 pub(crate) const U64_EXPECTED: &str =
     "an integer >= 0, or a hex string \"0x...\" for values above 0x7FFFFFFFFFFFFFFF";
@@ -94,8 +100,8 @@ pub(crate) fn expected_for(pattern: &str) -> Option<String> {
         Some(format!("one of {}", quoted.join(", ")))
     };
     match pattern {
-        "dataplane" | "provider" | "provider.fabric" | "provider.rocev2" | "control" | "run"
-        | "log" => Some("a table".into()),
+        "dataplane" | "provider" | "provider.fabric" | "provider.rocev2" | "provider.verbs"
+        | "control" | "run" | "log" => Some("a table".into()),
         "interface" | "traffic" | "interface.neighbour" => Some("an array of tables".into()),
         "dataplane.lcores" => Some(format!("an array of CPU core ids in {LCORE_ID}")),
         "dataplane.lcores[]" => Some(format!("a CPU core id in {LCORE_ID}")),
@@ -120,6 +126,10 @@ pub(crate) fn expected_for(pattern: &str) -> Option<String> {
         "provider.rocev2.port" => int(UDP_PORT),
         "provider.rocev2.multicast_loop" | "provider.rocev2.gso" => Some("true or false".into()),
         "provider.rocev2.ib_mtu" => Some(ib_mtu_expected()),
+        "provider.verbs.device" => Some(DEVICE_EXPECTED.into()),
+        "provider.verbs.port" => int(VERBS_PORT),
+        "provider.verbs.gid_index" => int(GID_INDEX),
+        "provider.verbs.pkey_index" => int(PKEY_INDEX),
         "interface.name" => Some(name_expected()),
         "interface.port" => int(PORT),
         "interface.lcore" => Some("an index into dataplane.lcores".into()),
@@ -199,6 +209,10 @@ pub(crate) const ALL_KEYS: &[&str] = &[
     "provider.rocev2.multicast_loop",
     "provider.rocev2.gso",
     "provider.rocev2.ib_mtu",
+    "provider.verbs.device",
+    "provider.verbs.port",
+    "provider.verbs.gid_index",
+    "provider.verbs.pkey_index",
     "interface.name",
     "interface.port",
     "interface.lcore",

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipoib_config::{
     embedded_default, from_str, Config, Control, Dataplane, Fabric, Hugepages, Interface, Ipv4Cidr,
-    Ipv6Cidr, Log, LogLevel, Neighbour, Provider, ProviderKind, Rocev2, Run, Traffic, Tun,
+    Ipv6Cidr, Log, LogLevel, Neighbour, Provider, ProviderKind, Rocev2, Run, Traffic, Tun, Verbs,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -84,8 +84,20 @@ fn provider() -> impl Strategy<Value = Provider> {
             any::<bool>(),
             select(vec![256u16, 512, 1024, 2048, 4096]),
         ),
+        (
+            select(vec![
+                "",
+                "rxe0",
+                "mlx5_1",
+                "0002:c903:0000:0001",
+                "netdev:eth0",
+            ]),
+            1u8..=255,
+            any::<u8>(),
+            any::<u16>(),
+        ),
     )
-        .prop_map(|(kind, ib_mtu, loss, reorder, seed, r)| Provider {
+        .prop_map(|(kind, ib_mtu, loss, reorder, seed, r, v)| Provider {
             kind,
             fabric: Fabric {
                 ib_mtu,
@@ -98,6 +110,12 @@ fn provider() -> impl Strategy<Value = Provider> {
                 multicast_loop: r.1,
                 gso: r.2,
                 ib_mtu: r.3,
+            },
+            verbs: Verbs {
+                device: v.0.to_string(),
+                port: v.1,
+                gid_index: v.2,
+                pkey_index: v.3,
             },
         })
 }

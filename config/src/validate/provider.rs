@@ -1,7 +1,7 @@
-//! `[provider]`, `[provider.fabric]` and `[provider.rocev2]`.
+//! `[provider]`, `[provider.fabric]`, `[provider.rocev2]` and `[provider.verbs]`.
 
 use super::{Ctx, Result};
-use crate::model::{Fabric, Provider, Rocev2};
+use crate::model::{Fabric, Provider, Rocev2, Verbs};
 use crate::raw::{Int, RawProvider};
 use crate::schema::{self, IntRange};
 
@@ -26,6 +26,43 @@ pub(super) fn provider(raw: &RawProvider, ctx: &Ctx<'_>) -> Result<Provider> {
             seed,
         },
         rocev2: rocev2(raw, ctx)?,
+        verbs: verbs(raw, ctx)?,
+    })
+}
+
+fn verbs(raw: &RawProvider, ctx: &Ctx<'_>) -> Result<Verbs> {
+    let d = Verbs::default();
+    let v = &raw.verbs;
+    let device = match &v.device {
+        None => d.device,
+        Some(s) => {
+            let name = s.get_ref().trim();
+            let printable = name.chars().all(|c| c.is_ascii_graphic());
+            if name.len() > schema::DEVICE_MAX || !printable {
+                return Err(ctx.invalid(
+                    &s.span(),
+                    "provider.verbs.device",
+                    schema::DEVICE_EXPECTED,
+                ));
+            }
+            name.to_string()
+        }
+    };
+    Ok(Verbs {
+        device,
+        port: ctx.int_or(&v.port, "provider.verbs.port", schema::VERBS_PORT, d.port)?,
+        gid_index: ctx.int_or(
+            &v.gid_index,
+            "provider.verbs.gid_index",
+            schema::GID_INDEX,
+            d.gid_index,
+        )?,
+        pkey_index: ctx.int_or(
+            &v.pkey_index,
+            "provider.verbs.pkey_index",
+            schema::PKEY_INDEX,
+            d.pkey_index,
+        )?,
     })
 }
 
