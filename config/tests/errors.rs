@@ -777,3 +777,44 @@ fn metrics_listen_needs_an_address_and_port() {
     let again = from_str(&ok.to_toml(), FILE).unwrap();
     assert_eq!(again, ok);
 }
+
+#[test]
+fn verbs_keys_are_checked() {
+    let head = "[provider]\nkind = \"verbs\"\n[provider.verbs]\n";
+    check(
+        &format!("{head}port = 0\n{IFACE}"),
+        ErrorKind::Invalid,
+        "0",
+        0,
+        "provider.verbs.port",
+        &["1..=255"],
+    );
+    check(
+        &format!("{head}gid_index = 300\n{IFACE}"),
+        ErrorKind::Invalid,
+        "300",
+        0,
+        "provider.verbs.gid_index",
+        &["0..=255"],
+    );
+    check(
+        &format!("{head}device = \"rxe 0\"\n{IFACE}"),
+        ErrorKind::Invalid,
+        "\"rxe 0\"",
+        0,
+        "provider.verbs.device",
+        &["netdev:IFACE"],
+    );
+    let ok = from_str(
+        &format!("{head}device = \"netdev:eth0\"\ngid_index = 1\n{IFACE}"),
+        FILE,
+    )
+    .expect("valid verbs section");
+    assert_eq!(
+        (
+            ok.provider.verbs.device.as_str(),
+            ok.provider.verbs.gid_index
+        ),
+        ("netdev:eth0", 1)
+    );
+}
