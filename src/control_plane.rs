@@ -6,6 +6,7 @@ use crate::resolution::{HostResolver, PingSummary};
 use crate::wiring::HostInfo;
 use ipoib_control::igmp::{IgmpService, SocketAttach};
 use ipoib_control::neigh::NeighInfo;
+use ipoib_control::rdmacm::{RdmaCmService, VerbsAttach};
 use ipoib_control::{
     Engine, EngineConfig, FaultSpec, GroupFlags, GroupStatus, GroupsTable, McastAttach,
     MulticastService, SaStats, SoftSa, SoftSaConfig,
@@ -44,6 +45,8 @@ pub enum McastBackend {
     /// One IGMP service per host, in host order (rocev2): a join is the
     /// socket's membership, so attaching is nothing more.
     Igmp(Vec<Arc<IgmpService>>),
+    /// One rdma_cm service and QP attach per host, in host order (verbs).
+    RdmaCm(Vec<(Arc<RdmaCmService>, Arc<VerbsAttach>)>),
 }
 
 impl McastBackend {
@@ -54,6 +57,9 @@ impl McastBackend {
         match self {
             McastBackend::Fabric(_) => true,
             McastBackend::Igmp(_) => ip_of(mgid).is_ipv4() == ip_of(h.port.gid).is_ipv4(),
+            McastBackend::RdmaCm(services) => services
+                .iter()
+                .any(|(s, _)| ip_of(mgid).is_ipv4() == s.local().is_ipv4()),
         }
     }
 
@@ -73,6 +79,12 @@ impl McastBackend {
                     .get(idx)
                     .ok_or_else(|| format!("{}: no IGMP service", h.name))?;
                 Ok((service.clone(), Arc::new(SocketAttach)))
+            }
+            McastBackend::RdmaCm(services) => {
+                let (service, attach) = services
+                    .get(idx)
+                    .ok_or_else(|| format!("{}: no rdma_cm service", h.name))?;
+                Ok((service.clone(), attach.clone()))
             }
         }
     }

@@ -18,6 +18,7 @@ use ipoib_dataplane::lcore::{CtrlChannels, CtrlDest, CtrlSend, NeighEntry, Neigh
 use ipoib_dataplane::mem::{Mbuf, Mempool};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricAh};
 use ipoib_dataplane::provider::rocev2::{addr, Rocev2Ah};
+use ipoib_dataplane::provider::verbs::{AhTable, VerbsAh};
 use ipoib_dataplane::provider::{AhAttr, PortAttr};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::tables::{published, Published, RequestQueue};
@@ -153,6 +154,33 @@ impl AhFactory for RoceAhFactory {
         })
     }
     fn destroy_ah(&mut self, _ah: Rocev2Ah) {}
+}
+
+/// Address handles on a verbs device, from its shared table. Paths are
+/// local (no SA on RoCE): the LID a `LocalPathService` gave maps back to
+/// the destination GID. Handles live as long as the device (a published
+/// table may still hold one), so nothing is destroyed here.
+pub struct VerbsAhFactory {
+    paths: LocalPaths,
+    ahs: Arc<AhTable>,
+}
+
+impl AhFactory for VerbsAhFactory {
+    type Ah = VerbsAh;
+    fn create_ah(&mut self, attr: &AhAttr) -> Result<VerbsAh, AhError> {
+        let gid = attr
+            .dgid
+            .or_else(|| self.paths.gid_for(attr.dlid))
+            .ok_or_else(|| AhError(format!("no destination GID for LID {:#x}", attr.dlid)))?;
+        self.ahs
+            .get(&AhAttr {
+                dlid: 0,
+                dgid: Some(gid),
+                sl: attr.sl,
+            })
+            .map_err(|e| AhError(e.to_string()))
+    }
+    fn destroy_ah(&mut self, _ah: VerbsAh) {}
 }
 
 /// What the lcore side of resolution needs (hand to `Iface::with_control`).
@@ -633,6 +661,20 @@ impl HostResolver {
         let paths = LocalPaths::default();
         let service = LocalPathService::new(paths.clone(), ib_mtu);
         Self::with(RoceAhFactory { paths }, service, pool, spec, now)
+    }
+
+    /// Resolution on a verbs device: paths from the GID (no SA), address
+    /// handles from the device's table.
+    pub fn verbs(
+        ib_mtu: u16,
+        ahs: Arc<AhTable>,
+        pool: &'static Mempool,
+        spec: ResolverSpec<'_, VerbsAh>,
+        now: Duration,
+    ) -> Result<(HostResolver, LcoreSide<VerbsAh>), String> {
+        let paths = LocalPaths::default();
+        let service = LocalPathService::new(paths.clone(), ib_mtu);
+        Self::with(VerbsAhFactory { paths, ahs }, service, pool, spec, now)
     }
 
     fn with<F, S>(

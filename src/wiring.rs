@@ -2,8 +2,9 @@
 //! process, one provider QP per interface, rings, neighbour tables, sources.
 
 use crate::resolution::{HostResolver, LcoreSide, ResolverSpec};
-use ipoib_config::{Config, Hugepages, Interface, ProviderKind};
+use ipoib_config::{Config, Hugepages, Interface};
 use ipoib_control::igmp::{IgmpDefaults, IgmpService};
+use ipoib_control::rdmacm::{RdmaCmService, VerbsAttach};
 use ipoib_dataplane::capture::{self, Capture};
 use ipoib_dataplane::lcore::{
     FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, RateControl,
@@ -13,6 +14,7 @@ use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
 use ipoib_dataplane::provider::null::{NullMode, NullProvider};
 use ipoib_dataplane::provider::rocev2::{addr, Rocev2Config, Rocev2Provider};
+use ipoib_dataplane::provider::verbs::{VerbsConfig, VerbsDevice, VerbsProvider, VerbsQpConfig};
 use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::IfaceStats;
@@ -60,6 +62,15 @@ pub struct Built<P: Provider> {
     pub rates: Vec<Option<RateControl>>,
     /// Packet capture of every interface (off until started).
     pub capture: Arc<Capture>,
+    /// The device, and per host its rdma_cm joins and QP attach (verbs only).
+    pub verbs: Option<VerbsWiring>,
+}
+
+/// What the control plane needs of a verbs run.
+pub struct VerbsWiring {
+    pub device: Arc<VerbsDevice>,
+    /// Per host, in host order.
+    pub mcast: Vec<(Arc<RdmaCmService>, Arc<VerbsAttach>)>,
 }
 
 fn hugepage_mode(h: Hugepages) -> HugepageMode {
@@ -227,6 +238,102 @@ pub fn build_rocev2(cfg: &Config) -> Result<Built<Rocev2Provider>, String> {
     Ok(built)
 }
 
+/// The interface's address on a verbs device: its GID's on RoCE (IPv4-mapped
+/// or IPv6), which `local_ip`, when given, must match.
+fn verbs_local_ip(icfg: &Interface, dev: &VerbsDevice) -> Result<IpAddr, String> {
+    let gid = dev.gid();
+    let from_gid = addr::ip_of(gid);
+    let link_local = matches!(from_gid, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+    match icfg.local_ip {
+        Some(ip) if dev.is_roce() && ip != from_gid => Err(format!(
+            "interface {}: local_ip {ip} is not the address of GID index {} ({gid}) on {}",
+            icfg.name,
+            dev.config().gid_index,
+            dev.name()
+        )),
+        Some(ip) => Ok(ip),
+        None if dev.is_roce() && !link_local => Ok(from_gid),
+        None => Err(format!(
+            "interface {}: GID index {} of {} ({gid}) is not an IP address: set local_ip, \
+             or provider.verbs.gid_index to the ::ffff:a.b.c.d entry",
+            icfg.name,
+            dev.config().gid_index,
+            dev.name()
+        )),
+    }
+}
+
+/// Builds hosts on a real RDMA device through libibverbs: one UD QP per
+/// interface on the configured port, ARP/ND without an SA, multicast joins
+/// through rdma_cm and QP attaches.
+pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
+    let v = &cfg.provider.verbs;
+    let vc = VerbsConfig {
+        device: v.device.clone(),
+        port: v.port,
+        gid_index: v.gid_index,
+        pkey_index: v.pkey_index,
+    };
+    // Before the pool: without RDMA, the one line that says what to do.
+    VerbsDevice::probe(&vc).map_err(|e| e.to_string())?;
+    let pool = make_pool(cfg)?;
+    let dev = VerbsDevice::open(&vc, pool).map_err(|e| e.to_string())?;
+    let ib_mtu = dev.max_msg();
+    let mut providers = Vec::with_capacity(cfg.interfaces.len());
+    let mut mcast = Vec::with_capacity(cfg.interfaces.len());
+    for icfg in &cfg.interfaces {
+        if u32::from(icfg.mtu) + 4 > u32::from(ib_mtu) {
+            return Err(format!(
+                "interface {}: mtu {} does not fit port {} of {} (active MTU {ib_mtu}: at most {})",
+                icfg.name,
+                icfg.mtu,
+                v.port,
+                dev.name(),
+                ib_mtu.saturating_sub(4)
+            ));
+        }
+        if icfg.pkey | 0x8000 != dev.pkey() | 0x8000 {
+            return Err(format!(
+                "interface {}: pkey {:#06x} is not the P_Key at index {} of {} port {} ({:#06x})",
+                icfg.name,
+                icfg.pkey,
+                v.pkey_index,
+                dev.name(),
+                v.port,
+                dev.pkey()
+            ));
+        }
+        let local = verbs_local_ip(icfg, &dev)?;
+        let p = VerbsProvider::new(
+            &dev,
+            VerbsQpConfig {
+                qkey: icfg.qkey,
+                rx_depth: cfg.dataplane.rx_ring_size,
+            },
+            pool.cache(cfg.dataplane.mempool_cache as usize),
+        )
+        .map_err(|e| format!("interface {}: verbs: {e}", icfg.name))?;
+        let defaults = IgmpDefaults {
+            qkey: icfg.qkey,
+            mtu: icfg.mtu.saturating_add(4),
+            pkey: icfg.pkey,
+            ..IgmpDefaults::default()
+        };
+        let service = RdmaCmService::new(local, defaults)
+            .map_err(|e| format!("interface {}: rdma_cm on {local}: {e}", icfg.name))?;
+        let attach = VerbsAttach::new(vec![p.mcast_handle()]);
+        mcast.push((Arc::new(service), Arc::new(attach)));
+        providers.push(p);
+    }
+    let mut built = build_with_pool(cfg, providers, pool)?;
+    let ahs = dev.ah_table();
+    add_resolvers(cfg, &mut built, |pool, spec| {
+        HostResolver::verbs(ib_mtu, ahs.clone(), pool, spec, Duration::ZERO)
+    })?;
+    built.verbs = Some(VerbsWiring { device: dev, mcast });
+    Ok(built)
+}
+
 /// Builds hosts on the null provider (sink): the software path alone.
 pub fn build_null(
     cfg: &Config,
@@ -278,12 +385,6 @@ fn build_with_pool<P: Provider>(
     mut providers: Vec<P>,
     pool: &'static Mempool,
 ) -> Result<Built<P>, String> {
-    if cfg.provider.kind == ProviderKind::Verbs {
-        return Err(format!(
-            "provider \"{}\" is not available in this build yet",
-            cfg.provider.kind.as_str()
-        ));
-    }
     let d = &cfg.dataplane;
     let mut lcores: Vec<Lcore<P>> = (0..d.lcores.len())
         .map(|id| Lcore::new(id, pool.cache(d.mempool_cache as usize)))
@@ -398,5 +499,6 @@ fn build_with_pool<P: Provider>(
         igmp: Vec::new(),
         rates,
         capture: Arc::new(Capture::new(taps)),
+        verbs: None,
     })
 }

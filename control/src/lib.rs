@@ -19,6 +19,7 @@ pub mod igmp;
 pub mod mcast;
 pub mod neigh;
 pub mod path;
+pub mod rdmacm;
 pub mod sa;
 pub mod scenario;
 pub mod stack;

@@ -47,6 +47,8 @@ pub struct CmEvent {
     pub context: u64,
     /// For a join: the group's GID, and the Q_Key and QPN to send to.
     pub mgid: Gid,
+    /// The group's LID on InfiniBand (0 on RoCE).
+    pub mlid: u16,
     pub qkey: u32,
     pub qpn: u32,
 }
@@ -112,6 +114,7 @@ impl EventChannel {
                 id: e.id as usize,
                 context: ud.private_data as u64,
                 mgid: ud.ah_attr.grh.dgid.raw,
+                mlid: ud.ah_attr.dlid,
                 qkey: ud.qkey,
                 qpn: ud.qp_num,
             }

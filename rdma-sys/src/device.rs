@@ -127,12 +127,18 @@ struct DeviceList {
 }
 
 impl DeviceList {
-    fn get(verbs: &'static Verbs) -> Result<DeviceList, VerbsError> {
+    fn get(verbs: &'static Verbs) -> Result<DeviceList, OpenError> {
         let mut n: libc::c_int = 0;
         // SAFETY: n is a valid out-pointer.
         let list = unsafe { (verbs.ibv_get_device_list)(&mut n) };
         if list.is_null() {
-            return Err(VerbsError::last("ibv_get_device_list"));
+            let e = VerbsError::last("ibv_get_device_list");
+            // ENOSYS: the kernel has no RDMA devices (no uverbs in sysfs).
+            return Err(if e.errno == libc::ENOSYS {
+                OpenError::NoDevice
+            } else {
+                OpenError::Verbs(e)
+            });
         }
         Ok(DeviceList {
             verbs,
@@ -204,14 +210,18 @@ impl std::error::Error for OpenError {}
 /// Every device libibverbs sees.
 pub fn devices() -> Result<Vec<DeviceInfo>, OpenError> {
     let verbs = load::verbs().map_err(OpenError::Load)?;
-    let list = DeviceList::get(verbs).map_err(OpenError::Verbs)?;
+    let list = match DeviceList::get(verbs) {
+        Ok(l) => l,
+        Err(OpenError::NoDevice) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     Ok(list.raw().map(|d| list.info(d)).collect())
 }
 
 /// Opens the device `sel` names.
 pub fn find_device(sel: &DeviceSelector) -> Result<Context, OpenError> {
     let verbs = load::verbs().map_err(OpenError::Load)?;
-    let list = DeviceList::get(verbs).map_err(OpenError::Verbs)?;
+    let list = DeviceList::get(verbs)?;
     if list.len == 0 {
         return Err(OpenError::NoDevice);
     }

@@ -33,7 +33,9 @@ impl VerbsError {
 
 impl fmt::Display for VerbsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = std::io::Error::from_raw_os_error(self.errno);
+        let text = std::io::Error::from_raw_os_error(self.errno).to_string();
+        // std appends " (os error N)"; the errno is printed once, below.
+        let text = text.split(" (os error").next().unwrap_or(&text);
         write!(f, "{}: {} (errno {})", self.verb, text, self.errno)
     }
 }
@@ -69,6 +71,7 @@ mod tests {
         let s = e.to_string();
         assert!(s.starts_with("ibv_create_qp: "), "{s}");
         assert!(s.ends_with("(errno 12)"), "{s}");
+        assert!(!s.contains("os error"), "{s}");
         assert_eq!(
             VerbsError::check("ibv_modify_qp", libc::EINVAL),
             Err(VerbsError::new("ibv_modify_qp", libc::EINVAL))

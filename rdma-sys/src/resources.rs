@@ -261,6 +261,18 @@ impl Qp {
         VerbsError::check("ibv_modify_qp", rc)
     }
 
+    /// Moves the QP to the error state: every posted request is flushed
+    /// and the device no longer writes into any receive buffer.
+    pub fn to_error(&self) -> Result<(), VerbsError> {
+        self.modify(
+            &mut ibv_qp_attr {
+                qp_state: IBV_QPS_ERR,
+                ..Default::default()
+            },
+            IBV_QP_STATE,
+        )
+    }
+
     pub fn qp_num(&self) -> u32 {
         // SAFETY: live QP.
         unsafe { self.raw.as_ref().qp_num }
@@ -360,5 +372,9 @@ impl Ah {
 
     pub fn raw(&self) -> *mut ibv_ah {
         self.raw.as_ptr()
+    }
+
+    pub fn handle(&self) -> NonNull<ibv_ah> {
+        self.raw
     }
 }

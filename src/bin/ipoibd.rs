@@ -195,10 +195,7 @@ fn run(
             run_built(cfg, opts, wiring::build_null(cfg, pool)?, ctl, log)
         }
         ProviderKind::Rocev2 => run_built(cfg, opts, wiring::build_rocev2(cfg)?, ctl, log),
-        other => Err(format!(
-            "provider \"{}\" is not available in this build yet",
-            other.as_str()
-        )),
+        ProviderKind::Verbs => run_built(cfg, opts, wiring::build_verbs(cfg)?, ctl, log),
     }
 }
 
@@ -218,6 +215,7 @@ fn run_built<P: Provider + 'static>(
         igmp,
         rates,
         capture,
+        verbs,
         ..
     } = built;
     if let Some(file) = &opts.pcap {
@@ -261,10 +259,11 @@ fn run_built<P: Provider + 'static>(
             ""
         }
     );
-    let backend = match &fabric {
-        Some(f) => Some(McastBackend::Fabric(f.clone())),
-        None if !igmp.is_empty() => Some(McastBackend::Igmp(igmp)),
-        None => None,
+    let backend = match (&fabric, &verbs) {
+        (Some(f), _) => Some(McastBackend::Fabric(f.clone())),
+        (None, Some(v)) => Some(McastBackend::RdmaCm(v.mcast.clone())),
+        (None, None) if !igmp.is_empty() => Some(McastBackend::Igmp(igmp)),
+        (None, None) => None,
     };
     let control = match &backend {
         Some(b) => Some(ControlPlane::start(
@@ -302,6 +301,32 @@ fn run_built<P: Provider + 'static>(
             Some(m)
         }
         None => None,
+    };
+    // Port events (link down/up, LID, P_Key, SM, GID) flush every engine,
+    // on the control thread like a flush from the control socket.
+    let mut port_events = match (&verbs, &control) {
+        (Some(v), Some(c)) => {
+            let jobs = c.jobs();
+            let on_flush = Box::new(move |level: ipoib_control::FlushLevel| {
+                let job: ipoib_app::control_plane::ControlJob = Box::new(move |ctx| {
+                    for (name, e) in ctx.engines {
+                        let r = e.flush(level);
+                        tracing::info!(interface = %name, ?level, left = r.left, "flush on a port event");
+                    }
+                });
+                if jobs.try_send(job).is_err() {
+                    tracing::warn!(?level, "control thread busy: port event flush dropped");
+                }
+            });
+            let w = ipoib_control::rdmacm::PortEventWatcher::start(
+                v.device.context().clone(),
+                v.device.config().port,
+                on_flush,
+            )
+            .map_err(|e| format!("verbs: port events: {e}"))?;
+            Some(w)
+        }
+        _ => None,
     };
     let server = match ctl {
         Some(l) => {
@@ -423,6 +448,29 @@ fn run_built<P: Provider + 'static>(
             println!("{}", report::ping_line(p));
         }
         ok &= r.is_ok();
+    }
+    if let Some(w) = port_events.as_mut() {
+        w.stop();
+        println!("port events: {} flush(es)", w.flushes());
+    }
+    if let Some(v) = &verbs {
+        // rdma_cm's books: every membership joined was left.
+        for ((service, _), h) in v.mcast.iter().zip(&hosts) {
+            service.shutdown();
+            let st = service.stats();
+            println!(
+                "rdma_cm {}: joins={} sendonly_joins={} leaves={} failed={} cancels={} errors={} outstanding={}",
+                h.name,
+                st.joins,
+                st.sendonly_joins,
+                st.leaves,
+                st.failed,
+                st.cancels,
+                st.errors,
+                st.outstanding()
+            );
+            ok &= st.outstanding() == 0;
+        }
     }
     let leaked = pool.capacity() - pool.available();
     ok &= leaked == 0;

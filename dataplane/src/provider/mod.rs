@@ -6,6 +6,7 @@
 pub mod fabric;
 pub mod null;
 pub mod rocev2;
+pub mod verbs;
 
 use crate::mem::Mbuf;
 use crate::wire::grh::{HEADER_LEN as GRH_LEN, NEXT_HEADER_IBA};
@@ -116,6 +117,9 @@ pub enum ProviderError {
     InvalidAh(&'static str),
     #[error("port index {0} does not exist")]
     NoSuchPort(usize),
+    /// A verb failed (its name and errno).
+    #[error("{0}")]
+    Verbs(String),
 }
 
 /// One UD queue pair driven by one lcore.
