@@ -23,6 +23,9 @@ bash tests/netns_rocev2.sh
 step "ipoibd with the rocev2 provider in two network namespaces (root only)"
 bash tests/netns_ipoibd.sh
 
+step "pktgen generator and sink on rocev2 in two network namespaces, lossless and lossy (root only)"
+bash tests/netns_pktgen.sh
+
 step "loom model tests of the rings"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p ipoib-dataplane --release --test ring_loom

@@ -176,7 +176,7 @@ fn add_resolvers<P: Provider>(
 
 /// The rocev2 QP of one interface: bound to `local_ip`, QPN 0x100 + port as
 /// on the fabric (so static neighbours keep their numbers).
-fn rocev2_provider(
+pub fn rocev2_provider(
     cfg: &Config,
     icfg: &Interface,
     pool: &'static Mempool,

@@ -578,3 +578,83 @@ fn loss_and_reorder_match_the_fabrics_injection_counters_exactly() {
         let _ = std::fs::remove_file(&json);
     }
 }
+
+/// Two rocev2 interfaces of one process on loopback addresses, on a RoCEv2
+/// port of their own: `ipoibd pktgen` sends from one to the other through
+/// real UDP sockets and the sink counts every packet.
+fn rocev2_loopback_config(port: u16) -> PathBuf {
+    let text = format!(
+        "[dataplane]\nlcores = [0]\nmempool_size = 4096\nhugepages = \"off\"\n\n\
+         [provider]\nkind = \"rocev2\"\n\n[provider.rocev2]\nport = {port}\nib_mtu = 1024\n\n\
+         [[interface]]\nname = \"ib0\"\nport = 1\nmtu = 1020\nlocal_ip = \"127.0.0.1\"\nipv4 = [\"10.0.0.1/24\"]\n\n\
+         [[interface]]\nname = \"ib1\"\nport = 2\nmtu = 1020\nlocal_ip = \"127.0.0.2\"\nipv4 = [\"10.0.0.2/24\"]\n"
+    );
+    let p = tmp("rocev2.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn rocev2_generator_and_sink_in_one_process_over_loopback() {
+    let cfg = rocev2_loopback_config(20_000 + (std::process::id() % 20_000) as u16);
+    let json = tmp("rocev2.json");
+    let out = ipoibd(&[
+        "-q",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--to",
+        "10.0.0.2",
+        "--count",
+        "5000",
+        "--rate-pps",
+        "50000",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&doc, &schema(), "$", &mut errors);
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert_eq!(doc["provider"], "rocev2");
+    let stream = &doc["phases"][0]["streams"][0];
+    assert_eq!(stream["tx_packets"], 5000);
+    assert_eq!(stream["end_packets"], 8, "end copies for remote sinks");
+    let rx = &stream["receivers"][0];
+    assert_eq!(rx["iface"], "ib1");
+    assert_eq!(
+        [
+            &rx["unique"],
+            &rx["lost"],
+            &rx["announced"],
+            &rx["end_packets"]
+        ],
+        [5000, 0, 5000, 8].map(Value::from).each_ref(),
+    );
+}
+
+#[test]
+fn rocev2_and_sink_role_reject_what_they_cannot_do() {
+    let cfg = rocev2_loopback_config(4791);
+    let cfg = cfg.to_str().unwrap();
+    for (args, want) in [
+        (vec!["--sink", "--dry-run"], "needs the rocev2 provider"),
+        (
+            vec!["--config", cfg, "--loss", "0.1", "--dry-run"],
+            "injected by the fabric",
+        ),
+        (vec!["--provider", "rocev2", "--dry-run"], "needs local_ip"),
+    ] {
+        let out = ipoibd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+    }
+    let out = ipoibd(&["--config", cfg, "--sink", "--dry-run"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sink role: stream ids 0..16"));
+}

@@ -314,3 +314,47 @@ fn foreign_and_unknown_packets_are_counted_apart() {
     assert_eq!((sink.foreign(), sink.unknown_stream()), (1, 1));
     assert!(sink.results().is_empty());
 }
+
+/// A sink in another process learns what was sent from the stream's end
+/// packets: with the last packets lost (which no sequence gap shows), its
+/// loss is still exact, and end packets are counted apart from data.
+#[test]
+fn end_packets_make_a_lost_tail_count() {
+    let pool = pool(512);
+    let mut cache = pool.cache(32);
+    let (gtx, mut grx) = spsc::channel::<Mbuf>(256);
+    let mut spec = StreamSpec::single(0, ip("10.0.0.1"), ip("10.0.0.2"), 64);
+    spec.count = Some(100);
+    spec.burst = 10;
+    spec.announce_end = 3;
+    let mut g = Generator::new(&spec, gtx, pool.buf_size()).unwrap();
+    let mut produced = Vec::new();
+    while !g.is_done() {
+        g.produce(&mut cache);
+        while let Some(m) = grx.pop() {
+            produced.push(m);
+        }
+    }
+    assert_eq!(produced.len(), 103, "100 data packets, then 3 end copies");
+    let snap = g.counters().snapshot();
+    assert_eq!((snap.tx_packets, snap.end_packets), (100, 3));
+    let (mut to_sink, rx) = spsc::channel::<Mbuf>(256);
+    let mut sink = Sink::new(rx, 1, DEFAULT_WINDOW);
+    for (i, m) in produced.into_iter().enumerate() {
+        // Data packets 10 and 90..100 are lost, and one end copy.
+        if i == 10 || (90..100).contains(&i) || i == 101 {
+            drop(m);
+            continue;
+        }
+        to_sink.push(m).unwrap();
+    }
+    while sink.poll(&mut cache) != 0 {}
+    let r = sink.results().remove(0);
+    assert_eq!(r.announced, Some(100));
+    assert_eq!((r.unique, r.rx_packets, r.end_packets), (89, 89, 2));
+    assert_eq!(r.lost_so_far(), 11, "the tail counts once the end is known");
+    assert_eq!(r.max_seq, Some(89));
+    drop(sink);
+    drop(cache);
+    assert_eq!(pool.available(), pool.capacity());
+}

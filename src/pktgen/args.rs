@@ -13,9 +13,20 @@ pub struct PktgenArgs {
     /// Hosts configuration (TOML). Default: the embedded one (three soft hosts).
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Provider: "fabric" (soft InfiniBand) or "null" (software ceiling).
-    #[arg(long, value_parser = ["fabric", "null"])]
+    /// Provider: "fabric" (soft InfiniBand), "null" (software ceiling) or
+    /// "rocev2" (RoCEv2 over UDP; one process per host, peers as static
+    /// neighbours or other interfaces of the configuration).
+    #[arg(long, value_parser = ["fabric", "null", "rocev2"])]
     pub provider: Option<String>,
+    /// Sink role: generate nothing, measure what arrives on every interface
+    /// from generators in other processes or hosts; stops once every stream
+    /// seen has announced its end and the interfaces are quiet, at
+    /// --duration seconds, or on SIGINT/SIGTERM.
+    #[arg(long, conflicts_with_all = ["scenario", "to", "pcap", "count", "warmup"])]
+    pub sink: bool,
+    /// Sink role: stream ids 0..N are measured (default 16).
+    #[arg(long, value_name = "N", requires = "sink")]
+    pub sink_streams: Option<u16>,
     /// Sending interface (default: the first).
     #[arg(long)]
     pub from: Option<String>,

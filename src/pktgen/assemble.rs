@@ -10,6 +10,7 @@ use ipoib_dataplane::mem::{Mbuf, Mempool};
 use ipoib_dataplane::pktgen::{GenCounters, Generator, Replay, Sink, SinkLive, DEFAULT_WINDOW};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
 use ipoib_dataplane::provider::null::{NullMode, NullProvider};
+use ipoib_dataplane::provider::rocev2::{addr, Rocev2Provider};
 use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::IfaceStats;
@@ -34,6 +35,19 @@ impl PktgenProvider for FabricQp {
     }
 }
 impl PktgenProvider for NullProvider {}
+impl PktgenProvider for Rocev2Provider {}
+
+/// Receive buffer of each rocev2 socket: a whole test burst waits in the
+/// kernel while a shared core runs something else, instead of dropping.
+const ROCEV2_RCVBUF: usize = 32 << 20;
+
+/// An interface's port GID as its peers address it on the provider.
+fn gid_of(cfg: &Config, i: &Interface) -> Gid {
+    match (cfg.provider.kind, i.local_ip) {
+        (ipoib_config::ProviderKind::Rocev2, Some(ip)) => addr::gid_of(ip),
+        _ => Gid::from(i.port_gid()),
+    }
+}
 
 /// What the run loop and the report need of one interface.
 pub struct Port {
@@ -128,6 +142,32 @@ pub fn null_rig(
     rig(cfg, pool, providers, streams, nstreams)
 }
 
+/// One rocev2 QP per interface, bound to its `local_ip`, with its
+/// full-member groups joined over IGMP (no SA: joins are the host's).
+pub fn rocev2_rig(
+    cfg: &Config,
+    pool: &'static Mempool,
+    streams: &[PlannedStream],
+    nstreams: usize,
+) -> Result<Rig<Rocev2Provider>, String> {
+    let mut providers = Vec::new();
+    for i in &cfg.interfaces {
+        let p = crate::wiring::rocev2_provider(cfg, i, pool)?;
+        if let Err(e) = p.set_recv_buffer(ROCEV2_RCVBUF) {
+            tracing::warn!("{}: cannot size the receive buffer: {e}", i.name);
+        }
+        for g in &i.groups {
+            let sock = p
+                .mcast_socket()
+                .ok_or_else(|| format!("{}: group {g}: no multicast socket", i.name))?;
+            sock.join(*g)
+                .map_err(|e| format!("{}: join {g}: {e}", i.name))?;
+        }
+        providers.push(p);
+    }
+    rig(cfg, pool, providers, streams, nstreams)
+}
+
 /// Multicast groups an interface sends to: its groups, its send-only groups
 /// and its streams' multicast destinations.
 fn mcast_table(i: &Interface, idx: usize, streams: &[PlannedStream]) -> Result<McastTable, String> {
@@ -156,13 +196,14 @@ fn mcast_table(i: &Interface, idx: usize, streams: &[PlannedStream]) -> Result<M
 
 /// Addresses, QPNs and GIDs of the other interfaces in `idx`'s partition.
 fn peers(cfg: &Config, idx: usize) -> Vec<(IpAddr, u32, Gid)> {
+    let gid = |i: &Interface| gid_of(cfg, i);
     let me = &cfg.interfaces[idx];
     cfg.interfaces
         .iter()
         .enumerate()
         .filter(|(k, i)| *k != idx && (i.pkey & 0x7fff) == (me.pkey & 0x7fff))
         .flat_map(|(_, i)| {
-            let (qpn, gid) = (fabric_qpn(i.port), Gid::from(i.port_gid()));
+            let (qpn, gid) = (fabric_qpn(i.port), gid(i));
             i.ipv4
                 .iter()
                 .map(|c| IpAddr::V4(c.addr))

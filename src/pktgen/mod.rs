@@ -36,22 +36,41 @@ pub fn run_plan(plan: &Plan, live: Option<bool>, stop: &AtomicBool) -> Result<Ru
     ipoib_dataplane::pktgen::clock::init();
     let mut phases = Vec::new();
     for i in 0..plan.phases.len() {
-        let streams = plan.phase_streams(i)?;
-        let name = plan.phase_name(i);
+        let (streams, name) = match plan.sink {
+            Some(_) => (Vec::new(), "sink".to_string()),
+            None => (plan.phase_streams(i)?, plan.phase_name(i)),
+        };
         let r = run::PhaseRun {
             name: &name,
             cores: &plan.cfg.dataplane.lcores,
             streams: &streams,
             live,
             stop,
-            expect_receivers: plan.provider == ProviderKind::Fabric,
+            expect_receivers: plan.provider != ProviderKind::Null,
+            sink_role: plan.sink,
         };
-        let n = plan.streams.len();
+        // Stream ids the sinks keep records for.
+        let n = match plan.sink {
+            Some(s) => usize::from(s.streams),
+            None => plan.streams.len(),
+        };
+        let cfg = &plan.cfg;
         let outcome = match plan.provider {
-            ProviderKind::Null => {
-                run::run_phase(&r, assemble::null_rig(&plan.cfg, pool, &streams, n)?)?
+            ProviderKind::Null => run::run_phase(&r, assemble::null_rig(cfg, pool, &streams, n)?)?,
+            ProviderKind::Rocev2 => {
+                let rig = assemble::rocev2_rig(cfg, pool, &streams, n)?;
+                if plan.sink.is_some() {
+                    // Sockets are bound: what arrives from now on is counted.
+                    eprintln!("pktgen sink: ready on {} interface(s)", rig.ports.len());
+                }
+                run::run_phase(&r, rig)?
             }
-            _ => run::run_phase(&r, assemble::fabric_rig(&plan.cfg, pool, &streams, n)?)?,
+            ProviderKind::Fabric => {
+                run::run_phase(&r, assemble::fabric_rig(cfg, pool, &streams, n)?)?
+            }
+            ProviderKind::Verbs => {
+                return Err("pktgen does not run on the verbs provider yet".into())
+            }
         };
         let interrupted = outcome.interrupted;
         phases.push(outcome);

@@ -22,6 +22,8 @@ fn receiver_json(r: &Receiver, sent: u64) -> Value {
         "reordered": s.reordered,
         "late": s.late,
         "warmup_packets": s.warmup_packets,
+        "announced": s.announced,
+        "end_packets": s.end_packets,
         "latency_ns": {
             "count": l.count, "min": l.min, "p50": l.p50, "p90": l.p90,
             "p99": l.p99, "p999": l.p999, "max": l.max, "mean": l.mean,
@@ -41,6 +43,7 @@ fn stream_json(s: &StreamOutcome) -> Value {
         "tx_packets": s.sent.tx_packets,
         "tx_bytes": s.sent.tx_bytes,
         "warmup_packets": s.sent.warmup_packets,
+        "end_packets": s.sent.end_packets,
         "seconds": s.seconds,
         "achieved_pps": s.achieved_pps(),
         "achieved_gbps": s.achieved_gbps(),

@@ -15,6 +15,18 @@ const DEFAULT_SIZE: usize = 64;
 const DEFAULT_PORT: u16 = 9000;
 const DEFAULT_SECONDS: f64 = 5.0;
 const DEFAULT_LINK_GBPS: f64 = 100.0;
+/// Copies of the end-of-stream packet when packets leave the process.
+const END_COPIES: u32 = 8;
+const DEFAULT_SINK_STREAMS: u16 = 16;
+
+/// A sink-role run: no generator, sinks on every interface.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkRole {
+    /// Stream ids `0..streams` are measured.
+    pub streams: u16,
+    /// Longest run; `None`: until every stream ended or a signal.
+    pub max_seconds: Option<f64>,
+}
 
 pub struct Plan {
     pub provider: ProviderKind,
@@ -22,6 +34,7 @@ pub struct Plan {
     pub link_bps: f64,
     pub streams: Vec<StreamDef>,
     pub phases: Vec<PhaseDef>,
+    pub sink: Option<SinkRole>,
     /// Per stream: the capture it replays, read once.
     captures: Vec<Option<Arc<Capture>>>,
 }
@@ -199,20 +212,44 @@ pub fn plan(a: &PktgenArgs) -> Result<Plan, String> {
         None => cfg.provider.kind,
         Some("fabric") => ProviderKind::Fabric,
         Some("null") => ProviderKind::Null,
+        Some("rocev2") => ProviderKind::Rocev2,
         Some(other) => {
             return Err(format!(
-                "provider {other:?}: expected \"fabric\" or \"null\""
+                "provider {other:?}: expected \"fabric\", \"null\" or \"rocev2\""
             ))
         }
     };
-    if provider != ProviderKind::Fabric && provider != ProviderKind::Null {
+    if !matches!(
+        provider,
+        ProviderKind::Fabric | ProviderKind::Null | ProviderKind::Rocev2
+    ) {
         return Err(format!(
-            "pktgen runs on the fabric or null provider, not {:?}",
+            "pktgen runs on the fabric, null or rocev2 provider, not {:?}",
             provider.as_str()
         ));
     }
+    cfg.provider.kind = provider;
+    if a.sink && provider != ProviderKind::Rocev2 {
+        return Err(
+            "--sink measures traffic from other processes: it needs the rocev2 provider".into(),
+        );
+    }
     let f = &scenario.fabric;
     let (loss, reorder) = (a.loss.or(f.loss), a.reorder.or(f.reorder));
+    if provider == ProviderKind::Rocev2 && (loss.is_some() || reorder.is_some()) {
+        return Err(
+            "loss and reorder are injected by the fabric provider; on rocev2 drop on the network (nft, tc)"
+                .into(),
+        );
+    }
+    if provider == ProviderKind::Rocev2 {
+        if let Some(i) = cfg.interfaces.iter().find(|i| i.local_ip.is_none()) {
+            return Err(format!(
+                "interface {}: the rocev2 provider needs local_ip",
+                i.name
+            ));
+        }
+    }
     check_fraction("loss", loss)?;
     check_fraction("reorder", reorder)?;
     let fc = &mut cfg.provider.fabric;
@@ -228,12 +265,21 @@ pub fn plan(a: &PktgenArgs) -> Result<Plan, String> {
             "link rate: expected a positive number of Gb/s, got {link_gbps}"
         ));
     }
+    let sink = a.sink.then(|| SinkRole {
+        streams: a.sink_streams.unwrap_or(DEFAULT_SINK_STREAMS).max(1),
+        max_seconds: a.duration,
+    });
+    if let Some(s) = &sink {
+        check_seconds("--duration", s.max_seconds, false)?;
+    }
     let streams = if a.scenario.is_some() {
         scenario.streams.clone()
+    } else if sink.is_some() {
+        Vec::new()
     } else {
         streams_from_flags(a, &cfg)?
     };
-    if streams.is_empty() {
+    if streams.is_empty() && sink.is_none() {
         return Err("the scenario has no [[stream]]".into());
     }
     if streams.len() > usize::from(u16::MAX) {
@@ -275,10 +321,11 @@ pub fn plan(a: &PktgenArgs) -> Result<Plan, String> {
         link_bps: link_gbps * 1e9,
         streams,
         phases,
+        sink,
         captures,
     };
     // Check every phase now, so a bad file fails before anything runs.
-    for i in 0..plan.phases.len() {
+    for i in (0..plan.phases.len()).filter(|_| plan.sink.is_none()) {
         plan.phase_streams(i)?;
     }
     Ok(plan)
@@ -347,6 +394,17 @@ impl Plan {
 
     /// What would run, one line per phase and stream.
     pub fn describe(&self) -> String {
+        if let Some(s) = &self.sink {
+            return format!(
+                "provider {}, {} interface(s), {} lcore(s), sink role: stream ids 0..{}, at most {}\n",
+                self.provider.as_str(),
+                self.cfg.interfaces.len(),
+                self.cfg.dataplane.lcores.len(),
+                s.streams,
+                s.max_seconds
+                    .map_or("until every stream ended".into(), |d| format!("{d} s")),
+            );
+        }
         let mut out = format!(
             "provider {}, {} interface(s), {} lcore(s), fabric loss {} reorder {} seed {}\n",
             self.provider.as_str(),
@@ -496,6 +554,10 @@ impl Plan {
             });
             spec.duration = secs.map(Duration::from_secs_f64);
             spec.warmup = Duration::from_secs_f64(p.warmup_s.unwrap_or(0.0));
+            // Sinks in other processes learn what was sent from the stream's end.
+            if self.provider == ProviderKind::Rocev2 {
+                spec.announce_end = END_COPIES;
+            }
             spec.validate(buf.min(usize::from(iface.mtu)))
                 .map_err(|e| format!("{e} (stream {name})"))?;
             out.push(PlannedStream {

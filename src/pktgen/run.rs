@@ -2,14 +2,15 @@
 //! generator has reached its limit (or on a signal), deliver what is in
 //! flight, and gather the figures.
 
-use super::assemble::{PktgenProvider, Rig};
+use super::assemble::{PktgenProvider, Port, Rig};
 use super::live::LiveScreen;
 use super::outcome::{PhaseOutcome, PortOutcome, Receiver, Sample, StreamOutcome};
-use super::plan::PlannedStream;
+use super::plan::{PlannedStream, SinkRole};
 use ipoib_dataplane::lcore::{spawn_lcores, Lcore, Pinning};
-use ipoib_dataplane::pktgen::StreamResult;
+use ipoib_dataplane::pktgen::{GenSnapshot, Sink, StreamResult};
 use ipoib_dataplane::provider::Provider;
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,9 @@ use std::time::{Duration, Instant};
 const SETTLE: Duration = Duration::from_millis(20);
 const TICK: Duration = Duration::from_secs(1);
 const SAMPLE: Duration = Duration::from_millis(100);
+/// Sink role: how long the interfaces stay quiet after every stream ended
+/// before the run stops (stragglers overtaken by an end packet still count).
+const QUIET: Duration = Duration::from_millis(300);
 /// Quantiles a latency curve is drawn through.
 const CURVE: [f64; 12] = [
     0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
@@ -33,6 +37,19 @@ pub struct PhaseRun<'a> {
     /// Whether destinations' owners should be listed as receivers even when
     /// nothing arrived (not on the null provider, which delivers nothing).
     pub expect_receivers: bool,
+    /// Measure streams from other processes instead of generating.
+    pub sink_role: Option<SinkRole>,
+}
+
+/// Sink role: every stream seen has announced its end, on every interface.
+fn all_ended(ports: &[Port]) -> bool {
+    let (seen, ended) = ports.iter().fold((0, 0), |(s, e), p| {
+        (
+            s + p.sink.streams_seen.load(Ordering::Relaxed),
+            e + p.sink.streams_ended.load(Ordering::Relaxed),
+        )
+    });
+    seen > 0 && ended == seen
 }
 
 /// Polls every lcore in turn until a few passes in a row move nothing, so
@@ -77,8 +94,21 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
         })
     };
     let (mut last_sample, mut last_totals) = (start, (0u64, 0u64));
+    let (mut last_rx, mut rx_moved) = (0u64, start);
     loop {
-        if gens.iter().all(|g| g.done.load(Ordering::Acquire)) {
+        let finished = match r.sink_role {
+            None => gens.iter().all(|g| g.done.load(Ordering::Acquire)),
+            Some(role) => {
+                let rx = totals().1;
+                if rx != last_rx {
+                    (last_rx, rx_moved) = (rx, Instant::now());
+                }
+                role.max_seconds
+                    .is_some_and(|m| start.elapsed().as_secs_f64() >= m)
+                    || (all_ended(&ports) && rx_moved.elapsed() >= QUIET)
+            }
+        };
+        if finished {
             break;
         }
         if r.stop.load(Ordering::Relaxed) {
@@ -144,6 +174,9 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
             .copied()
     };
     let mut streams = Vec::new();
+    if let Some(role) = r.sink_role {
+        streams = remote_streams(role, &ports, &sink_of);
+    }
     for (k, s) in r.streams.iter().enumerate() {
         let sent = gens[k].snapshot();
         let seconds = match s.spec.duration {
@@ -232,4 +265,60 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
         streams,
         ports: ports_out,
     })
+}
+
+/// Sink role: one outcome per stream id that reached any interface, with
+/// what its generator announced as sent (0 while no end packet arrived).
+fn remote_streams<'s>(
+    role: SinkRole,
+    ports: &[Port],
+    sink_of: &dyn Fn(usize) -> Option<&'s Sink>,
+) -> Vec<StreamOutcome> {
+    let mut out = Vec::new();
+    for id in 0..role.streams {
+        let mut receivers = Vec::new();
+        for (pi, p) in ports.iter().enumerate() {
+            let Some(sink) = sink_of(pi) else { continue };
+            let Some(res) = sink.result(id) else { continue };
+            if res.rx_packets + res.warmup_packets + res.end_packets == 0 {
+                continue;
+            }
+            let latency_curve = sink
+                .histogram(id)
+                .filter(|h| !h.is_empty())
+                .map(|h| CURVE.iter().map(|&q| (q, h.value_at_quantile(q))).collect())
+                .unwrap_or_default();
+            receivers.push(Receiver {
+                latency_curve,
+                iface: p.name.clone(),
+                lost: res.lost_so_far(),
+                result: res,
+            });
+        }
+        let Some(first) = receivers.first() else {
+            continue;
+        };
+        let res = &first.result;
+        let to = ports
+            .iter()
+            .find(|p| p.name == first.iface)
+            .and_then(|p| p.addrs.first().copied())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        out.push(StreamOutcome {
+            id,
+            name: format!("s{id}"),
+            from: String::new(),
+            to,
+            mode: "remote",
+            mean_size: res.rx_bytes as f64 / res.rx_packets.max(1) as f64,
+            target_pps: None,
+            sent: GenSnapshot {
+                tx_packets: res.announced.unwrap_or(0),
+                ..GenSnapshot::default()
+            },
+            seconds: 0.0,
+            receivers,
+        });
+    }
+    out
 }

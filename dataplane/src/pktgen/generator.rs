@@ -5,7 +5,7 @@ use super::build::{PacketWriter, Prepared};
 use super::clock;
 use super::fields::FieldGen;
 use super::spec::{Mode, StreamSpec};
-use super::stamp::{Stamp, FLAG_WARMUP};
+use super::stamp::{Stamp, FLAG_END, FLAG_WARMUP};
 use crate::mem::{LcoreCache, Mbuf, HEADROOM};
 use crate::provider::BURST;
 use crate::ring::spsc;
@@ -20,6 +20,8 @@ pub struct GenCounters {
     pub tx_packets: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub warmup_packets: AtomicU64,
+    /// End-of-stream copies sent (see `StreamSpec::announce_end`).
+    pub end_packets: AtomicU64,
     /// Process-clock ns when measurement started, and of the last measured burst.
     pub measure_start_ns: AtomicU64,
     pub last_tx_ns: AtomicU64,
@@ -33,6 +35,7 @@ pub struct GenSnapshot {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub warmup_packets: u64,
+    pub end_packets: u64,
     pub measure_start_ns: u64,
     pub last_tx_ns: u64,
     pub done: bool,
@@ -44,6 +47,7 @@ impl GenCounters {
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
             warmup_packets: self.warmup_packets.load(Ordering::Relaxed),
+            end_packets: self.end_packets.load(Ordering::Relaxed),
             measure_start_ns: self.measure_start_ns.load(Ordering::Relaxed),
             last_tx_ns: self.last_tx_ns.load(Ordering::Relaxed),
             done: self.done.load(Ordering::Acquire),
@@ -74,6 +78,9 @@ pub struct Generator {
     writer: PacketWriter,
     /// Single mode: the one packet, built once.
     prepared: Option<Prepared>,
+    /// The base packet, for end-of-stream announcements.
+    end_packet: Option<Prepared>,
+    end_left: u64,
     tx: spsc::Producer<Mbuf>,
     pacer: Pacer,
     burst_len: usize,
@@ -103,8 +110,11 @@ impl Generator {
         clock::init();
         let writer = PacketWriter::new(max_size.min(u16::MAX as usize));
         let prepared = matches!(spec.mode, Mode::Single).then(|| writer.prepare(&spec.base));
+        let end_packet = (spec.announce_end > 0).then(|| writer.prepare(&spec.base));
         Ok(Generator {
             prepared,
+            end_packet,
+            end_left: u64::from(spec.announce_end),
             stream: spec.id,
             fields: FieldGen::new(spec.base, &spec.mode),
             writer,
@@ -137,10 +147,45 @@ impl Generator {
         self.done
     }
 
-    fn finish(&mut self) -> usize {
-        self.done = true;
-        self.counters.done.store(true, Ordering::Release);
-        0
+    /// Sends what is left of the end-of-stream copies, then marks the
+    /// generator done.
+    fn finish(&mut self, cache: &mut LcoreCache, now: u64) -> usize {
+        let n = self.announce_end(cache, now);
+        if self.end_left == 0 {
+            self.done = true;
+            self.counters.done.store(true, Ordering::Release);
+        }
+        n
+    }
+
+    fn announce_end(&mut self, cache: &mut LcoreCache, now: u64) -> usize {
+        let Some(p) = &self.end_packet else {
+            self.end_left = 0;
+            return 0;
+        };
+        let want = self.end_left.min(self.tx.free_count().min(BURST) as u64);
+        if want == 0 {
+            return 0;
+        }
+        cache.alloc_burst(&mut self.burst, want as usize);
+        let stamp = Stamp {
+            stream: self.stream,
+            flags: FLAG_END,
+            seq: self.seq,
+            ts_ns: now,
+        };
+        for m in self.burst.iter_mut() {
+            if let Some(d) = m.append(p.len()) {
+                PacketWriter::write_prepared(d, p, &stamp);
+            }
+        }
+        let n = self.tx.enqueue_burst(&mut self.burst);
+        cache.free_burst(&mut self.burst);
+        self.end_left -= n as u64;
+        self.counters
+            .end_packets
+            .fetch_add(n as u64, Ordering::Relaxed);
+        n
     }
 
     /// Produces up to one burst. Returns packets enqueued.
@@ -168,11 +213,11 @@ impl Generator {
                 .duration_ns
                 .is_some_and(|d| elapsed - self.warmup_ns >= d)
             {
-                return self.finish();
+                return self.finish(cache, now);
             }
             if let Some(c) = self.count {
                 if self.seq >= c {
-                    return self.finish();
+                    return self.finish(cache, now);
                 }
                 want = want.min(c - self.seq);
             }

@@ -3,7 +3,7 @@
 //! lcore; all state is allocated up front.
 
 use super::clock;
-use super::stamp::{Stamp, FLAG_WARMUP};
+use super::stamp::{Stamp, FLAG_END, FLAG_WARMUP};
 use super::window::{Arrival, SeqWindow};
 use crate::mem::{LcoreCache, Mbuf};
 use crate::provider::BURST;
@@ -66,6 +66,11 @@ pub struct StreamResult {
     pub warmup_packets: u64,
     /// Highest sequence number seen.
     pub max_seq: Option<u64>,
+    /// Measured packets the generator says it sent (its end-of-stream
+    /// packet), when one arrived.
+    pub announced: Option<u64>,
+    /// End-of-stream copies received.
+    pub end_packets: u64,
     pub latency: LatencySummary,
 }
 
@@ -75,10 +80,21 @@ impl StreamResult {
     pub fn lost(&self, sent: u64) -> u64 {
         sent.saturating_sub(self.unique)
     }
-    /// Lost packets as far as the sink can tell alone (up to the highest seen).
+    /// Lost packets as the sink alone knows them: exact once the
+    /// generator's end-of-stream packet arrived, else up to the highest
+    /// number seen (a lost tail is missed).
     pub fn lost_so_far(&self) -> u64 {
+        if let Some(sent) = self.announced {
+            return self.lost(sent);
+        }
         self.max_seq
             .map_or(0, |m| (m + 1).saturating_sub(self.unique))
+    }
+}
+
+impl StreamState {
+    fn seen(&self) -> bool {
+        self.rx_packets + self.warmup_packets + self.end_packets != 0
     }
 }
 
@@ -92,6 +108,8 @@ struct StreamState {
     reordered: u64,
     late: u64,
     warmup_packets: u64,
+    announced: Option<u64>,
+    end_packets: u64,
 }
 
 /// Totals over a sink's streams, published for live readers.
@@ -102,6 +120,10 @@ pub struct SinkLive {
     pub lost_so_far: AtomicU64,
     /// Latency p99 (ns) over everything received so far, refreshed about once a second.
     pub latency_p99_ns: AtomicU64,
+    /// Streams that sent anything here, and those whose end-of-stream packet
+    /// arrived; refreshed at once when one does.
+    pub streams_seen: AtomicU64,
+    pub streams_ended: AtomicU64,
 }
 
 pub struct Sink {
@@ -132,6 +154,8 @@ impl Sink {
                 reordered: 0,
                 late: 0,
                 warmup_packets: 0,
+                announced: None,
+                end_packets: 0,
             })
             .collect();
         Sink {
@@ -173,7 +197,7 @@ impl Sink {
         self.totals.1 += other.bytes;
         cache.free_burst(&mut self.burst);
         self.totals.0 += n as u64;
-        if now >= self.next_publish_ns {
+        if now >= self.next_publish_ns || other.ended {
             self.publish(now);
         }
         n
@@ -186,6 +210,8 @@ struct Other {
     foreign: u64,
     unknown_stream: u64,
     bytes: u64,
+    /// An end-of-stream packet arrived.
+    ended: bool,
 }
 
 #[inline]
@@ -198,6 +224,12 @@ fn account(streams: &mut [StreamState], other: &mut Other, pkt: &[u8], now: u64)
         other.unknown_stream += 1;
         return;
     };
+    if st.flags & FLAG_END != 0 {
+        s.end_packets += 1;
+        s.announced = Some(s.announced.map_or(st.seq, |a| a.max(st.seq)));
+        other.ended = true;
+        return;
+    }
     if st.flags & FLAG_WARMUP != 0 {
         s.warmup_packets += 1;
         return;
@@ -239,6 +271,12 @@ impl Sink {
             .max()
             .unwrap_or(0);
         l.latency_p99_ns.store(p99, Ordering::Relaxed);
+        let seen = self.streams.iter().filter(|s| s.seen());
+        let (seen, ended) = seen.fold((0, 0), |(n, e), s| {
+            (n + 1, e + u64::from(s.announced.is_some()))
+        });
+        l.streams_seen.store(seen, Ordering::Relaxed);
+        l.streams_ended.store(ended, Ordering::Relaxed);
     }
 
     /// Publishes the final totals (call once the lcore has stopped).
@@ -250,7 +288,7 @@ impl Sink {
     pub fn results(&self) -> Vec<StreamResult> {
         (0..self.streams.len() as u16)
             .filter_map(|i| self.result(i))
-            .filter(|r| r.rx_packets + r.warmup_packets != 0)
+            .filter(|r| r.rx_packets + r.warmup_packets + r.end_packets != 0)
             .collect()
     }
 
@@ -266,6 +304,8 @@ impl Sink {
             late: s.late,
             warmup_packets: s.warmup_packets,
             max_seq: s.window.top(),
+            announced: s.announced,
+            end_packets: s.end_packets,
             latency: LatencySummary::of(&s.hist),
         })
     }

@@ -108,6 +108,10 @@ pub struct StreamSpec {
     pub warmup: Duration,
     /// Packets per paced burst (1..=32).
     pub burst: usize,
+    /// Copies of the end-of-stream packet (stamp flag END, carrying the
+    /// measured count) sent after the last one, for sinks in another
+    /// process; 0 when the sinks read the generator's counters directly.
+    pub announce_end: u32,
 }
 
 impl StreamSpec {
@@ -128,6 +132,7 @@ impl StreamSpec {
             duration: None,
             warmup: Duration::ZERO,
             burst: crate::provider::BURST,
+            announce_end: 0,
         }
     }
 

@@ -7,6 +7,9 @@ pub const MAGIC: u32 = 0x504B_474E;
 pub const STAMP_LEN: usize = 24;
 /// Flag: sent during warm-up; the sink counts it apart and measures nothing.
 pub const FLAG_WARMUP: u16 = 1;
+/// Flag: the stream has ended; `seq` is how many measured packets it sent.
+/// Sent a few times over, so a sink in another process knows what it missed.
+pub const FLAG_END: u16 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stamp {

@@ -181,6 +181,16 @@ impl Rocev2Provider {
         c.src_qpn == self.cfg.qpn && c.sgid() == Some(addr::gid_of(self.cfg.local))
     }
 
+    /// Sizes the receive buffers of the unicast and multicast sockets, so a
+    /// burst that arrives while the lcore is away waits instead of dropping.
+    pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<()> {
+        socket::set_recv_buffer(self.rx.as_raw_fd(), bytes)?;
+        if let Some(fd) = &self.mcast_fd {
+            socket::set_recv_buffer(fd.as_raw_fd(), bytes)?;
+        }
+        Ok(())
+    }
+
     /// The next PSN this QP sends.
     pub fn next_psn(&self) -> u32 {
         self.psn

@@ -28,6 +28,14 @@ fn setopt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) 
     }
 }
 
+/// Asks for `bytes` of receive buffer: SO_RCVBUFFORCE (root, past
+/// rmem_max), else SO_RCVBUF (capped at rmem_max by the kernel).
+pub fn set_recv_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v)
+        .or_else(|_| setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, v))
+}
+
 /// Writes `addr` into `storage`; returns the length to pass to the kernel.
 pub fn to_storage(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# pktgen on the rocev2 provider across two hosts (network namespaces on a
+# bridge): `ipoibd pktgen` generates in host a, `ipoibd pktgen --sink`
+# measures in host b. A lossless run must arrive whole (received = sent,
+# lost 0); then the network drops RoCEv2 packets at random on their way to
+# b (tc netem on the bridge port where the kernel has it, else an nftables
+# numgen rule with a counter at b's input; never at a's output, where a drop
+# is an error the sender sees), and the sink's lost count must equal
+# sent - received, and the data packets the network dropped. Namespaces and processes are always removed, also on
+# failure. Skips (exit 0) with a reason without root or `ip`.
+#   tests/netns_pktgen.sh            builds ipoibd, then runs
+#   IPOIBD=path/to/ipoibd tests/netns_pktgen.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+. tests/netns_lib.sh
+netns_require
+command -v python3 >/dev/null || skip "python3 reads the JSON reports"
+
+if [ -z "${IPOIBD:-}" ]; then
+    cargo build --release -q --bin ipoibd
+    IPOIBD="${CARGO_TARGET_DIR:-target}/release/ipoibd"
+fi
+
+netns_bridge "pkg$$" 10.83.0 a b
+
+# config HOST PEER: one rocev2 interface; the peer is a static neighbour
+# (QPN 0x100 + port, GID its local_ip), as pktgen resolves nothing itself.
+config() {
+    cat <<CONF
+[dataplane]
+lcores = [0]
+mempool_size = 8192
+hugepages = "off"
+
+[provider]
+kind = "rocev2"
+
+[[interface]]
+name = "ib0"
+port = $1
+mtu = 1020
+local_ip = "10.83.0.$1"
+ipv4 = ["10.0.0.$1/24"]
+
+[[interface.neighbour]]
+ip = "10.0.0.$2"
+qpn = 0x10$2
+gid = "::ffff:10.83.0.$2"
+CONF
+}
+config 1 2 >"$WORK/a.toml"
+config 2 1 >"$WORK/b.toml"
+
+COUNT=20000
+# run NAME: a sink in b, then a paced generator in a; both must exit 0.
+run() {
+    local name=$1
+    ip netns exec "${tag}b" "$IPOIBD" pktgen --config "$WORK/b.toml" --sink -q \
+        --duration 60 --json "$WORK/$name.sink.json" >"$WORK/$name.sink.out" 2>&1 &
+    local sink=$!
+    PIDS+=("$sink")
+    local deadline=$((SECONDS + 20))
+    until grep -q "sink: ready" "$WORK/$name.sink.out" 2>/dev/null; do
+        kill -0 "$sink" 2>/dev/null || fail "$name: the sink exited early"
+        [ $SECONDS -lt $deadline ] || fail "$name: the sink never got ready"
+        sleep 0.05
+    done
+    ip netns exec "${tag}a" "$IPOIBD" pktgen --config "$WORK/a.toml" -q \
+        --to 10.0.0.2 --count $COUNT --rate-pps 100000 \
+        --json "$WORK/$name.gen.json" >"$WORK/$name.gen.out" 2>&1 \
+        || fail "$name: the generator exited with status $?"
+    wait "$sink" || fail "$name: the sink exited with status $?"
+}
+
+# check NAME DROPPED: the reports agree with each other and with the
+# network's drop count (DROPPED; 0 for the lossless run).
+check() {
+    python3 - "$WORK/$1.gen.json" "$WORK/$1.sink.json" "$2" "$(rcvbuf_errors)" <<'PY'
+import json, sys
+gen, sink = (json.load(open(p)) for p in sys.argv[1:3])
+dropped, kernel = int(sys.argv[3]), int(sys.argv[4])
+g = gen["phases"][0]["streams"][0]
+s = sink["phases"][0]["streams"]
+assert len(s) == 1, f"the sink saw {len(s)} streams"
+r = s[0]["receivers"][0]
+sent, end_sent = g["tx_packets"], g["end_packets"]
+ports = lambda doc, k: sum(p["xstats"][k] for p in doc["phases"][0]["ports"])
+wire_sent, wire_rx = ports(gen, "tx_good_packets"), ports(sink, "rx_good_packets")
+print(f"sent {sent} (+{end_sent} end), received {r['unique']} (+{r['end_packets']} end), "
+      f"lost {r['lost']}, network dropped {dropped}, socket overflows {kernel}")
+assert kernel == 0, "the sink's socket overflowed: not the network's loss"
+assert r["announced"] == sent, f"announced {r['announced']} != sent {sent}"
+assert r["lost"] == sent - r["unique"], "lost != sent - received"
+assert r["rx_packets"] == r["unique"] and r["duplicates"] == 0
+assert wire_sent - wire_rx == dropped, f"{wire_sent} on the wire, {wire_rx} arrived, {dropped} dropped"
+assert r["lost"] == dropped - (end_sent - r["end_packets"]), "lost != data packets dropped"
+if dropped == 0:
+    assert r["unique"] == sent and r["lost"] == 0, "a lossless run lost packets"
+else:
+    assert r["lost"] > 0
+PY
+}
+
+# UDP receive-buffer overflows in host b (kernel drops that are not the network's).
+rcvbuf_errors() {
+    ip netns exec "${tag}b" awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp
+}
+
+run lossless
+check lossless 0 || fail "lossless run"
+
+# 10% loss between a and b: netem on the bridge's port to b where the
+# kernel has it, else nftables at b's input.
+if tc -n "$BR" qdisc add dev pb root netem loss 10% 2>/dev/null; then
+    how=netem
+    dropped() {
+        tc -n "$BR" -s qdisc show dev pb | awk '/dropped/ { gsub(",", ""); print $7; exit }'
+    }
+elif command -v nft >/dev/null && ip netns exec "${tag}b" nft -f - 2>/dev/null <<'NFT'
+table inet pktgen_loss {
+    chain in {
+        type filter hook input priority 0; policy accept;
+        udp dport 4791 numgen random mod 100 < 10 counter drop
+    }
+}
+NFT
+then
+    how=nftables
+    dropped() {
+        ip netns exec "${tag}b" nft list chain inet pktgen_loss in \
+            | awk '/counter packets/ { for (i = 1; i < NF; i++) if ($i == "packets") { print $(i + 1); exit } }'
+    }
+else
+    echo "lossless run: ok"
+    skip "lossy run: this kernel has no sch_netem and nft is missing (CI installs nftables)"
+fi
+run lossy
+check lossy "$(dropped)" || fail "lossy run ($how)"
+echo "pktgen over rocev2 in two namespaces, lossless and with $how loss: ok"
