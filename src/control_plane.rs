@@ -159,6 +159,7 @@ impl ControlPlane {
             ec.join_timeout = join_timeout;
             ec.sendonly_idle = sendonly_idle;
             let engine = Engine::builder(ec, service)
+                .name(h.name.clone())
                 .attach(attach)
                 .requests(h.join_requests.clone())
                 .table(h.mcast.clone())

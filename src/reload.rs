@@ -221,6 +221,11 @@ impl Reloader {
         }
     }
 
+    /// The running log level's control.
+    pub fn log(&self) -> &LogControl {
+        &self.log
+    }
+
     /// The stats line interval in force.
     pub fn stats_interval(&self) -> Duration {
         Duration::from_millis(self.stats_interval_ms.load(Ordering::Relaxed).into())

@@ -5,7 +5,7 @@
 //! fabric resolves paths through its SA; RoCEv2 has no SA, so a path is the
 //! destination GID itself (`LocalPathService`).
 
-use ipoib_control::neigh::{LocalLink, NeighInfo, Output};
+use ipoib_control::neigh::{LocalLink, NeighInfo, NeighState, Output};
 use ipoib_control::path::{
     AhError, PathInfo, PathRecord, PathResult, PathStats, QueryId, SoftPathConfig,
 };
@@ -238,7 +238,14 @@ struct Core<F: AhFactory, S: PathService> {
     pool: &'static Mempool,
     /// Frames or packets dropped because the lcore's ring was full or the pool empty.
     dropped_down: u64,
+    /// Neighbour states last logged, by address; compared every
+    /// `NEIGH_LOG_EVERY` to log each change once.
+    logged_states: Vec<(IpAddr, NeighState)>,
+    next_state_check: Duration,
 }
+
+/// How often neighbour states are compared with the last logged ones.
+const NEIGH_LOG_EVERY: Duration = Duration::from_millis(100);
 
 /// Everything needed to build one interface's resolver.
 pub struct ResolverSpec<'a, A = FabricAh> {
@@ -311,6 +318,8 @@ where
             resolved_seen: 0,
             pool,
             dropped_down: 0,
+            logged_states: Vec::new(),
+            next_state_check: Duration::ZERO,
         };
         let mut out = Vec::new();
         for ip in spec.addrs {
@@ -390,6 +399,61 @@ where
         self.handle(out);
         self.republish();
         self.run_stack(now);
+        if now >= self.next_state_check {
+            self.next_state_check = now + NEIGH_LOG_EVERY;
+            self.log_state_changes();
+        }
+    }
+
+    /// One log line per neighbour whose state changed (or that appeared or
+    /// went away) since the last look.
+    fn log_state_changes(&mut self) {
+        let mut now: Vec<(IpAddr, NeighState)> = self
+            .resolver
+            .neigh()
+            .iter()
+            .map(|n| (n.ip, n.state))
+            .collect();
+        now.sort_by_key(|(ip, _)| *ip);
+        if now == self.logged_states {
+            return;
+        }
+        let name = |s: Option<NeighState>| match s {
+            Some(s) => format!("{s:?}").to_lowercase(),
+            None => "none".into(),
+        };
+        let before = |ip: IpAddr| {
+            self.logged_states
+                .binary_search_by_key(&ip, |(i, _)| *i)
+                .ok()
+                .map(|i| self.logged_states[i].1)
+        };
+        for &(ip, state) in &now {
+            let was = before(ip);
+            if was != Some(state) {
+                tracing::info!(
+                    event = "neighbour",
+                    interface = %self.name,
+                    %ip,
+                    state = %name(Some(state)),
+                    was = %name(was),
+                    "neighbour state"
+                );
+            }
+        }
+        for &(ip, state) in &self.logged_states {
+            if now.binary_search_by_key(&ip, |(i, _)| *i).is_err() {
+                tracing::info!(
+                    event = "neighbour",
+                    interface = %self.name,
+                    %ip,
+                    state = "none",
+                    was = %name(Some(state)),
+                    "neighbour state"
+                );
+            }
+        }
+        self.logged_states = now;
     }
 
     fn run_stack(&mut self, now: Duration) {

@@ -552,6 +552,16 @@ fn sighup_applies_live_changes_and_refuses_the_rest() {
         joined(&d.json(&["groups"]), "ib0", &extra)
     });
     d.wait_log("config reloaded", 1);
+    // Each control-plane event is one structured log line.
+    d.wait_log(
+        &format!("event=\"join\" interface=ib0 mgid={extra} sendonly=false"),
+        1,
+    );
+    d.wait_log("event=\"carrier\" interface=ib1 carrier=\"up\"", 1);
+    d.wait_log(
+        "event=\"neighbour\" interface=ib0 ip=10.0.0.2 state=reachable",
+        1,
+    );
     let g = d.json(&["groups"]);
     assert_eq!(
         group(&g, "ib0", &extra).unwrap()["address"],
@@ -570,7 +580,13 @@ fn sighup_applies_live_changes_and_refuses_the_rest() {
         group(&d.json(&["groups"]), "ib0", &extra).is_none()
     });
     d.wait_log("config reloaded", 2);
+    d.wait_log(&format!("event=\"leave\" interface=ib0 mgid={extra}"), 1);
     assert!(joined(&d.json(&["groups"]), "ib0", &base));
+    let (code, _, _) = d.ctl(&["flush", "normal", "--interface", "ib1"]);
+    assert_eq!(code, 0);
+    d.wait_log("event=\"flush\" interface=ib1 level=\"normal\"", 1);
+    d.wait_log("event=\"carrier\" interface=ib1 carrier=\"down\"", 1);
+    d.wait_log("event=\"carrier\" interface=ib1 carrier=\"up\"", 2);
 
     // A change that needs a restart is refused by name; the live one in
     // the same file applies. Through the control socket this time.

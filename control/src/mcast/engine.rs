@@ -155,6 +155,8 @@ pub(crate) struct Kick {
 }
 
 pub(crate) struct Shared {
+    /// The interface's name, in log lines.
+    pub name: String,
     pub state: Mutex<State>,
     pub config: EngineConfig,
     pub service: Arc<dyn MulticastService>,
@@ -181,9 +183,15 @@ pub struct EngineBuilder {
     probe: Option<Arc<dyn Probe>>,
     requests: Option<Arc<JoinRequestQueue>>,
     table: Option<Published<McastTable>>,
+    name: Option<String>,
 }
 
 impl EngineBuilder {
+    /// The interface's name in log lines (default `if<ifindex>`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
     pub fn attach(mut self, attach: Arc<dyn McastAttach>) -> Self {
         self.attach = Some(attach);
         self
@@ -223,6 +231,9 @@ impl EngineBuilder {
         };
         Engine {
             shared: Arc::new(Shared {
+                name: self
+                    .name
+                    .unwrap_or_else(|| format!("if{}", self.config.ifindex)),
                 state: Mutex::new(state),
                 config: self.config,
                 service: self.service,
@@ -253,6 +264,7 @@ impl Engine {
             probe: None,
             requests: None,
             table: None,
+            name: None,
         }
     }
     pub fn config(&self) -> &EngineConfig {
@@ -366,6 +378,20 @@ impl Shared {
         self.fire(done);
     }
 
+    /// Carrier on or off, with one log line when it changes.
+    pub fn set_carrier(&self, st: &mut State, on: bool) {
+        if st.carrier != on {
+            st.carrier = on;
+            tracing::info!(
+                event = "carrier",
+                interface = %self.name,
+                carrier = if on { "up" } else { "down" },
+                "carrier {}",
+                if on { "up" } else { "down" }
+            );
+        }
+    }
+
     pub fn clear_busy(&self, st: &mut State, key: u64) -> Pending {
         let Some(g) = st.groups.get_mut(&key) else {
             return Vec::new();
@@ -388,6 +414,14 @@ impl Shared {
         g.failures = 0;
         g.delay_until = now;
         g.counters.joins_ok += 1;
+        tracing::info!(
+            event = "join",
+            interface = %self.name,
+            mgid = %g.mgid,
+            sendonly = g.sendonly(),
+            mlid = rec.mlid,
+            "multicast group joined"
+        );
         // A group flush took off the list keeps its membership (flush leaves
         // it) but is not attached and does not raise carrier.
         if !g.listed {
@@ -400,7 +434,7 @@ impl Shared {
             g.flags.insert(GroupFlags::ATTACHED);
         }
         if is_broadcast && admin_up {
-            st.carrier = true;
+            self.set_carrier(st, true);
         }
     }
 
@@ -416,6 +450,13 @@ impl Shared {
         };
         g.mc = None;
         g.rec = None;
+        tracing::warn!(
+            event = "join_failed",
+            interface = %self.name,
+            mgid = %g.mgid,
+            error = ?err,
+            "multicast join failed"
+        );
         if err == JoinError::Reset {
             // The SA was reset under us: retry at once, no penalty.
             g.delay_until = now;

@@ -19,6 +19,16 @@ pub enum FlushLevel {
     Heavy(Option<Gid>),
 }
 
+impl FlushLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushLevel::Light => "light",
+            FlushLevel::Normal => "normal",
+            FlushLevel::Heavy(_) => "heavy",
+        }
+    }
+}
+
 /// What a flush (or removal) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushReport {
@@ -49,7 +59,7 @@ impl Engine {
         let keys = {
             let mut st = self.shared.lock(LockSite::Flush);
             st.admin_up = false;
-            st.carrier = false;
+            self.shared.set_carrier(&mut st, false);
             st.stats.flushes += 1;
             let keys: Vec<u64> = st
                 .groups
@@ -74,7 +84,7 @@ impl Engine {
             let mut st = self.shared.lock(LockSite::Flush);
             st.stats.flushes += 1;
             if level != FlushLevel::Light {
-                st.carrier = false;
+                self.shared.set_carrier(&mut st, false);
             }
             if let FlushLevel::Heavy(Some(mgid)) = level {
                 st.broadcast_mgid = mgid;
@@ -93,6 +103,16 @@ impl Engine {
         };
         let report = self.remove_unlisted(keys);
         let sh = &self.shared;
+        tracing::info!(
+            event = "flush",
+            interface = %sh.name,
+            level = level.name(),
+            removed = report.removed,
+            left = report.left,
+            waited = report.waited,
+            timed_out = report.timed_out,
+            "multicast flush"
+        );
         let now = sh.clock.now();
         let mut st = sh.lock(LockSite::Flush);
         if st.admin_up {
@@ -162,6 +182,7 @@ impl Engine {
         };
         report.left = leaves.len();
         for (mgid, m) in leaves {
+            tracing::info!(event = "leave", interface = %sh.name, %mgid, "multicast group left");
             sh.probe.on(ProbeEvent::Leave(mgid, m));
             sh.service.leave(m);
         }
