@@ -180,3 +180,53 @@ fn pings_resolve_and_round_trip() {
     }
     assert!(out.contains("(no leak)"), "{out}");
 }
+
+/// Every sample configuration is valid as shipped.
+#[test]
+fn every_example_config_passes_check_config() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for kind in ["null", "fabric", "rocev2"] {
+        assert!(
+            files
+                .iter()
+                .any(|f| f.file_stem().is_some_and(|s| s == kind)),
+            "no sample for the {kind} provider in {files:?}"
+        );
+    }
+    for f in &files {
+        let (code, out, err) = ipoibd(&["check-config", f.to_str().unwrap()]);
+        assert_eq!(code, 0, "{}: {err}", f.display());
+        assert!(out.contains("[dataplane]"), "{out}");
+    }
+}
+
+/// The systemd unit starts the daemon with flags it has, checks the
+/// configuration first and reloads with SIGHUP.
+#[test]
+fn systemd_unit_uses_real_flags() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/ipoibd.service"
+    ))
+    .unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key}= in the unit"))
+    };
+    let (_, help, _) = ipoibd(&["--help"]);
+    let start = value("ExecStart");
+    for flag in start.split_whitespace().filter(|w| w.starts_with("--")) {
+        assert!(help.contains(flag), "{flag} is not an ipoibd flag");
+    }
+    assert!(start.contains("--duration 0"), "{start}");
+    assert!(value("ExecStartPre").contains("check-config"));
+    assert!(value("ExecReload").contains("-HUP"));
+    assert_eq!(value("KillSignal"), "SIGTERM");
+}
