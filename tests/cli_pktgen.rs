@@ -188,8 +188,8 @@ fn json_and_csv_carry_exact_loss_on_the_fabric() {
             && svg.contains("<polyline")
             && svg.contains("latency distribution")
     );
-    let out = ipoibd(&["--dry-run", "--plot", "x.png"]);
-    assert_eq!(out.status.code(), Some(2), "only SVG plots");
+    let out = ipoibd(&["--dry-run", "--plot", "x.gif"]);
+    assert_eq!(out.status.code(), Some(2), "SVG or PNG plots only");
 
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert!(csv.starts_with("phase,kind,stream,iface,metric,value\n"));
@@ -657,4 +657,72 @@ fn rocev2_and_sink_role_reject_what_they_cannot_do() {
     let out = ipoibd(&["--config", cfg, "--sink", "--dry-run"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("sink role: stream ids 0..16"));
+}
+
+/// `--plot FILE.png`: a real PNG of the configured size, with the rate lines
+/// (blue tx, red rx) and text drawn from the embedded font.
+#[test]
+fn the_png_plot_is_a_picture_with_lines_and_text() {
+    let png_path = tmp("run.png");
+    let out = ipoibd(&[
+        "-q",
+        "--count",
+        "100000",
+        "--rate-pps",
+        "400000",
+        "--plot",
+        png_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&png_path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .expect("a valid PNG header");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("decodable image data");
+    assert_eq!((info.width, info.height), (1100, 900));
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let px = |x: u32, y: u32| {
+        let i = (y * info.width + x) as usize * 3;
+        (buf[i], buf[i + 1], buf[i + 2])
+    };
+    // The rate chart is the top 430 rows, the latency chart below.
+    let rows = |top: u32, bottom: u32| (top..bottom).flat_map(|y| (0..1100).map(move |x| (x, y)));
+    let count_in = |top: u32, bottom: u32, f: &dyn Fn((u8, u8, u8)) -> bool| {
+        rows(top, bottom).filter(|&(x, y)| f(px(x, y))).count()
+    };
+    let count = |f: &dyn Fn((u8, u8, u8)) -> bool| count_in(0, 430, f);
+    let white = count_in(0, 900, &|p| p == (255, 255, 255));
+    let total = (info.width * info.height) as usize;
+    assert!(
+        white < total && white > total / 2,
+        "a white page with a drawing: {white}/{total}"
+    );
+    // rx is drawn over tx (they coincide when nothing is lost): the blue
+    // line shows at least in the legend.
+    assert!(
+        count(&|(r, g, b)| b > 200 && r < 100 && g < 100) >= 15,
+        "the blue tx line"
+    );
+    assert!(
+        count(&|(r, g, b)| r > 200 && g < 100 && b < 100) > 200,
+        "the red rx line"
+    );
+    // The rate chart's caption is text at the top centre.
+    let caption_ink = (0..30)
+        .flat_map(|y| (300..800).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let (r, g, b) = px(x, y);
+            r < 128 && g < 128 && b < 128
+        })
+        .count();
+    assert!(
+        caption_ink > 50,
+        "the caption is drawn: {caption_ink} dark pixels"
+    );
 }

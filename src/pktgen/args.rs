@@ -103,8 +103,9 @@ pub struct PktgenArgs {
     /// Write every figure as CSV, one row per stream and receiver, then per port.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
-    /// Draw the rate over time and the latency distributions into an SVG file.
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw the rate over time and the latency distributions into an SVG or
+    /// PNG file (by its extension).
+    #[arg(long, value_name = "FILE.svg|png")]
     pub plot: Option<PathBuf>,
     /// No live screen.
     #[arg(long, short)]

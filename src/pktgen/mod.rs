@@ -99,8 +99,11 @@ pub fn main(args: &PktgenArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     if let Some(p) = &args.plot {
-        if p.extension().and_then(|x| x.to_str()) != Some("svg") {
-            return fail(format!("--plot {}: only .svg is supported", p.display()));
+        if !matches!(p.extension().and_then(|x| x.to_str()), Some("svg" | "png")) {
+            return fail(format!(
+                "--plot {}: expected a .svg or .png file",
+                p.display()
+            ));
         }
     }
     if args.dry_run {
@@ -131,7 +134,7 @@ pub fn main(args: &PktgenArgs) -> ExitCode {
         }
     }
     if let Some(path) = &args.plot {
-        if let Err(e) = plot::write_svg(&outcome, path) {
+        if let Err(e) = plot::write(&outcome, path) {
             return fail(e);
         }
     }
