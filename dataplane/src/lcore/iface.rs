@@ -2,7 +2,7 @@
 //! the application drains, and the per-burst TX and RX paths.
 
 use super::mcast_tx::McastTx;
-use super::neigh::{NeighEntry, NeighTable, V4View};
+use super::neigh::{NeighEntry, NeighTable};
 use crate::capture::Tap;
 use crate::mem::{LcoreCache, Mbuf};
 use crate::provider::{AhAttr, PortAttr, Provider, RecvCompletion, SendWr, BURST, MCAST_QPN};
@@ -13,6 +13,7 @@ use crate::wire::ipoib::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_L
 use crate::wire::mgid::mgid_for_ip;
 use crate::wire::Gid;
 use arrayvec::ArrayVec;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -82,6 +83,9 @@ pub struct Iface<P: Provider> {
     rxc: ArrayVec<RecvCompletion, BURST>,
     /// Last IPv4 group sent to and its MGID; 0.0.0.0 (never a group) when none.
     last_v4_group: (u32, Gid),
+    /// The neighbour table version and IPv4 unicast address the last TX
+    /// burst ended on (u32::MAX: none).
+    tx_last: (u64, u32),
     ctrl: Option<CtrlChannels<P::Ah>>,
     /// Misses already handed to control since the table last changed, so a
     /// flow to an unresolved neighbour sends its first few packets up, not
@@ -300,21 +304,102 @@ fn rx_general<A>(
     Some(m)
 }
 
-/// A hash probe, kept out of the TX loop: flows come in trains, so most
-/// packets hit the last entry found, and the table's slots, mask and
-/// accessed bits then need no registers in the loop.
-#[inline(never)]
-fn lookup_v4_out_of_line<'a, A>(v4: &V4View<'a, A>, a: u32) -> Option<&'a NeighEntry<A>> {
-    v4.lookup(a)
+/// The TX fast path's state for one run of packets: a function of its own,
+/// so that the state stays in registers (the general path's calls would
+/// otherwise push it to the stack).
+struct FastRun<A> {
+    next: *mut Mbuf,
+    end: *mut Mbuf,
+    /// Where the next request goes.
+    wr: *mut SendWr<A>,
+    bytes: u64,
+    /// The neighbour found last (u32::MAX, never unicast: none yet) and a
+    /// copy of its entry (valid when `last_a` is not u32::MAX).
+    last_a: u32,
+    last_e: MaybeUninit<NeighEntry<A>>,
+    /// The IPv4 group sent to last (its MGID is remembered).
+    last_group: u32,
+    mtu: usize,
+    qkey: u32,
 }
 
-/// What the TX fast path found for a packet (its header then written).
-enum Fast<'a, A> {
-    Neigh(&'a NeighEntry<A>),
+impl<A: Copy> FastRun<A> {
+    /// Encapsulates packets while they are IPv4 unicast to the neighbour
+    /// found last (trains of a flow), writing their requests; stops at the
+    /// first other packet and returns it with what was found (its header
+    /// room prepended unless `NoHeadroom`), or `None` at the end of the run.
+    ///
+    /// # Safety
+    /// `next..end` are initialised packets nobody else owns or touches while
+    /// this runs, each moved out at most once (by this or by the caller for
+    /// the returned one); `wr` has room for a request per packet.
+    #[inline(never)]
+    unsafe fn run(&mut self) -> Option<(Fast, *mut Mbuf)> {
+        let (mut next, end, mut wr, mut bytes) = (self.next, self.end, self.wr, self.bytes);
+        let (last_a, last_e, last_group) = (self.last_a, self.last_e, self.last_group);
+        let (mtu, qkey) = (self.mtu, self.qkey);
+        let found = loop {
+            if next == end {
+                break None;
+            }
+            let m = &mut *next;
+            next = next.add(1);
+            let hit = match m.prepend_window(HEADER_LEN) {
+                Some(w) if w.len() >= HEADER_LEN + 20 && w.len() <= mtu + HEADER_LEN => {
+                    let a = u32::from_be_bytes([w[20], w[21], w[22], w[23]]);
+                    let v4 = w[HEADER_LEN] >> 4 == 4;
+                    // Below 224.0.0.0: neither multicast nor the broadcast
+                    // (240/4 is unicast too, but rare: it goes the general way).
+                    if v4 && a < 0xE000_0000 {
+                        if a == last_a {
+                            w[..HEADER_LEN].copy_from_slice(&IPV4_HDR);
+                            Fast::Neigh
+                        } else {
+                            Fast::Unicast4(a)
+                        }
+                    } else if v4 && a >> 28 == 0xE && a == last_group {
+                        w[..HEADER_LEN].copy_from_slice(&IPV4_HDR);
+                        Fast::Group
+                    } else {
+                        Fast::General
+                    }
+                }
+                Some(_) => Fast::General,
+                None => Fast::NoHeadroom,
+            };
+            let Fast::Neigh = hit else {
+                break Some((hit, m as *mut Mbuf));
+            };
+            // SAFETY: set whenever last_a is, and `a == last_a` is unicast.
+            let e = last_e.assume_init();
+            bytes += m.len() as u64;
+            std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
+            std::ptr::addr_of_mut!((*wr).ah).write(e.ah);
+            std::ptr::addr_of_mut!((*wr).remote_qpn).write(e.qpn);
+            std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
+            wr = wr.add(1);
+        };
+        (self.next, self.wr, self.bytes) = (next, wr, bytes);
+        found
+    }
+}
+
+/// Ethertype IPv4, then 16 reserved bits: an IPoIB header in one store.
+const IPV4_HDR: [u8; 4] = ((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes();
+
+/// What the TX fast path found for a packet (with the header room
+/// prepended; the header written for `Neigh` and `Group`).
+enum Fast {
+    /// IPv4 unicast to the neighbour found last.
+    Neigh,
+    /// IPv4 unicast to another address: a hash probe.
+    Unicast4(u32),
     /// The IPv4 group sent to last (its MGID is remembered).
     Group,
     /// Anything else: the general path.
     General,
+    /// No room for the header (or a shared buffer): dropped.
+    NoHeadroom,
 }
 
 /// The general TX path: every packet the IPv4-unicast fast path did not
@@ -461,6 +546,7 @@ impl<P: Provider> Iface<P> {
             pkts: ArrayVec::new(),
             rxc: ArrayVec::new(),
             last_v4_group: (0, Gid::default()),
+            tx_last: (0, u32::MAX),
             ctrl: None,
             misses: MissFilter::new(),
             kernel_icmp: false,
@@ -648,7 +734,7 @@ impl<P: Provider> Iface<P> {
         let qkey = self.port.qkey;
         let wrs = self.wrs.as_mut_ptr();
         // SAFETY: wrs.len() <= BURST: one past the end at most.
-        let mut wr = unsafe { wrs.add(self.wrs.len()) };
+        let wr = unsafe { wrs.add(self.wrs.len()) };
         let mut slow = TxSlow {
             neigh,
             cfg: &self.cfg,
@@ -661,115 +747,96 @@ impl<P: Provider> Iface<P> {
         // The last neighbour found in this burst: packets of a flow come in
         // trains, so most skip the hash probe (the entry's accessed bit is
         // already set). u32::MAX is never looked up (not unicast).
-        let (mut last_a, mut last_e) = (u32::MAX, std::ptr::null::<NeighEntry<P::Ah>>());
-        {
+        // At most BURST - wrs.len() packets were taken, and each adds at most
+        // one request, so `wr` stays inside `wrs` when written.
+        // The neighbour the last burst sent to, found again in this burst's
+        // table (which also sets its accessed bit): a flow's next burst
+        // starts on the fast run.
+        let (last_a, last_e) = match self.tx_last {
+            (version, a) if version == neigh.version() && a != u32::MAX => match v4.lookup(a) {
+                Some(e) => (a, MaybeUninit::new(*e)),
+                None => (u32::MAX, MaybeUninit::uninit()),
+            },
+            _ => (u32::MAX, MaybeUninit::uninit()),
+        };
+        let mut run = FastRun {
             // SAFETY: one past the last packet of the run.
-            let end = unsafe { first.add(taken) };
-            let mut next = first;
-            while next != end {
-                // SAFETY: next < end, so the packet is initialised; neither the
-                // ring nor `pkts` owns it any more, and neither is touched
-                // otherwise while the loop runs. It is worked on in place, then
-                // moved out exactly once.
-                let m = unsafe { &mut *next };
-                // SAFETY: at most one past the last packet.
-                next = unsafe { next.add(1) };
-                // At most BURST - wrs.len() packets were taken, and each adds at
-                // most one request, so `wr` stays inside `wrs` when written.
-                // Fast path: IPv4 unicast to a known neighbour, header room there
-                // and the buffer ours. Anything else goes the general way.
-                let hit = match m.prepend_window(HEADER_LEN) {
-                    Some(w) if w.len() >= HEADER_LEN + 20 && w.len() <= mtu + HEADER_LEN => {
-                        let a = u32::from_be_bytes([w[20], w[21], w[22], w[23]]);
-                        // Below 224.0.0.0: neither multicast nor the broadcast
-                        // (240/4 is unicast too, but rare: it goes the general way).
-                        let unicast4 = w[HEADER_LEN] >> 4 == 4 && a < 0xE000_0000;
-                        let found = if !unicast4 {
-                            None
-                        } else if a == last_a {
-                            // SAFETY: last_a is u32::MAX, never a unicast `a`,
-                            // until a hit sets both; the entry lives in
-                            // `neigh`, loaded for the whole burst.
-                            Some(unsafe { &*last_e })
-                        } else {
-                            let r = lookup_v4_out_of_line(&v4, a);
-                            if let Some(e) = r {
-                                (last_a, last_e) = (a, e);
-                            }
-                            r
-                        };
-                        // Ethertype, then 16 reserved bits, in one store.
-                        const HDR: [u8; 4] = ((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes();
-                        match found {
-                            Some(e) => {
-                                w[..HEADER_LEN].copy_from_slice(&HDR);
-                                Fast::Neigh(e)
-                            }
-                            // The IPv4 group sent to last: its MGID is known.
-                            None if w[HEADER_LEN] >> 4 == 4
-                                && a >> 28 == 0xE
-                                && a == slow.last_v4_group.0 =>
-                            {
-                                w[..HEADER_LEN].copy_from_slice(&HDR);
-                                Fast::Group
-                            }
-                            None => Fast::General,
+            end: unsafe { first.add(taken) },
+            next: first,
+            wr,
+            bytes: 0,
+            last_a,
+            last_e,
+            last_group: 0,
+            mtu,
+            qkey,
+        };
+        loop {
+            run.last_group = slow.last_v4_group.0;
+            // SAFETY: the run's packets are initialised and owned by nobody
+            // else (neither the ring nor `pkts` touches them while it runs);
+            // `wr` has room for each (see above).
+            let Some((hit, m)) = (unsafe { run.run() }) else {
+                break;
+            };
+            // SAFETY: the mbuf moves out once (see above).
+            let m = unsafe { std::ptr::read(m) };
+            let r = match hit {
+                Fast::NoHeadroom => {
+                    slow.no_headroom(m, cache, &mut counts);
+                    continue;
+                }
+                Fast::Unicast4(a) => match v4.lookup(a) {
+                    Some(e) => {
+                        (run.last_a, run.last_e) = (a, MaybeUninit::new(*e));
+                        let mut m = m;
+                        if let Some(w) = m.data_mut() {
+                            w[..HEADER_LEN].copy_from_slice(&IPV4_HDR);
+                        }
+                        SendWr {
+                            mbuf: m,
+                            ah: e.ah,
+                            remote_qpn: e.qpn,
+                            remote_qkey: qkey,
                         }
                     }
-                    Some(_) => Fast::General,
-                    None => {
-                        // SAFETY: moved out once (see above).
-                        slow.no_headroom(unsafe { std::ptr::read(m) }, cache, &mut counts);
-                        continue;
-                    }
-                };
-                match hit {
-                    // SAFETY: the slot at `wr` is ours to write; the mbuf moves out once.
-                    Fast::Neigh(e) => unsafe {
-                        bytes += m.len() as u64;
-                        std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
-                        std::ptr::addr_of_mut!((*wr).ah).write(e.ah);
-                        std::ptr::addr_of_mut!((*wr).remote_qpn).write(e.qpn);
-                        std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
+                    // Not resolved: the general path hands it to control.
+                    None => match slow.send(m, cache, &mut counts) {
+                        Some(r) => r,
+                        None => continue,
                     },
-                    Fast::Group => {
-                        let mgid = slow.last_v4_group.1;
-                        // SAFETY: the mbuf moves out once.
-                        let m = unsafe { std::ptr::read(m) };
-                        match slow.mcast.classify_send(mgid, m, cache, &mut counts) {
-                            Some((ah, remote_qkey, mbuf)) => {
-                                bytes += mbuf.len() as u64;
-                                mcast_n += 1;
-                                let r = SendWr {
-                                    mbuf,
-                                    ah,
-                                    remote_qpn: MCAST_QPN,
-                                    remote_qkey,
-                                };
-                                // SAFETY: the slot at `wr` is ours to write.
-                                unsafe { wr.write(r) };
-                            }
-                            None => continue,
-                        }
-                    }
-                    Fast::General => {
-                        // SAFETY: the mbuf moves out once.
-                        let m = unsafe { std::ptr::read(m) };
-                        match slow.send(m, cache, &mut counts) {
-                            Some(r) => {
-                                bytes += r.mbuf.len() as u64;
-                                mcast_n += (r.remote_qpn == MCAST_QPN) as u64;
-                                // SAFETY: the slot at `wr` is ours to write.
-                                unsafe { wr.write(r) };
-                            }
-                            None => continue,
-                        }
+                },
+                Fast::Group => {
+                    let mgid = slow.last_v4_group.1;
+                    let Some((ah, remote_qkey, mbuf)) =
+                        slow.mcast.classify_send(mgid, m, cache, &mut counts)
+                    else {
+                        continue;
+                    };
+                    SendWr {
+                        mbuf,
+                        ah,
+                        remote_qpn: MCAST_QPN,
+                        remote_qkey,
                     }
                 }
-                // SAFETY: at most one past the last slot of `wrs`.
-                wr = unsafe { wr.add(1) };
+                Fast::General | Fast::Neigh => match slow.send(m, cache, &mut counts) {
+                    Some(r) => r,
+                    None => continue,
+                },
+            };
+            bytes += r.mbuf.len() as u64;
+            mcast_n += (r.remote_qpn == MCAST_QPN) as u64;
+            // SAFETY: the slot at `wr` is ours to write; then at most one
+            // past the last slot of `wrs`.
+            unsafe {
+                run.wr.write(r);
+                run.wr = run.wr.add(1);
             }
         }
+        let wr = run.wr;
+        bytes += run.bytes;
+        self.tx_last = (neigh.version(), run.last_a);
         if peeked.is_some() {
             // SAFETY: every packet of the run was moved out above.
             unsafe { consume_burst(&mut self.tx_in[0], taken) };
