@@ -317,15 +317,19 @@ struct FastRun<A> {
     /// copy of its entry (valid when `last_a` is not u32::MAX).
     last_a: u32,
     last_e: MaybeUninit<NeighEntry<A>>,
-    /// The IPv4 group sent to last (its MGID is remembered).
+    /// The IPv4 group sent to last (its MGID is remembered), and its handle
+    /// and Q_Key when it is joined: then its packets stay on the run too.
     last_group: u32,
+    group_dest: Option<(A, u32)>,
+    mcast: u64,
     mtu: usize,
     qkey: u32,
 }
 
 impl<A: Copy> FastRun<A> {
     /// Encapsulates packets while they are IPv4 unicast to the neighbour
-    /// found last (trains of a flow), writing their requests; stops at the
+    /// found last (trains of a flow) or to the joined group sent to last,
+    /// writing their requests; stops at the
     /// first other packet and returns it with what was found (its header
     /// room prepended unless `NoHeadroom`), or `None` at the end of the run.
     ///
@@ -337,6 +341,8 @@ impl<A: Copy> FastRun<A> {
     unsafe fn run(&mut self) -> Option<(Fast, *mut Mbuf)> {
         let (mut next, end, mut wr, mut bytes) = (self.next, self.end, self.wr, self.bytes);
         let (last_a, last_e, last_group) = (self.last_a, self.last_e, self.last_group);
+        let group_dest = self.group_dest;
+        let mut mcast = self.mcast;
         let (mtu, qkey) = (self.mtu, self.qkey);
         let found = loop {
             if next == end {
@@ -359,7 +365,22 @@ impl<A: Copy> FastRun<A> {
                         }
                     } else if v4 && a >> 28 == 0xE && a == last_group {
                         w[..HEADER_LEN].copy_from_slice(&IPV4_HDR);
-                        Fast::Group
+                        match group_dest {
+                            Some((ah, qkey)) => {
+                                bytes += m.len() as u64;
+                                mcast += 1;
+                                let r = SendWr {
+                                    mbuf: std::ptr::read(m),
+                                    ah,
+                                    remote_qpn: MCAST_QPN,
+                                    remote_qkey: qkey,
+                                };
+                                wr.write(r);
+                                wr = wr.add(1);
+                                continue;
+                            }
+                            None => Fast::Group,
+                        }
                     } else {
                         Fast::General
                     }
@@ -379,7 +400,7 @@ impl<A: Copy> FastRun<A> {
             std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
             wr = wr.add(1);
         };
-        (self.next, self.wr, self.bytes) = (next, wr, bytes);
+        (self.next, self.wr, self.bytes, self.mcast) = (next, wr, bytes, mcast);
         found
     }
 }
@@ -768,11 +789,14 @@ impl<P: Provider> Iface<P> {
             last_a,
             last_e,
             last_group: 0,
+            group_dest: None,
+            mcast: 0,
             mtu,
             qkey,
         };
         loop {
             run.last_group = slow.last_v4_group.0;
+            run.group_dest = slow.mcast.joined_last(slow.last_v4_group.1);
             // SAFETY: the run's packets are initialised and owned by nobody
             // else (neither the ring nor `pkts` touches them while it runs);
             // `wr` has room for each (see above).
@@ -836,6 +860,7 @@ impl<P: Provider> Iface<P> {
         }
         let wr = run.wr;
         bytes += run.bytes;
+        mcast_n += run.mcast;
         self.tx_last = (neigh.version(), run.last_a);
         if peeked.is_some() {
             // SAFETY: every packet of the run was moved out above.

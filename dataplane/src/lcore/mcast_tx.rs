@@ -183,6 +183,21 @@ impl<A: Copy> McastTx<A> {
         self.classify_other(mgid, m, cache, counts)
     }
 
+    /// The handle and Q_Key of `mgid` when it is the group classified last
+    /// and joined: what `classify_send` would return for it, found once per
+    /// run of packets instead of per packet.
+    #[inline]
+    pub(crate) fn joined_last(&self, mgid: Gid) -> Option<(A, u32)> {
+        match self.groups.get(self.last) {
+            Some(GroupTx {
+                mgid: g,
+                joined: Some((ah, route)),
+                ..
+            }) if *g == mgid => Some((*ah, route.qkey)),
+            _ => None,
+        }
+    }
+
     /// `classify_send` for a group other than the last one.
     #[inline(never)]
     fn classify_other(
