@@ -26,6 +26,9 @@ bash tests/netns_ipoibd.sh
 step "pktgen generator and sink on rocev2 in two network namespaces, lossless and lossy (root only)"
 bash tests/netns_pktgen.sh
 
+step "kernel applications through TUN devices on two ipoibd hosts (root only)"
+bash tests/netns_tun.sh
+
 step "loom model tests of the rings"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p ipoib-dataplane --release --test ring_loom

@@ -151,3 +151,34 @@ pub fn ping_line(p: &crate::resolution::PingSummary) -> String {
         None => format!("ping {} from {}: {} sent, 0 received", p.to, p.from, p.sent),
     }
 }
+
+/// One line per TUN device: packets and bytes each way, and any drops.
+/// `tun ipoib0 (ib0): from host 12 pkts 1008 B, to host 12 pkts 1008 B, drops none`
+pub fn tun_lines(hosts: &[HostInfo]) -> String {
+    use ipoib_dataplane::lcore::TunCounter as C;
+    let mut out = String::new();
+    for h in hosts {
+        let Some((name, t)) = &h.tun else { continue };
+        let drops: Vec<String> = t
+            .xstats()
+            .skip(4)
+            .filter(|(_, v)| *v != 0)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "tun {name} ({}): from host {} pkts {} B, to host {} pkts {} B, drops {}",
+            h.name,
+            t.get(C::RxPackets),
+            t.get(C::RxBytes),
+            t.get(C::TxPackets),
+            t.get(C::TxBytes),
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(" ")
+            }
+        );
+    }
+    out
+}

@@ -8,9 +8,9 @@ use ipoib_control::rdmacm::{RdmaCmService, VerbsAttach};
 use ipoib_dataplane::capture::{self, Capture};
 use ipoib_dataplane::lcore::{
     FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, RateControl,
-    TrafficSource,
+    TrafficSource, TunPort, TunStats,
 };
-use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig};
+use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig, HEADROOM};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
 use ipoib_dataplane::provider::null::{NullMode, NullProvider};
 use ipoib_dataplane::provider::rocev2::{addr, Rocev2Config, Rocev2Provider};
@@ -19,6 +19,7 @@ use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::IfaceStats;
 use ipoib_dataplane::tables::{published, JoinRequestQueue, McastTable, Published};
+use ipoib_dataplane::tun::{TunDevice, TunSpec};
 use ipoib_dataplane::wire::Gid;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct HostInfo {
     pub mcast: Published<McastTable>,
     pub join_requests: Arc<JoinRequestQueue>,
     pub groups: Vec<IpAddr>,
+    /// The interface's kernel TUN device: its name and counters.
+    pub tun: Option<(String, Arc<TunStats>)>,
 }
 
 /// A host's neighbour table as the lcore reads it, its static entries, and
@@ -334,6 +337,50 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
     Ok(built)
 }
 
+/// The interface's TUN device, created with its addresses and MTU and up,
+/// and the lcore's end of it: (port, ring the interface sends from, ring
+/// the interface delivers received packets to).
+fn open_tun(
+    cfg: &Config,
+    icfg: &Interface,
+    name: &str,
+    pool: &'static Mempool,
+) -> Result<(TunPort, spsc::Consumer<Mbuf>, spsc::Producer<Mbuf>), String> {
+    // A packet from the device is read whole into one buffer.
+    let room = pool.buf_size().saturating_sub(HEADROOM);
+    if usize::from(icfg.mtu) > room {
+        return Err(format!(
+            "interface {}: TUN device {name}: mtu {} exceeds a buffer's room for data ({room} B): \
+             raise dataplane.buf_size to at least {}",
+            icfg.name,
+            icfg.mtu,
+            usize::from(icfg.mtu) + HEADROOM
+        ));
+    }
+    let addrs: Vec<(IpAddr, u8)> = icfg
+        .ipv4
+        .iter()
+        .map(|c| (IpAddr::V4(c.addr), c.prefix))
+        .chain(icfg.ipv6.iter().map(|c| (IpAddr::V6(c.addr), c.prefix)))
+        .collect();
+    let dev = TunDevice::create(&TunSpec {
+        name,
+        mtu: icfg.mtu,
+        addrs: &addrs,
+    })
+    .map_err(|e| format!("interface {}: {e}", icfg.name))?;
+    let d = &cfg.dataplane;
+    let (to_iface, tx_ring) = spsc::channel::<Mbuf>(d.tx_ring_size as usize);
+    let (rx_out, from_iface) = spsc::channel::<Mbuf>(d.rx_ring_size as usize);
+    let port = TunPort::new(
+        dev.into_fd(),
+        to_iface,
+        from_iface,
+        Arc::new(TunStats::default()),
+    );
+    Ok((port, tx_ring, rx_out))
+}
+
 /// Builds hosts on the null provider (sink): the software path alone.
 pub fn build_null(
     cfg: &Config,
@@ -450,6 +497,16 @@ fn build_with_pool<P: Provider>(
         // The host's own IP stack (ping, ICMP errors) sends like any producer.
         let (stack_tx, stack_cons) = spsc::channel::<Mbuf>(256);
         tx_in.push(stack_cons);
+        let (tun, rx_out) = match &icfg.tun {
+            Some(t) => {
+                let (port, tx_ring, rx_out) = open_tun(cfg, icfg, &t.name, pool)?;
+                tx_in.push(tx_ring);
+                let stats = port.stats().clone();
+                lcores[icfg.lcore].add_tun(port);
+                (Some((t.name.clone(), stats)), Some(rx_out))
+            }
+            None => (None, None),
+        };
         let port = provider.port();
         let neigh_for_control = neigh.clone();
         let mut iface = Iface::new(
@@ -463,7 +520,7 @@ fn build_with_pool<P: Provider>(
             provider,
             IfaceWiring {
                 tx_in,
-                rx_out: None,
+                rx_out,
                 neigh: neigh.clone(),
                 mcast: mcast.clone(),
                 join_requests: join_requests.clone(),
@@ -473,6 +530,8 @@ fn build_with_pool<P: Provider>(
         let (tap, reader) = capture::tap(&icfg.name, port.qpn, port.gid, capture::DEFAULT_SLOTS);
         iface.set_capture(tap);
         taps.push(reader);
+        // The kernel behind the TUN device answers echo for the addresses.
+        iface.set_kernel_icmp(tun.is_some());
         lcores[icfg.lcore].add_iface(iface);
         neigh_wiring.push(NeighWiring {
             table: neigh_for_control,
@@ -487,6 +546,7 @@ fn build_with_pool<P: Provider>(
             mcast,
             join_requests,
             groups: icfg.groups.clone(),
+            tun,
         });
     }
     Ok(Built {

@@ -11,4 +11,5 @@ pub mod provider;
 pub mod ring;
 pub mod stats;
 pub mod tables;
+pub mod tun;
 pub mod wire;

@@ -420,6 +420,7 @@ fn run_built<P: Provider + 'static>(
         );
     }
     print!("\n{}", report::summary(&hosts, fabric.as_deref(), elapsed));
+    print!("{}", report::tun_lines(&hosts));
     let mut ok = true;
     if let Some(control) = control {
         print!("\nmulticast groups at stop:\n{}", control.groups_report());

@@ -9,6 +9,7 @@ use crate::wiring::HostInfo;
 use ipoib_config::Config;
 use ipoib_control::{Engine, FlushLevel, GroupFlags, GroupInfo};
 use ipoib_dataplane::capture::{Capture, CaptureStatus, MAX_SNAPLEN};
+use ipoib_dataplane::lcore::TunStats;
 use ipoib_dataplane::mem::Mempool;
 use ipoib_dataplane::provider::fabric::{DropReason, Fabric};
 use ipoib_dataplane::stats::{IfaceStats, StatsSnapshot};
@@ -35,6 +36,8 @@ struct Iface {
     stats: Vec<Arc<IfaceStats>>,
     fabric_port: Option<usize>,
     engine: Option<Arc<Engine>>,
+    /// Counters of the interface's TUN device, if it has one.
+    tun: Option<Arc<TunStats>>,
 }
 
 pub struct DaemonBackend {
@@ -105,6 +108,7 @@ impl DaemonBackend {
                     stats: h.stats.clone(),
                     fabric_port: h.fabric_port,
                     engine,
+                    tun: h.tun.as_ref().map(|(_, t)| t.clone()),
                 }
             })
             .collect();
@@ -289,6 +293,9 @@ impl DaemonBackend {
                 if let Some(t) = taps.iter().find(|t| t.interface == i.name) {
                     x.push(json!(["capture_packets", t.captured]));
                     x.push(json!(["capture_drops", t.drops]));
+                }
+                if let Some(t) = &i.tun {
+                    x.extend(t.xstats().map(|(n, v)| json!([n, v])));
                 }
                 if let Some(e) = &i.engine {
                     let m = e.stats();

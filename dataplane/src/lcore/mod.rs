@@ -7,12 +7,14 @@ mod mcast_tx;
 mod neigh;
 mod runner;
 mod source;
+mod tun;
 
 pub use iface::{CtrlChannels, CtrlDest, CtrlSend, Iface, IfaceConfig, IfaceWiring};
 pub use mcast_tx::{McastTx, PENDING_PER_GROUP};
 pub use neigh::{NeighEntry, NeighTable};
 pub use runner::{spawn_lcores, LcoreHandle, Pinning};
 pub use source::{build_udp_packet, FlowSpec, RateControl, Source, TrafficSource};
+pub use tun::{TunCounter, TunPort, TunStats};
 
 use crate::mem::LcoreCache;
 use crate::pktgen::Sink;
@@ -24,6 +26,8 @@ pub struct Lcore<P: Provider> {
     ifaces: Vec<Iface<P>>,
     sources: Vec<Source>,
     sinks: Vec<Sink>,
+    /// TUN devices of this lcore's interfaces; usually none.
+    tuns: Vec<TunPort>,
     cache: LcoreCache,
 }
 
@@ -34,6 +38,7 @@ impl<P: Provider> Lcore<P> {
             ifaces: Vec::new(),
             sources: Vec::new(),
             sinks: Vec::new(),
+            tuns: Vec::new(),
             cache,
         }
     }
@@ -46,6 +51,11 @@ impl<P: Provider> Lcore<P> {
     /// A pktgen sink, polled after the interfaces (it drains one's RX ring).
     pub fn add_sink(&mut self, s: Sink) {
         self.sinks.push(s);
+    }
+    /// A TUN device, polled before the interfaces: what they received last
+    /// pass is written to it, and what it holds goes to their TX rings.
+    pub fn add_tun(&mut self, t: TunPort) {
+        self.tuns.push(t);
     }
     pub fn sinks(&self) -> &[Sink] {
         &self.sinks
@@ -68,6 +78,9 @@ impl<P: Provider> Lcore<P> {
     #[inline]
     pub fn poll_once(&mut self) -> usize {
         let mut work = 0;
+        for t in &mut self.tuns {
+            work += t.poll(&mut self.cache);
+        }
         for s in &mut self.sources {
             work += s.produce(&mut self.cache);
         }
@@ -95,6 +108,10 @@ impl<P: Provider> Lcore<P> {
             for i in &mut self.ifaces {
                 work += i.rx_burst(&mut self.cache) + i.tx_burst(&mut self.cache);
             }
+            // Received packets still reach the host; nothing new is read.
+            for t in &mut self.tuns {
+                work += t.write_burst(&mut self.cache);
+            }
             for s in &mut self.sinks {
                 work += s.poll(&mut self.cache);
             }
@@ -107,6 +124,9 @@ impl<P: Provider> Lcore<P> {
     pub fn drain(&mut self) {
         for i in &mut self.ifaces {
             i.drain(&mut self.cache);
+        }
+        for t in &mut self.tuns {
+            t.drain(&mut self.cache);
         }
     }
 }
