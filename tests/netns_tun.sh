@@ -138,6 +138,6 @@ for h in a b; do
     grep -Eq "^tun ipoib0 \(ib0\): from host [1-9][0-9]* pkts .* to host [1-9][0-9]* pkts" "$out" \
         || fail "$h: no packets counted through the TUN device"
     echo "== host $h"
-    grep -E "^control: joins=|^tun |\(no leak\)" "$out"
+    grep -E "^ib0 |^control: joins=|^tun |\(no leak\)" "$out"
 done
 echo "kernel applications through TUN over rocev2 in two namespaces: ok"
