@@ -119,6 +119,28 @@ inns a python3 "$TOOLS" tcp-client 10.0.0.2 5003 4000000 || fail "TCP a -> b"
 serve a tcp 10.0.0.1 5004
 inns b python3 "$TOOLS" tcp-client 10.0.0.1 5004 1000000 || fail "TCP b -> a"
 
+# The host's own tools, where installed (.ci/run installs them).
+if command -v ping >/dev/null; then
+    out=$(inns a ping -c 3 -i 0.2 -w 10 10.0.0.2) || fail "ping: $out"
+    [[ $out != *DUP!* ]] || fail "duplicate echo replies: $out"
+    tail -2 <<<"$out"
+else
+    echo "skipped ping: not installed (.ci/run installs iputils-ping)"
+fi
+if command -v iperf3 >/dev/null; then
+    inns b iperf3 -s -1 -B 10.0.0.2 -p 5201 >"$WORK/iperf3.srv" 2>&1 &
+    PIDS+=($!)
+    listening() { [[ -n $(inns b ss -ltnH "sport = :5201") ]]; }
+    wait_for 10 "iperf3 server" listening
+    out=$(inns a iperf3 -c 10.0.0.2 -p 5201 -t "${IPERF_SECONDS:-2}" -f m) \
+        || fail "iperf3: $out"
+    mbps=$(awk '/receiver/ { print $7 }' <<<"$out")
+    [ -n "$mbps" ] || fail "iperf3 printed no receiver rate: $out"
+    echo "iperf3 TCP through the TUN devices: $mbps Mb/s"
+else
+    echo "skipped iperf3: not installed (.ci/run installs it)"
+fi
+
 # Stop the daemons with SIGTERM: a clean exit, and their summaries.
 kill -TERM "${DAEMONS[@]}"
 n=0
