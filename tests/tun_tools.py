@@ -34,6 +34,9 @@ def family(addr):
 
 
 def ping(dst, count):
+    """Echo requests until `count` are answered, each sent once with its own
+    sequence number (one more after a second without an answer); a second
+    reply to any of them is a duplicate."""
     v6 = family(dst) == socket.AF_INET6
     if v6:
         s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
@@ -42,25 +45,13 @@ def ping(dst, count):
         s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         request, reply = 8, 0
     ident = os.getpid() & 0xFFFF
-    got, dups, rtts = set(), 0, []
-    deadline = time.monotonic() + 15
-    for seq in range(count):
-        payload = b"ipoib-tun-%04d" % seq
-        # The kernel fills the ICMPv6 checksum of raw ICMPv6 sockets.
-        head = struct.pack("!BBHHH", request, 0, 0, ident, seq)
-        if not v6:
-            head = struct.pack("!BBHHH", request, 0, checksum(head + payload), ident, seq)
-        sent_at = time.monotonic()
-        s.sendto(head + payload, (dst, 0))
-        # Wait for this reply (resending once a second until the deadline),
-        # and count any second answer to an earlier one.
-        next_send = sent_at + 1
-        while seq not in got and time.monotonic() < deadline:
-            r, _, _ = select.select([s], [], [], 0.05)
+    sent_at, answered, dups, rtts = {}, set(), 0, []
+
+    def receive(until):
+        nonlocal dups
+        while time.monotonic() < until:
+            r, _, _ = select.select([s], [], [], max(0.0, min(0.05, until - time.monotonic())))
             if not r:
-                if time.monotonic() >= next_send:
-                    s.sendto(head + payload, (dst, 0))
-                    next_send += 1
                 continue
             data, frm = s.recvfrom(2048)
             if not v6:
@@ -68,29 +59,35 @@ def ping(dst, count):
             if len(data) < 8 or ipaddress.ip_address(frm[0]) != ipaddress.ip_address(dst):
                 continue
             kind, _, _, rid, rseq = struct.unpack("!BBHHH", data[:8])
-            if kind != reply or rid != ident:
+            if kind != reply or rid != ident or rseq not in sent_at:
                 continue
-            if rseq in got:
+            if rseq in answered:
                 dups += 1
             else:
-                got.add(rseq)
-                if rseq == seq:
-                    rtts.append((time.monotonic() - sent_at) * 1e3)
-    # Late duplicates of the last one.
-    end = time.monotonic() + 0.3
+                answered.add(rseq)
+                rtts.append((time.monotonic() - sent_at[rseq]) * 1e3)
+                return
+
+    deadline = time.monotonic() + 20
+    seq = 0
+    while len(answered) < count and time.monotonic() < deadline:
+        payload = b"ipoib-tun-%04d" % seq
+        # The kernel fills the ICMPv6 checksum of raw ICMPv6 sockets.
+        head = struct.pack("!BBHHH", request, 0, 0, ident, seq)
+        if not v6:
+            head = struct.pack("!BBHHH", request, 0, checksum(head + payload), ident, seq)
+        sent_at[seq] = time.monotonic()
+        s.sendto(head + payload, (dst, 0))
+        receive(min(deadline, sent_at[seq] + 1.0))
+        seq += 1
+    # Late answers and duplicates.
+    end = time.monotonic() + 0.5
     while time.monotonic() < end:
-        r, _, _ = select.select([s], [], [], 0.05)
-        if r:
-            data, frm = s.recvfrom(2048)
-            if not v6:
-                data = data[(data[0] & 0x0F) * 4:]
-            if len(data) >= 8 and struct.unpack("!BBHHH", data[:8])[0] == reply:
-                if struct.unpack("!BBHHH", data[:8])[3] == ident:
-                    dups += 1
+        receive(end)
     avg = sum(rtts) / len(rtts) if rtts else 0.0
     print("ping %s: %d sent, %d received, %d duplicates, rtt avg %.3f ms"
-          % (dst, count, len(got), dups, avg))
-    return len(got) == count and dups == 0
+          % (dst, seq, len(answered), dups, avg))
+    return len(answered) >= count and dups == 0
 
 
 def ready(path):
