@@ -95,7 +95,11 @@ fn sent_frames_parse_with_a_valid_icrc_and_rxe_header_rules() {
         let f = RoceFrame::parse_ip(&packet, port).expect("a valid RoCEv2 frame");
         assert_eq!(f.bth.opcode, OPCODE_UD_SEND_ONLY);
         assert_eq!(f.bth.pkey, 0xFFFF);
-        assert_eq!(f.bth.pad_count, 0, "rxe sends no padding");
+        assert_eq!(
+            usize::from(f.bth.pad_count),
+            (4 - want.len() % 4) % 4,
+            "padded to a multiple of 4, as rxe pads"
+        );
         assert_eq!(f.bth.dest_qpn, 0x1234);
         assert_eq!(f.bth.psn, (0xFF_FFFE + i as u32) & 0xFF_FFFF, "24-bit wrap");
         assert_eq!(f.deth.qkey, QKEY, "controlled Q_Key: the QP's own");

@@ -24,11 +24,15 @@ pub struct Rocev2Counters {
     pub tx_full: u64,
     /// UDP GSO sends (each carried several messages).
     pub tx_gso_sends: u64,
+    /// Messages sent as SEND_ONLY_WITH_IMMEDIATE.
+    pub tx_immediate: u64,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub rx_multicast: u64,
     /// Delivered messages whose ICRC was made with a non-zero IPv4 ID (rxe's).
     pub rx_nonzero_ip_id: u64,
+    /// Delivered SEND_ONLY_WITH_IMMEDIATE messages.
+    pub rx_immediate: u64,
     pub rx_bad_icrc: u64,
     pub rx_qkey_mismatch: u64,
     pub rx_pkey_mismatch: u64,
@@ -64,7 +68,7 @@ impl Rocev2Counters {
     }
 
     /// xstats-style names and values.
-    pub fn xstats(&self) -> [(&'static str, u64); 18] {
+    pub fn xstats(&self) -> [(&'static str, u64); 20] {
         [
             ("tx_packets", self.tx_packets),
             ("tx_bytes", self.tx_bytes),
@@ -72,10 +76,12 @@ impl Rocev2Counters {
             ("tx_copies", self.tx_copies),
             ("tx_full", self.tx_full),
             ("tx_gso_sends", self.tx_gso_sends),
+            ("tx_immediate_packets", self.tx_immediate),
             ("rx_packets", self.rx_packets),
             ("rx_bytes", self.rx_bytes),
             ("rx_multicast_packets", self.rx_multicast),
             ("rx_nonzero_ip_id_packets", self.rx_nonzero_ip_id),
+            ("rx_immediate_packets", self.rx_immediate),
             ("rx_bad_icrc_drops", self.rx_bad_icrc),
             ("rx_qkey_mismatch_drops", self.rx_qkey_mismatch),
             ("rx_pkey_mismatch_drops", self.rx_pkey_mismatch),

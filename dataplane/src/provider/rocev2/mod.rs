@@ -241,16 +241,47 @@ impl Provider for Rocev2Provider {
     }
 
     fn post_send<const N: usize>(&mut self, wrs: &mut ArrayVec<SendWr<Rocev2Ah>, N>) -> usize {
-        self.send_burst(wrs)
+        self.send_burst(wrs, None)
     }
 
     fn poll_recv<const N: usize>(&mut self, out: &mut ArrayVec<RecvCompletion, N>) -> usize {
+        self.poll(out, None)
+    }
+}
+
+impl Rocev2Provider {
+    /// As `post_send`, with every message a SEND_ONLY_WITH_IMMEDIATE (opcode
+    /// 0x65) carrying `imm` (rdma_cm's `mckey` sends its QPN this way).
+    pub fn post_send_imm<const N: usize>(
+        &mut self,
+        wrs: &mut ArrayVec<SendWr<Rocev2Ah>, N>,
+        imm: u32,
+    ) -> usize {
+        self.send_burst(wrs, Some(imm))
+    }
+
+    /// As `poll_recv`, and for each message appended to `out` the immediate
+    /// data it carried (`None` for SEND_ONLY) appended to `imms`. Keep both
+    /// at the same length between calls.
+    pub fn poll_recv_imm<const N: usize>(
+        &mut self,
+        out: &mut ArrayVec<RecvCompletion, N>,
+        imms: &mut ArrayVec<Option<u32>, N>,
+    ) -> usize {
+        self.poll(out, Some(imms))
+    }
+
+    fn poll<const N: usize>(
+        &mut self,
+        out: &mut ArrayVec<RecvCompletion, N>,
+        mut imms: Option<&mut ArrayVec<Option<u32>, N>>,
+    ) -> usize {
         let before = out.len();
         let rx = self.rx.as_raw_fd();
-        self.recv_burst(rx, out);
+        self.recv_burst(rx, out, imms.as_deref_mut());
         if self.mcast_groups.load(Ordering::Relaxed) > 0 && !out.is_full() {
             if let Some(fd) = self.mcast_fd.as_ref().map(|f| f.as_raw_fd()) {
-                self.recv_burst(fd, out);
+                self.recv_burst(fd, out, imms);
             }
         }
         out.len() - before

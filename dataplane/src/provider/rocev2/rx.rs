@@ -22,6 +22,8 @@ struct Accepted {
     multicast: bool,
     /// The ICRC was made with an IPv4 ID other than 0.
     nonzero_ip_id: bool,
+    /// ImmDt of a SEND_ONLY_WITH_IMMEDIATE.
+    immediate: Option<u32>,
 }
 
 impl Rocev2Provider {
@@ -42,10 +44,13 @@ impl Rocev2Provider {
         }
     }
 
+    /// Receives into `out`; with `imms`, pushes each delivered message's
+    /// immediate data there too (`None` for a plain SEND_ONLY).
     pub(super) fn recv_burst<const N: usize>(
         &mut self,
         fd: RawFd,
         out: &mut ArrayVec<RecvCompletion, N>,
+        mut imms: Option<&mut ArrayVec<Option<u32>, N>>,
     ) {
         let want = out.remaining_capacity().min(MAX_BURST);
         if want == 0 {
@@ -116,6 +121,11 @@ impl Rocev2Provider {
                     self.counters.rx_bytes += keep as u64;
                     self.counters.rx_multicast += u64::from(a.multicast);
                     self.counters.rx_nonzero_ip_id += u64::from(a.nonzero_ip_id);
+                    self.counters.rx_immediate += u64::from(a.immediate.is_some());
+                    if let Some(imms) = imms.as_deref_mut() {
+                        // Same capacity as `out`, kept in step by the caller.
+                        let _ = imms.try_push(a.immediate);
+                    }
                     out.push(RecvCompletion {
                         mbuf: m,
                         src_qpn: a.src_qpn,
@@ -180,12 +190,17 @@ impl Rocev2Provider {
         if d.qkey() != self.cfg.qkey {
             return Err(DropReason::QkeyMismatch);
         }
+        let immediate = (ext > deth::HEADER_LEN).then(|| {
+            let at = bth::HEADER_LEN + deth::HEADER_LEN;
+            u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
+        });
         Ok(Accepted {
             headers_len,
             trailer_len: pad + ICRC_LEN,
             src_qpn: d.src_qpn(),
             multicast,
             nonzero_ip_id,
+            immediate,
         })
     }
 }

@@ -1,6 +1,7 @@
-//! Send: BTH and DETH go into the headroom, the ICRC into the tailroom, and
-//! the whole burst leaves with one `sendmmsg` (with UDP GSO, runs of
-//! equal-sized messages to one destination are one message each).
+//! Send: BTH and DETH (and ImmDt for SEND_ONLY_WITH_IMMEDIATE) go into the
+//! headroom, pad bytes and the ICRC into the tailroom, and the whole burst leaves with one
+//! `sendmmsg` (with UDP GSO, runs of equal-sized messages to one destination
+//! are one message each).
 
 use super::socket::to_storage;
 use super::{addr, icrc_with_ip_id, Rocev2Ah, Rocev2Provider, MAX_BURST};
@@ -8,7 +9,10 @@ use crate::mem::Mbuf;
 use crate::provider::{SendWr, MCAST_QPN};
 use crate::wire::roce::bth::{self, PSN_MASK};
 use crate::wire::roce::deth::{self, CONTROLLED_QKEY_BIT};
-use crate::wire::roce::{BthRepr, DethRepr, ICRC_LEN, OPCODE_UD_SEND_ONLY};
+use crate::wire::roce::frame::pad_count_for;
+use crate::wire::roce::{
+    BthRepr, DethRepr, ICRC_LEN, IMMDT_LEN, OPCODE_UD_SEND_ONLY, OPCODE_UD_SEND_ONLY_WITH_IMMEDIATE,
+};
 use arrayvec::ArrayVec;
 use std::os::fd::AsRawFd;
 
@@ -31,15 +35,19 @@ const MAX_GSO_SEGMENTS: usize = 64;
 const MAX_GSO_BYTES: usize = 65_000;
 
 impl Rocev2Provider {
+    /// Sends from the front of `wrs`; with `imm`, every message is a
+    /// SEND_ONLY_WITH_IMMEDIATE carrying it.
     pub(super) fn send_burst<const N: usize>(
         &mut self,
         wrs: &mut ArrayVec<SendWr<Rocev2Ah>, N>,
+        imm: Option<u32>,
     ) -> usize {
+        let headers_len = HEADERS_LEN + if imm.is_some() { IMMDT_LEN } else { 0 };
         let mut dropped = 0;
         let mut n = 0;
         let mut psn = self.psn;
         while n < wrs.len().min(MAX_BURST) {
-            match self.prepare(&mut wrs[n], psn) {
+            match self.prepare(&mut wrs[n], psn, imm, headers_len) {
                 Prepared::Ready => {
                     psn = (psn + 1) & PSN_MASK;
                     n += 1;
@@ -94,7 +102,7 @@ impl Rocev2Provider {
         if let Some(bad) = unsendable {
             // Not expected (room was checked): send nothing this time, drop
             // the request that cannot carry an ICRC.
-            self.undo(wrs, 0, n);
+            self.undo(wrs, 0, n, headers_len);
             let wr = wrs.remove(bad);
             self.cache.free(wr.mbuf);
             self.counters.tx_errors += 1;
@@ -140,11 +148,14 @@ impl Rocev2Provider {
             self.counters.tx_full += 1;
         }
         // Unsent requests go back as they came, for the caller to retry.
-        self.undo(wrs, sent + failed, n);
+        self.undo(wrs, sent + failed, n, headers_len);
         self.psn = (self.psn + (sent + failed) as u32) & PSN_MASK;
         self.counters.tx_packets += sent as u64;
         self.counters.tx_gso_sends += runs[..sent_runs].iter().filter(|r| r.1 > 1).count() as u64;
         self.counters.tx_errors += failed as u64;
+        if imm.is_some() {
+            self.counters.tx_immediate += sent as u64;
+        }
         for wr in wrs.drain(..sent + failed) {
             self.counters.tx_bytes += wr.mbuf.len() as u64;
             self.cache.free(wr.mbuf);
@@ -158,21 +169,32 @@ impl Rocev2Provider {
         wrs: &mut ArrayVec<SendWr<Rocev2Ah>, N>,
         from: usize,
         to: usize,
+        headers_len: usize,
     ) {
         for wr in wrs.iter_mut().take(to).skip(from) {
-            wr.mbuf.adj(HEADERS_LEN);
-            wr.mbuf.trim(ICRC_LEN);
+            let pad = wr.mbuf.data().get(1).map_or(0, |flags| (flags >> 4) & 3);
+            wr.mbuf.adj(headers_len);
+            wr.mbuf.trim(ICRC_LEN + usize::from(pad));
         }
     }
 
     /// Makes `wr.mbuf` the whole UDP payload: headers, message, ICRC.
-    fn prepare(&mut self, wr: &mut SendWr<Rocev2Ah>, psn: u32) -> Prepared {
+    fn prepare(
+        &mut self,
+        wr: &mut SendWr<Rocev2Ah>,
+        psn: u32,
+        imm: Option<u32>,
+        headers_len: usize,
+    ) -> Prepared {
         let m = &mut wr.mbuf;
-        if m.is_shared() || m.headroom() < HEADERS_LEN || m.tailroom() < ICRC_LEN {
+        // The payload is padded to a multiple of 4, as IBA asks and rxe does.
+        let pad = pad_count_for(m.len());
+        let tail = usize::from(pad) + ICRC_LEN;
+        if m.is_shared() || m.headroom() < headers_len || m.tailroom() < tail {
             let Some(mut copy) = self.cache.alloc() else {
                 return Prepared::NoBuffer;
             };
-            if copy.tailroom() < m.len() + ICRC_LEN {
+            if copy.tailroom() < m.len() + tail {
                 self.cache.free(copy);
                 return Prepared::Unsendable;
             }
@@ -200,31 +222,44 @@ impl Rocev2Provider {
             wr.remote_qpn
         };
         let bth = BthRepr {
-            opcode: OPCODE_UD_SEND_ONLY,
+            opcode: if imm.is_some() {
+                OPCODE_UD_SEND_ONLY_WITH_IMMEDIATE
+            } else {
+                OPCODE_UD_SEND_ONLY
+            },
             pkey: self.cfg.pkey,
             dest_qpn,
             psn,
+            pad_count: pad,
             ..BthRepr::default()
         };
         let deth = DethRepr {
             qkey,
             src_qpn: self.cfg.qpn,
         };
-        if !write_headers(m, &bth, &deth) {
+        if !write_headers(m, &bth, &deth, imm) {
             return Prepared::Unsendable;
         }
-        if m.tailroom() < ICRC_LEN {
+        if m.tailroom() < tail {
             return Prepared::Unsendable;
+        }
+        if let Some(zeros) = m.append(usize::from(pad)) {
+            zeros.fill(0);
         }
         Prepared::Ready
     }
 }
 
-fn write_headers(m: &mut Mbuf, bth_repr: &BthRepr, deth_repr: &DethRepr) -> bool {
-    let Some(h) = m.prepend(HEADERS_LEN) else {
+fn write_headers(m: &mut Mbuf, bth_repr: &BthRepr, deth_repr: &DethRepr, imm: Option<u32>) -> bool {
+    let len = HEADERS_LEN + if imm.is_some() { IMMDT_LEN } else { 0 };
+    let Some(h) = m.prepend(len) else {
         return false;
     };
-    let (b, d) = h.split_at_mut(bth::HEADER_LEN);
+    let (b, rest) = h.split_at_mut(bth::HEADER_LEN);
+    let (d, immdt) = rest.split_at_mut(deth::HEADER_LEN);
+    if let Some(imm) = imm {
+        immdt.copy_from_slice(&imm.to_be_bytes());
+    }
     bth_repr.emit(&mut bth::Packet::new_unchecked(b)).is_ok()
         && deth_repr.emit(&mut deth::Packet::new_unchecked(d)).is_ok()
 }
