@@ -726,3 +726,49 @@ fn the_png_plot_is_a_picture_with_lines_and_text() {
         "the caption is drawn: {caption_ink} dark pixels"
     );
 }
+
+/// A percentage of the link rate becomes packets per second from the mean
+/// packet size; warm-up packets reach the sink flagged and stay out of
+/// every measured figure.
+#[test]
+fn link_percentage_paces_and_warmup_stays_out_of_the_results() {
+    let json = tmp("pct.json");
+    // 10% of 0.1 Gb/s in 125-byte packets: 10,000 pps.
+    let out = ipoibd(&[
+        "-q",
+        "--rate-pct",
+        "10",
+        "--link-gbps",
+        "0.1",
+        "--size",
+        "125",
+        "--count",
+        "2000",
+        "--warmup",
+        "0.02",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let s = &doc["phases"][0]["streams"][0];
+    assert_eq!(s["target_pps"].as_f64(), Some(10_000.0));
+    assert_eq!(s["tx_packets"], 2000);
+    assert_eq!(s["tx_bytes"], 2000 * 125);
+    // 20 ms of warm-up at 10 kpps: about 200 packets, never measured.
+    let warm = s["warmup_packets"].as_u64().unwrap();
+    assert!(warm > 0, "warm-up packets were sent");
+    // The pacer never runs ahead: 2000 packets take at least 1999 intervals.
+    assert!(s["seconds"].as_f64().unwrap() >= 0.1999, "{}", s["seconds"]);
+    let rx = &s["receivers"][0];
+    assert_eq!(rx["warmup_packets"].as_u64(), Some(warm));
+    assert_eq!(
+        [&rx["rx_packets"], &rx["unique"], &rx["lost"]],
+        [2000, 2000, 0].map(Value::from).each_ref()
+    );
+    assert_eq!(rx["latency_ns"]["count"], 2000, "warm-up has no latency");
+}
