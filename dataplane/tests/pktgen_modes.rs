@@ -301,3 +301,50 @@ fn paced_streams_never_run_ahead_of_their_rate() {
     assert!(start.elapsed() >= std::time::Duration::from_micros(19_990));
     assert_eq!(g.counters().snapshot().tx_packets, 20_000);
 }
+
+/// A generator that falls behind during warm-up (its lcore busy elsewhere)
+/// does not make up for it after: measurement is paced from its own start,
+/// so no measured packet leaves before its time and the measured rate holds.
+#[test]
+fn measurement_is_paced_from_its_start_after_a_late_warmup() {
+    let pool = pool();
+    let mut cache = pool.cache(64);
+    let (tx, mut rx) = spsc::channel::<Mbuf>(256);
+    // 100 ms of measurement at 20 kpps: longer than the lcore is away, and
+    // slow enough that the generator keeps up.
+    let mut s = spec(Mode::Single, 2_000);
+    s.warmup = std::time::Duration::from_millis(2);
+    s.rate = ipoib_dataplane::pktgen::Rate::Pps(20_000.0);
+    let mut g = Generator::new(&s, tx, pool.buf_size()).unwrap();
+    g.produce(&mut cache);
+    // The lcore is away for the whole warm-up and 1 ms more.
+    let away = std::time::Instant::now();
+    while away.elapsed() < std::time::Duration::from_millis(3) {
+        std::hint::spin_loop();
+    }
+    let mut measured = Vec::new();
+    while !g.is_done() {
+        g.produce(&mut cache);
+        while let Some(m) = rx.pop() {
+            let st = parse(m.data()).1;
+            if st.flags == 0 {
+                measured.push(st);
+            }
+            cache.free(m);
+        }
+    }
+    let c = g.counters().snapshot();
+    assert_eq!(measured.len(), 2_000);
+    assert!(c.warmup_packets < 40, "the warm-up fell behind");
+    // Packet k is due k * 50 us after measurement starts; 1 us of slack
+    // for the float rounding of the schedule.
+    for st in &measured {
+        let due = c.measure_start_ns + st.seq * 50_000;
+        assert!(
+            st.ts_ns + 1_000 >= due,
+            "measured packet {} left {} ns early",
+            st.seq,
+            due - st.ts_ns
+        );
+    }
+}

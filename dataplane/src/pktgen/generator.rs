@@ -89,8 +89,6 @@ pub struct Generator {
     duration_ns: Option<u64>,
     count: Option<u64>,
     start_ns: Option<u64>,
-    /// Everything sent (warm-up and measured), for the pacer.
-    total: u64,
     warm_seq: u64,
     seq: u64,
     bytes: u64,
@@ -128,7 +126,6 @@ impl Generator {
             duration_ns: spec.duration.map(|d| d.as_nanos() as u64),
             count: spec.count,
             start_ns: None,
-            total: 0,
             warm_seq: 0,
             seq: 0,
             bytes: 0,
@@ -222,7 +219,15 @@ impl Generator {
                 want = want.min(c - self.seq);
             }
         }
-        want = want.min(self.pacer.due(elapsed).saturating_sub(self.total));
+        // Measurement is paced from its own start: packets the warm-up fell
+        // behind on are forgiven, not sent in a catch-up burst that would
+        // raise the measured rate.
+        let (since, sent) = if warm {
+            (elapsed, self.warm_seq)
+        } else {
+            (elapsed - self.warmup_ns, self.seq)
+        };
+        want = want.min(self.pacer.due(since).saturating_sub(sent));
         if want == 0 {
             return 0;
         }
@@ -262,7 +267,6 @@ impl Generator {
         let n = self.tx.enqueue_burst(&mut self.burst);
         // Nothing is left over (at most free_count was allocated); free defensively.
         cache.free_burst(&mut self.burst);
-        self.total += n as u64;
         let c = &self.counters;
         if warm {
             c.warmup_packets.store(self.warm_seq, Ordering::Relaxed);
