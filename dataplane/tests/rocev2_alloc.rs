@@ -69,7 +69,7 @@ fn exchange(
             wrs.push(SendWr {
                 mbuf: m,
                 ah,
-                remote_qpn: 0x82,
+                remote_qpn: b.config().qpn,
                 remote_qkey: QKEY,
             });
         }
@@ -109,4 +109,32 @@ fn steady_state_send_and_receive_allocate_nothing() {
     COUNTING.with(|c| c.set(false));
     drop(v);
     assert!(COUNT.with(Cell::get) > 0);
+}
+
+#[test]
+fn gso_sends_and_gro_receives_allocate_nothing_either() {
+    use ipoib_dataplane::provider::rocev2::{Rocev2Config, Rocev2Provider};
+    let port = free_port("127.0.9.3");
+    let qp = |local: &str, qpn: u32| {
+        let cfg = Rocev2Config {
+            port,
+            multicast: false,
+            gso: true,
+            gro: true,
+            ..Rocev2Config::new(ip(local), qpn)
+        };
+        Rocev2Provider::new(cfg, cache()).expect("rocev2 QP")
+    };
+    let mut a = qp("127.0.9.3", 0x83);
+    let mut b = qp("127.0.9.4", 0x84);
+    let ah = ah_to(&mut a, ip("127.0.9.4"));
+    let mut cache = cache();
+    assert_eq!(exchange(&mut a, &mut b, ah, &mut cache, 20), 20 * 32);
+
+    COUNTING.with(|c| c.set(true));
+    let delivered = exchange(&mut a, &mut b, ah, &mut cache, 200);
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(delivered, 200 * 32, "b: {:?}", b.counters);
+    assert_eq!(COUNT.with(Cell::get), 0, "allocations in the steady state");
+    assert!(b.counters.rx_gro_buffers > 0, "b: {:?}", b.counters);
 }

@@ -43,6 +43,8 @@ pub struct Rocev2Counters {
     pub rx_errors: u64,
     /// Receive slots that could not be refilled (pool empty).
     pub rx_no_mbuf: u64,
+    /// Buffers that held several datagrams (UDP GRO).
+    pub rx_gro_buffers: u64,
 }
 
 impl Rocev2Counters {
@@ -68,7 +70,7 @@ impl Rocev2Counters {
     }
 
     /// xstats-style names and values.
-    pub fn xstats(&self) -> [(&'static str, u64); 20] {
+    pub fn xstats(&self) -> [(&'static str, u64); 21] {
         [
             ("tx_packets", self.tx_packets),
             ("tx_bytes", self.tx_bytes),
@@ -90,6 +92,7 @@ impl Rocev2Counters {
             ("rx_unsupported_opcode_drops", self.rx_unsupported_opcode),
             ("rx_errors", self.rx_errors),
             ("rx_no_mbuf", self.rx_no_mbuf),
+            ("rx_gro_buffers", self.rx_gro_buffers),
         ]
     }
 }

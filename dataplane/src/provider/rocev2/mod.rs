@@ -19,6 +19,7 @@ mod counters;
 mod ipid;
 mod pseudo;
 mod rx;
+mod rx_gro;
 mod slots;
 mod socket;
 mod tx;
@@ -65,6 +66,10 @@ pub struct Rocev2Config {
     /// kernel then numbers the segments' IPv4 IDs 0, 1, 2, ... and needs a
     /// UDP checksum (rxe sends 0; the ICRC masks it).
     pub gso: bool,
+    /// Receive with UDP GRO: runs of datagrams from one sender come up as
+    /// one buffer and are cut into messages here (a copy each into an mbuf,
+    /// instead of a kernel pass each). Senders see no difference.
+    pub gro: bool,
 }
 
 impl Rocev2Config {
@@ -83,6 +88,7 @@ impl Rocev2Config {
             multicast_loop: true,
             accept_nonzero_ip_id: true,
             gso: false,
+            gro: false,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Rocev2Provider {
     /// Receive buffers posted for the next `recvmmsg`, windows spanning the
     /// whole buffer.
     rx_bufs: ArrayVec<Mbuf, MAX_BURST>,
+    /// Staging buffers when receiving with UDP GRO.
+    gro: Option<Box<rx_gro::GroRx>>,
     pub counters: Rocev2Counters,
 }
 
@@ -129,6 +137,9 @@ impl Rocev2Provider {
             cfg.multicast_loop,
             false,
         )?;
+        if cfg.gro {
+            socket::set_udp_gro(rx.as_raw_fd())?;
+        }
         let mcast_groups = Arc::new(AtomicUsize::new(0));
         let (mcast, mcast_fd) = if cfg.multicast {
             let any: IpAddr = match cfg.local {
@@ -140,6 +151,9 @@ impl Rocev2Provider {
                 cfg.multicast_loop,
                 false,
             )?);
+            if cfg.gro {
+                socket::set_udp_gro(fd.as_raw_fd())?;
+            }
             let handle = McastSocket::new(fd.clone(), cfg.local, mcast_groups.clone());
             (Some(handle), Some(fd))
         } else {
@@ -158,6 +172,7 @@ impl Rocev2Provider {
             tx_slots: slots::Slots::new(),
             rx_slots: slots::Slots::new(),
             rx_bufs: ArrayVec::new(),
+            gro: cfg.gro.then(|| rx_gro::GroRx::new(cfg.local)),
             counters: Rocev2Counters::default(),
         })
     }
@@ -278,10 +293,19 @@ impl Rocev2Provider {
     ) -> usize {
         let before = out.len();
         let rx = self.rx.as_raw_fd();
-        self.recv_burst(rx, out, imms.as_deref_mut());
+        let gro = self.gro.is_some();
+        if gro {
+            self.recv_gro(rx, out, imms.as_deref_mut());
+        } else {
+            self.recv_burst(rx, out, imms.as_deref_mut());
+        }
         if self.mcast_groups.load(Ordering::Relaxed) > 0 && !out.is_full() {
             if let Some(fd) = self.mcast_fd.as_ref().map(|f| f.as_raw_fd()) {
-                self.recv_burst(fd, out, imms);
+                if gro {
+                    self.recv_gro(fd, out, imms);
+                } else {
+                    self.recv_burst(fd, out, imms);
+                }
             }
         }
         out.len() - before

@@ -5,25 +5,26 @@
 use super::counters::DropReason;
 use super::ipid::recover_ipv4_id;
 use super::socket::from_storage;
-use super::{addr, icrc_for, Rocev2Provider, MAX_BURST};
+use super::{addr, icrc_with_ip_id, Rocev2Provider, MAX_BURST};
+use crate::mem::Mbuf;
 use crate::provider::{put_grh, RecvCompletion, MCAST_QPN};
 use crate::wire::roce::frame::extension_len;
 use crate::wire::roce::{bth, deth, ICRC_LEN};
 use arrayvec::ArrayVec;
 use std::mem::size_of;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 
 /// What a datagram that passed every check delivers.
-struct Accepted {
-    headers_len: usize,
-    trailer_len: usize,
-    src_qpn: u32,
-    multicast: bool,
+pub(super) struct Accepted {
+    pub(super) headers_len: usize,
+    pub(super) trailer_len: usize,
+    pub(super) src_qpn: u32,
+    pub(super) multicast: bool,
     /// The ICRC was made with an IPv4 ID other than 0.
-    nonzero_ip_id: bool,
+    pub(super) nonzero_ip_id: bool,
     /// ImmDt of a SEND_ONLY_WITH_IMMEDIATE.
-    immediate: Option<u32>,
+    pub(super) immediate: Option<u32>,
 }
 
 impl Rocev2Provider {
@@ -105,7 +106,7 @@ impl Rocev2Provider {
             let dst = SocketAddr::new(dst_ip, self.cfg.port);
             let verdict = match src {
                 Some(src) if !truncated && len <= m.len() => {
-                    self.check(&m.data()[..len], src, dst).map(|a| (a, src))
+                    self.check(&m.data()[..len], src, dst, 0).map(|a| (a, src))
                 }
                 _ => Err(DropReason::Truncated),
             };
@@ -116,23 +117,7 @@ impl Rocev2Provider {
                     m.trim(extra + a.trailer_len);
                     m.adj(a.headers_len);
                     debug_assert_eq!(m.len(), keep);
-                    let has_grh = put_grh(&mut m, addr::gid_of(src.ip()), addr::gid_of(dst_ip));
-                    self.counters.rx_packets += 1;
-                    self.counters.rx_bytes += keep as u64;
-                    self.counters.rx_multicast += u64::from(a.multicast);
-                    self.counters.rx_nonzero_ip_id += u64::from(a.nonzero_ip_id);
-                    self.counters.rx_immediate += u64::from(a.immediate.is_some());
-                    if let Some(imms) = imms.as_deref_mut() {
-                        // Same capacity as `out`, kept in step by the caller.
-                        let _ = imms.try_push(a.immediate);
-                    }
-                    out.push(RecvCompletion {
-                        mbuf: m,
-                        src_qpn: a.src_qpn,
-                        slid: 0,
-                        multicast: a.multicast,
-                        has_grh,
-                    });
+                    self.deliver(m, &a, src.ip(), dst_ip, out, imms.as_deref_mut());
                 }
                 Err(reason) => {
                     self.counters.drop(reason);
@@ -143,8 +128,44 @@ impl Rocev2Provider {
         }
     }
 
-    /// The checks of a UD QP on one UDP payload from `src` to `dst`.
-    fn check(&self, p: &[u8], src: SocketAddr, dst: SocketAddr) -> Result<Accepted, DropReason> {
+    /// Hands `m` (the message alone) up with its GRH and completion.
+    pub(super) fn deliver<const N: usize>(
+        &mut self,
+        mut m: Mbuf,
+        a: &Accepted,
+        src: IpAddr,
+        dst: IpAddr,
+        out: &mut ArrayVec<RecvCompletion, N>,
+        imms: Option<&mut ArrayVec<Option<u32>, N>>,
+    ) {
+        let has_grh = put_grh(&mut m, addr::gid_of(src), addr::gid_of(dst));
+        self.counters.rx_packets += 1;
+        self.counters.rx_bytes += m.len() as u64;
+        self.counters.rx_multicast += u64::from(a.multicast);
+        self.counters.rx_nonzero_ip_id += u64::from(a.nonzero_ip_id);
+        self.counters.rx_immediate += u64::from(a.immediate.is_some());
+        if let Some(imms) = imms {
+            // Same capacity as `out`, kept in step by the caller.
+            let _ = imms.try_push(a.immediate);
+        }
+        out.push(RecvCompletion {
+            mbuf: m,
+            src_qpn: a.src_qpn,
+            slid: 0,
+            multicast: a.multicast,
+            has_grh,
+        });
+    }
+
+    /// The checks of a UD QP on one UDP payload from `src` to `dst`; the
+    /// ICRC is tried first with IPv4 ID `ip_id` (a GSO segment's index).
+    pub(super) fn check(
+        &self,
+        p: &[u8],
+        src: SocketAddr,
+        dst: SocketAddr,
+        ip_id: u16,
+    ) -> Result<Accepted, DropReason> {
         if p.len() < bth::HEADER_LEN + ICRC_LEN {
             return Err(DropReason::Truncated);
         }
@@ -158,10 +179,12 @@ impl Rocev2Provider {
             .ok_or(DropReason::Truncated)?;
         let found =
             u32::from_le_bytes([p[icrc_at], p[icrc_at + 1], p[icrc_at + 2], p[icrc_at + 3]]);
-        let expected = icrc_for(src, dst, p.len(), &p[..icrc_at]).ok_or(DropReason::BadIcrc)?;
-        // rxe sends IPv4 IDs other than 0; the socket hides them, the ICRC tells.
+        let expected =
+            icrc_with_ip_id(src, dst, p.len(), &p[..icrc_at], ip_id).ok_or(DropReason::BadIcrc)?;
+        // rxe sends IPv4 IDs other than 0; the socket hides them, the ICRC
+        // tells (the difference is linear in the ID, whatever was tried).
         let nonzero_ip_id = if expected == found {
-            false
+            ip_id != 0
         } else if self.cfg.accept_nonzero_ip_id
             && src.is_ipv4()
             && recover_ipv4_id(expected ^ found, icrc_at).is_some()

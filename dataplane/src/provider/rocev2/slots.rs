@@ -8,8 +8,11 @@ use std::mem::size_of;
 pub const MAX_BURST: usize = 64;
 /// The UDP GSO segment size control message (linux/udp.h).
 const UDP_SEGMENT: libc::c_int = 103;
-/// Room for one IP_PKTINFO or IPV6_PKTINFO control message (u64 for alignment).
-const CMSG_WORDS: usize = 8;
+/// The UDP GRO segment size control message on receive (linux/udp.h).
+pub const UDP_GRO: libc::c_int = 104;
+/// Room for an IP_PKTINFO or IPV6_PKTINFO control message and a UDP_GRO
+/// one (u64 for alignment).
+const CMSG_WORDS: usize = 12;
 
 pub struct Slots {
     pub msgs: [libc::mmsghdr; MAX_BURST],
@@ -95,7 +98,7 @@ impl Slots {
             return;
         };
         hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE of a u16 (24 bytes) fits the 64-byte control
+        // SAFETY: CMSG_SPACE of a u16 (24 bytes) fits the 96-byte control
         // slot; the header and data are written inside it, unaligned-safe.
         unsafe {
             hdr.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
@@ -110,6 +113,26 @@ impl Slots {
             (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
             std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
         }
+    }
+
+    /// The segment size of received message `i` when the kernel handed up
+    /// several coalesced datagrams at once (UDP_GRO), from its control message.
+    pub fn gro_segment(&self, i: usize) -> Option<usize> {
+        let hdr = &self.msgs[i].msg_hdr;
+        // SAFETY: as in `pktinfo_dst`: the CMSG_* helpers stay inside the
+        // control buffer the kernel filled, the payload is read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+            while !cmsg.is_null() {
+                let c = &*cmsg;
+                if c.cmsg_level == libc::SOL_UDP && c.cmsg_type == UDP_GRO {
+                    let size: libc::c_int = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    return usize::try_from(size).ok().filter(|&s| s > 0);
+                }
+                cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+            }
+        }
+        None
     }
 
     /// The destination address of received message `i` from its

@@ -36,6 +36,11 @@ pub fn set_recv_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
         .or_else(|_| setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, v))
 }
 
+/// Lets the kernel hand up runs of datagrams as one buffer (UDP_GRO).
+pub fn set_udp_gro(fd: RawFd) -> io::Result<()> {
+    setopt(fd, libc::SOL_UDP, super::slots::UDP_GRO, 1)
+}
+
 /// Writes `addr` into `storage`; returns the length to pass to the kernel.
 pub fn to_storage(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {

@@ -1,0 +1,186 @@
+//! Receive with UDP GRO: the kernel hands up a run of datagrams from one
+//! sender as one buffer (a UDP GSO send arrives whole, without being cut),
+//! with the segment size in a control message. One `recvmmsg` then brings
+//! up to `GRO_SLOTS` x 64 KiB; each segment is a whole RoCEv2 packet, checked
+//! as usual and copied into an mbuf. Segments not handed up yet (the burst
+//! was full, or no mbuf) stay staged for the next poll.
+//!
+//! A GSO sender's segments carry IPv4 IDs 0, 1, 2, ...: segment k's ICRC is
+//! tried with ID k first, so the common case costs one CRC.
+
+use super::socket::from_storage;
+use super::{slots::Slots, DropReason, Rocev2Provider};
+use crate::provider::RecvCompletion;
+use arrayvec::ArrayVec;
+use std::mem::size_of;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
+
+/// Coalesced buffers one `recvmmsg` fills.
+pub(super) const GRO_SLOTS: usize = 8;
+/// The largest UDP payload, and so the largest coalesced buffer.
+const GRO_BUF: usize = 65_536;
+
+/// One received buffer and how far it has been handed up.
+#[derive(Debug, Clone, Copy)]
+struct Staged {
+    len: usize,
+    segment: usize,
+    off: usize,
+    src: Option<SocketAddr>,
+    dst: IpAddr,
+    truncated: bool,
+}
+
+/// Staging area of a QP that receives with UDP GRO.
+pub(super) struct GroRx {
+    buf: Box<[u8]>,
+    slots: Box<Slots>,
+    staged: [Staged; GRO_SLOTS],
+    count: usize,
+    next: usize,
+}
+
+impl GroRx {
+    pub(super) fn new(local: IpAddr) -> Box<GroRx> {
+        let empty = Staged {
+            len: 0,
+            segment: 1,
+            off: 0,
+            src: None,
+            dst: local,
+            truncated: false,
+        };
+        Box::new(GroRx {
+            buf: vec![0u8; GRO_SLOTS * GRO_BUF].into_boxed_slice(),
+            slots: Slots::new(),
+            staged: [empty; GRO_SLOTS],
+            count: 0,
+            next: 0,
+        })
+    }
+}
+
+impl Rocev2Provider {
+    /// Hands up staged segments, then receives more from `fd` while `out`
+    /// has room.
+    pub(super) fn recv_gro<const N: usize>(
+        &mut self,
+        fd: RawFd,
+        out: &mut ArrayVec<RecvCompletion, N>,
+        mut imms: Option<&mut ArrayVec<Option<u32>, N>>,
+    ) {
+        let Some(mut g) = self.gro.take() else {
+            return;
+        };
+        loop {
+            if !self.drain_staged(&mut g, out, imms.as_deref_mut()) || out.is_full() {
+                break;
+            }
+            if !self.stage(&mut g, fd) {
+                break;
+            }
+        }
+        self.gro = Some(g);
+    }
+
+    /// One `recvmmsg` into the staging buffers; false when nothing came.
+    fn stage(&mut self, g: &mut GroRx, fd: RawFd) -> bool {
+        let name_len = size_of::<libc::sockaddr_storage>() as u32;
+        for i in 0..GRO_SLOTS {
+            let base = g.buf[i * GRO_BUF..].as_mut_ptr();
+            g.slots.link(i, base, GRO_BUF, name_len, true);
+        }
+        // SAFETY: the first GRO_SLOTS messages point at disjoint 64 KiB
+        // windows of the staging buffer and at their own address and
+        // control slots, all owned by `g` and alive during the call.
+        let rc = unsafe {
+            libc::recvmmsg(
+                fd,
+                g.slots.msgs.as_mut_ptr(),
+                GRO_SLOTS as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc <= 0 {
+            if rc < 0 {
+                let err = std::io::Error::last_os_error().raw_os_error();
+                if !matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR)) {
+                    self.counters.rx_errors += 1;
+                }
+            }
+            return false;
+        }
+        let n = rc as usize;
+        for i in 0..n {
+            let msg = &g.slots.msgs[i];
+            let len = msg.msg_len as usize;
+            let segment = g.slots.gro_segment(i).unwrap_or(len).max(1);
+            self.counters.rx_gro_buffers += u64::from(segment < len);
+            g.staged[i] = Staged {
+                len,
+                segment,
+                off: 0,
+                src: from_storage(&g.slots.names[i]),
+                dst: g.slots.pktinfo_dst(i).unwrap_or(self.cfg.local),
+                truncated: msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            };
+        }
+        g.count = n;
+        g.next = 0;
+        true
+    }
+
+    /// Hands up staged segments while `out` has room; false when it stopped
+    /// for want of an mbuf.
+    fn drain_staged<const N: usize>(
+        &mut self,
+        g: &mut GroRx,
+        out: &mut ArrayVec<RecvCompletion, N>,
+        mut imms: Option<&mut ArrayVec<Option<u32>, N>>,
+    ) -> bool {
+        while g.next < g.count {
+            let st = g.staged[g.next];
+            if st.off >= st.len {
+                g.next += 1;
+                continue;
+            }
+            if out.is_full() {
+                return true;
+            }
+            let Some(src) = st.src.filter(|_| !st.truncated) else {
+                self.counters.drop(DropReason::Truncated);
+                g.staged[g.next].off = st.len;
+                continue;
+            };
+            let seg_len = st.segment.min(st.len - st.off);
+            let at = g.next * GRO_BUF + st.off;
+            let p = &g.buf[at..at + seg_len];
+            let index = u16::try_from(st.off / st.segment).unwrap_or(0);
+            let dst = SocketAddr::new(st.dst, self.cfg.port);
+            match self.check(p, src, dst, index) {
+                Ok(a) => {
+                    let Some(mut m) = self.cache.alloc() else {
+                        self.counters.rx_no_mbuf += 1;
+                        return false;
+                    };
+                    let keep = seg_len - a.headers_len - a.trailer_len;
+                    match m.append(keep) {
+                        Some(d) => {
+                            d.copy_from_slice(&p[a.headers_len..a.headers_len + keep]);
+                            self.deliver(m, &a, src.ip(), st.dst, out, imms.as_deref_mut());
+                        }
+                        None => {
+                            self.cache.free(m);
+                            self.counters.drop(DropReason::Truncated);
+                        }
+                    }
+                }
+                Err(reason) => self.counters.drop(reason),
+            }
+            g.staged[g.next].off += seg_len;
+        }
+        true
+    }
+}
