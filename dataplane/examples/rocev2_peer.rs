@@ -4,13 +4,19 @@
 //! rocev2_peer recv  --local IP --qpn N [--port P] [--join GROUP]... --count N [--secs S]
 //! rocev2_peer send  --local IP --qpn N [--port P] --to IP --to-qpn N --count N [--size B] [--gso 1]
 //! rocev2_peer bench --local IP --peer IP [--port P] [--size B] [--secs S] [--gso 1]
+//! rocev2_peer blast --local IP --qpn N --to IP --to-qpn N [--size B] [--secs S] [--gso 1]
+//! rocev2_peer sink  --local IP --qpn N [--secs S] [--gro 1]
 //! ```
 //!
 //! `recv` prints `received N multicast M drops D` and exits 0 once `--count`
 //! messages arrived (1 when `--secs` pass first). `send` sends `--count`
 //! messages (to a group when `--to` is one). `bench` runs a sender and a
-//! receiver QP on two threads and prints the delivered rate.
+//! receiver QP on two threads and prints the delivered rate. `blast` sends
+//! for `--secs` seconds in bursts of 64; `sink` waits for the first message,
+//! skips a quarter second of warm-up and counts the messages delivered (each
+//! ICRC checked) in the next `--secs` seconds: `delivered N in T s = X Mpps`.
 
+use arrayvec::ArrayVec;
 use ipoib_dataplane::mem::{HugepageMode, LcoreCache, Mempool, MempoolConfig};
 use ipoib_dataplane::provider::rocev2::{addr, Rocev2Ah, Rocev2Config, Rocev2Provider};
 use ipoib_dataplane::provider::{AhAttr, Burst, Provider, RecvCompletion, SendWr};
@@ -35,6 +41,7 @@ struct Args {
     size: usize,
     secs: f64,
     gso: bool,
+    gro: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -55,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         size: 64,
         secs: 10.0,
         gso: false,
+        gro: false,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -71,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
             "--size" => a.size = value.parse().map_err(|_| bad.clone())?,
             "--secs" => a.secs = value.parse().map_err(|_| bad.clone())?,
             "--gso" => a.gso = value == "1" || value == "on",
+            "--gro" => a.gro = value == "1" || value == "on",
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -101,9 +110,21 @@ fn open(
     gso: bool,
     pool: &'static Mempool,
 ) -> Result<Rocev2Provider, String> {
+    open_with(local, qpn, port, gso, false, pool)
+}
+
+fn open_with(
+    local: IpAddr,
+    qpn: u32,
+    port: u16,
+    gso: bool,
+    gro: bool,
+    pool: &'static Mempool,
+) -> Result<Rocev2Provider, String> {
     let cfg = Rocev2Config {
         port,
         gso,
+        gro,
         ..Rocev2Config::new(local, qpn)
     };
     Rocev2Provider::new(cfg, pool.cache(256)).map_err(|e| format!("rocev2 QP at {local}: {e}"))
@@ -172,6 +193,65 @@ fn recv(p: &mut Rocev2Provider, count: u64, deadline: Instant) -> (u64, u64) {
     (n, mc)
 }
 
+/// Sends `size`-byte messages in bursts of 64 until `deadline`; returns how many.
+fn blast(
+    p: &mut Rocev2Provider,
+    cache: &mut LcoreCache,
+    ah: Rocev2Ah,
+    to_qpn: u32,
+    size: usize,
+    deadline: Instant,
+) -> u64 {
+    let mut wrs: ArrayVec<SendWr<Rocev2Ah>, 64> = ArrayVec::new();
+    let mut sent = 0;
+    while Instant::now() < deadline {
+        while !wrs.is_full() {
+            let Some(mut m) = cache.alloc() else { break };
+            if m.append(size).is_none() {
+                cache.free(m);
+                break;
+            }
+            wrs.push(SendWr {
+                mbuf: m,
+                ah,
+                remote_qpn: to_qpn,
+                remote_qkey: QKEY,
+            });
+        }
+        sent += p.post_send(&mut wrs) as u64;
+    }
+    for wr in wrs.drain(..) {
+        cache.free(wr.mbuf);
+    }
+    sent
+}
+
+/// Waits for the first message, then counts deliveries during `secs`
+/// seconds after a quarter second of warm-up.
+fn sink(p: &mut Rocev2Provider, cache: &mut LcoreCache, secs: f64) -> Result<u64, String> {
+    let mut out: ArrayVec<RecvCompletion, 64> = ArrayVec::new();
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut window = None;
+    let mut n = 0;
+    loop {
+        let got = p.poll_recv(&mut out);
+        let now = Instant::now();
+        if got > 0 && window.is_none() {
+            let from = now + Duration::from_millis(250);
+            window = Some((from, from + Duration::from_secs_f64(secs)));
+        }
+        match window {
+            None if now > give_up => return Err("nothing arrived".into()),
+            Some((_, to)) if now >= to => return Ok(n),
+            Some((from, _)) if now >= from => n += got as u64,
+            _ => {}
+        }
+        for c in out.drain(..) {
+            cache.free(c.mbuf);
+        }
+    }
+}
+
 fn run(a: Args) -> Result<bool, String> {
     let local = a.local.ok_or("--local is required")?;
     let pool = pool()?;
@@ -229,7 +309,37 @@ fn run(a: Args) -> Result<bool, String> {
             );
             Ok(n > 0)
         }
-        other => Err(format!("unknown mode {other} (recv, send, bench)")),
+        "blast" => {
+            let to = a.to.ok_or("--to is required")?;
+            let mut p = open(local, a.qpn, a.port, a.gso, pool)?;
+            let ah = ah(&mut p, to)?;
+            let mut cache = pool.cache(256);
+            let sent = blast(&mut p, &mut cache, ah, a.to_qpn, a.size, deadline);
+            println!(
+                "sent {sent} errors {} gso_sends {} full {}",
+                p.counters.tx_errors, p.counters.tx_gso_sends, p.counters.tx_full
+            );
+            Ok(sent > 0)
+        }
+        "sink" => {
+            let mut p = open_with(local, a.qpn, a.port, false, a.gro, pool)?;
+            p.set_recv_buffer(32 << 20).map_err(|e| e.to_string())?;
+            println!("ready");
+            let mut cache = pool.cache(256);
+            let n = sink(&mut p, &mut cache, a.secs)?;
+            let mpps = n as f64 / a.secs / 1e6;
+            println!(
+                "delivered {n} in {:.2} s = {mpps:.3} Mpps, bad_icrc {} drops {} gro_buffers {}",
+                a.secs,
+                p.counters.rx_bad_icrc,
+                p.counters.rx_drops(),
+                p.counters.rx_gro_buffers
+            );
+            Ok(n > 0)
+        }
+        other => Err(format!(
+            "unknown mode {other} (recv, send, bench, blast, sink)"
+        )),
     }
 }
 
