@@ -157,13 +157,18 @@ fn pings_resolve_and_round_trip() {
         "ping.toml",
         "[dataplane]\nlcores = [0, 1]\n\
          [[interface]]\nname = \"ib0\"\nport = 1\nlcore = 0\nipv4 = [\"10.0.0.1/24\"]\nipv6 = [\"fd00::1/64\"]\n\
-         [[interface]]\nname = \"ib1\"\nport = 2\nlcore = 1\nipv4 = [\"10.0.0.2/24\"]\nipv6 = [\"fd00::2/64\"]\n",
+         [[interface]]\nname = \"ib1\"\nport = 2\nlcore = 1\nipv4 = [\"10.0.0.2/24\"]\nipv6 = [\"fd00::2/64\"]\n\
+         [control]\nneigh_queue = 8\n",
     );
+    // Every echo request waits for resolution (room for all five in the
+    // neighbour queue), however long a loaded machine makes it take.
     let (code, out, err) = ipoibd(&[
         "--config",
         cfg.to_str().unwrap(),
+        // The pings are done after ~0.6 s; the rest is room for round trips
+        // of hundreds of ms when busy lcores share a loaded machine.
         "--duration",
-        "1.5",
+        "4",
         "--ping",
         "10.0.0.2,fd00::2",
     ]);
