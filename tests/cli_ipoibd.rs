@@ -24,7 +24,9 @@ fn temp_file(name: &str, body: &str) -> std::path::PathBuf {
 
 #[test]
 fn embedded_default_runs_exchanges_traffic_and_leaks_nothing() {
-    let (code, out, err) = ipoibd(&["--duration", "2.5"]);
+    // Long enough for a lost ARP/ND exchange to be retried (1 s) when the
+    // lcores cannot keep up on a loaded machine and the fabric drops.
+    let (code, out, err) = ipoibd(&["--duration", "4"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     for host in ["ib0", "ib1", "ib2"] {
         let row = out
