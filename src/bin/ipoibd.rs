@@ -169,6 +169,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// Echo requests sent to each `--ping` target.
+const PING_COUNT: u16 = 5;
+/// How long the end of a run waits for echo replies still on their way.
+const PING_GRACE: Duration = Duration::from_secs(3);
+
+/// Lets replies still in flight arrive (a loaded machine can take seconds)
+/// before the lcores stop, so the summary counts them.
+fn wait_for_pings(control: &ControlPlane) {
+    let deadline = Instant::now() + PING_GRACE;
+    let jobs = control.jobs();
+    while Instant::now() < deadline {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job: ipoib_app::control_plane::ControlJob = Box::new(move |ctx| {
+            let done = ctx
+                .resolvers
+                .iter()
+                .flat_map(|r| r.ping_results())
+                .all(|p| p.sent == PING_COUNT && p.rtts.len() == usize::from(p.sent));
+            let _ = tx.send(done);
+        });
+        if jobs.try_send(job).is_err() {
+            return;
+        }
+        match rx.recv_timeout(PING_GRACE) {
+            Ok(true) | Err(_) => return,
+            Ok(false) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 struct RunOptions {
     faults: Option<FaultSpec>,
     seed: u64,
@@ -211,7 +241,7 @@ fn run_built<P: Provider + 'static>(
         lcores,
         hosts,
         fabric,
-        mut resolvers,
+        resolvers,
         igmp,
         rates,
         capture,
@@ -226,17 +256,6 @@ fn run_built<P: Provider + 'static>(
                 opts.pcap_snaplen.unwrap_or(capture::MAX_SNAPLEN),
             )
             .map_err(|e| format!("--pcap: {e}"))?;
-    }
-    if let Some(first) = resolvers.first_mut() {
-        if !opts.pings.is_empty() {
-            // After carrier and the first resolutions; five rounds, 100 ms apart.
-            first.plan_pings(
-                opts.pings.clone(),
-                5,
-                Duration::from_millis(100),
-                Duration::from_millis(200),
-            );
-        }
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -350,6 +369,21 @@ fn run_built<P: Provider + 'static>(
     let lcore_stop = Arc::new(AtomicBool::new(false));
     let (handles, pinning) = spawn_lcores(lcores, &cfg.dataplane.lcores, lcore_stop.clone())
         .map_err(|e| format!("cannot start lcores: {e}"))?;
+    if let (Some(c), false) = (&control, opts.pings.is_empty()) {
+        // From the first interface's stack, 200 ms after the lcores start
+        // (a slow start-up must not queue every request before they run);
+        // PING_COUNT rounds, 100 ms apart.
+        let targets = opts.pings.clone();
+        let job: ipoib_app::control_plane::ControlJob = Box::new(move |ctx| {
+            let start = ctx.now + Duration::from_millis(200);
+            if let Some(first) = ctx.resolvers.first_mut() {
+                first.plan_pings(targets, PING_COUNT, Duration::from_millis(100), start);
+            }
+        });
+        c.jobs()
+            .send(job)
+            .map_err(|_| "the control thread stopped before the pings".to_string())?;
+    }
     match pinning {
         Pinning::Shared { cores, lcores } => {
             tracing::warn!(
@@ -390,6 +424,11 @@ fn run_built<P: Provider + 'static>(
             wake.saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(50)),
         );
+    }
+    if !stop.load(Ordering::Relaxed) && !opts.pings.is_empty() {
+        if let Some(c) = &control {
+            wait_for_pings(c);
+        }
     }
     let elapsed = start.elapsed();
     // No requests into a control plane that is about to stop.
