@@ -32,6 +32,9 @@ bash tests/netns_tun.sh
 step "rocev2 against Linux kernel rxe in QEMU guests (root only)"
 bash tests/rxe_interop.sh
 
+step "three ipoibd hosts on rocev2: multicast, capture, loss and a restart (root only)"
+bash tests/netns_multihost.sh
+
 step "loom model tests of the rings"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p ipoib-dataplane --release --test ring_loom
