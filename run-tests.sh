@@ -29,11 +29,11 @@ bash tests/netns_pktgen.sh
 step "kernel applications through TUN devices on two ipoibd hosts (root only)"
 bash tests/netns_tun.sh
 
-step "rocev2 against Linux kernel rxe in QEMU guests (root only)"
-bash tests/rxe_interop.sh
-
 step "three ipoibd hosts on rocev2: multicast, capture, loss and a restart (root only)"
 bash tests/netns_multihost.sh
+
+step "rocev2 against Linux kernel rxe in QEMU guests (root only)"
+bash tests/rxe_interop.sh
 
 step "loom model tests of the rings"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
