@@ -157,9 +157,14 @@ for h in a b; do
     leaves=$(sed -E 's/.* leaves=([0-9]+).*/\1/' <<<"$line")
     [ "$joins" = "$leaves" ] || fail "$h: joins and leaves differ: $line"
     grep -q "unbalanced=0 violations=0" <<<"$line" || fail "$h: $line"
+    # Balanced on IGMP too: each group joined at stop (broadcast at least) is left.
+    joined=$(sed -n '/^multicast groups at stop:/,/^control: joins=/p' "$out" | grep -c " joined ")
+    left=$(sed -nE 's/^control: ([0-9]+) membership\(s\) left at stop/\1/p' "$out")
+    [ "$joined" -ge 1 ] && [ "$joined" = "$left" ] \
+        || fail "$h: $joined groups joined at stop, ${left:-no} leaves"
     grep -Eq "^tun ipoib0 \(ib0\): from host [1-9][0-9]* pkts .* to host [1-9][0-9]* pkts" "$out" \
         || fail "$h: no packets counted through the TUN device"
     echo "== host $h"
-    grep -E "^ib0 |^control: joins=|^tun |\(no leak\)" "$out"
+    grep -E "^ib0 |^control: |^tun |\(no leak\)" "$out"
 done
 echo "kernel applications through TUN over rocev2 in two namespaces: ok"

@@ -477,6 +477,9 @@ fn run_built<P: Provider + 'static>(
         for v in &r.violations {
             println!("  violation: {v}");
         }
+        // Every membership joined at stop is left (IGMP and rdma_cm keep no
+        // SA books to balance; this is their count).
+        println!("control: {} membership(s) left at stop", r.leaves);
         print!(
             "\nneighbours at stop:\n{}",
             report::neighbours(&r.neighbours)
