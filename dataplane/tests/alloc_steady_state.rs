@@ -313,3 +313,61 @@ fn fabric_unicast_and_joined_multicast_allocate_nothing() {
     drop(fabric);
     assert_eq!(pool.available(), pool.capacity(), "mbufs leaked");
 }
+
+/// With a capture running, the lcore still allocates nothing: frames are
+/// copied into the taps' preallocated slots (the writer thread, not counted
+/// here, drains them), and every frame sent or received is either captured
+/// or a counted capture drop.
+#[test]
+fn capture_on_allocates_nothing_on_the_lcore() {
+    use ipoib_dataplane::capture::{tap, Capture, MAX_SNAPLEN};
+    let pool = Mempool::new(MempoolConfig {
+        name: "alloc-capture".into(),
+        count: 8192,
+        buf_size: 2176,
+        hugepages: HugepageMode::Off,
+    })
+    .expect("pool");
+    let (mut lcore, hosts, fabric) = fabric_pair(pool);
+    let readers = lcore
+        .ifaces_mut()
+        .iter_mut()
+        .enumerate()
+        .map(|(i, iface)| {
+            let port = iface.port();
+            let (t, reader) = tap(&format!("ib{i}"), port.qpn, port.gid, 256);
+            iface.set_capture(t);
+            reader
+        })
+        .collect();
+    let capture = Capture::new(readers);
+    // The records go nowhere: the copy and the accounting are what count.
+    capture
+        .start(std::path::Path::new("/dev/null"), None, MAX_SNAPLEN)
+        .expect("capture starts");
+    for _ in 0..4 {
+        lcore.poll_once();
+        hosts.iter().for_each(Host::serve_joins);
+    }
+    run_fabric(&mut lcore, &hosts, 100_000);
+    let seen = |i: usize| {
+        let c = &capture.counters()[i];
+        c.captured + c.drops
+    };
+    let (tx0, rx1) = (hosts[0].stats.snapshot(), hosts[1].stats.snapshot());
+    let (seen0, seen1) = (seen(0), seen(1));
+    let (n, sent) = allocations_in(|| run_fabric(&mut lcore, &hosts, STEADY_PACKETS / 4));
+    assert_eq!(n, 0, "{n} allocations over {sent} packets with capture on");
+    let (tx0_after, rx1_after) = (hosts[0].stats.snapshot(), hosts[1].stats.snapshot());
+    // ib0 only sends (its own multicast copies are not captured), ib1 only
+    // receives; nothing was refused by the fabric.
+    assert_eq!(seen(0) - seen0, tx0_after.tx_packets - tx0.tx_packets);
+    assert_eq!(seen(1) - seen1, rx1_after.rx_packets - rx1.rx_packets);
+    assert!(capture.counters()[0].captured > 0);
+    let done = capture.stop().expect("capture stops");
+    assert!(done.written > 0 && done.error.is_none(), "{done:?}");
+    lcore.drain();
+    drop(lcore);
+    drop(fabric);
+    assert_eq!(pool.available(), pool.capacity(), "mbufs leaked");
+}

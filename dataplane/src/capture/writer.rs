@@ -481,4 +481,29 @@ mod tests {
         c.stop().unwrap();
         let _ = std::fs::remove_file(&path);
     }
+
+    #[test]
+    fn a_write_error_ends_the_session_and_turns_the_taps_off() {
+        let pool = pool();
+        let (mut a, ra) = tap("ib0", 0x101, Gid::default(), 64);
+        let c = Capture::new(vec![ra]);
+        // Writes to /dev/full fail with ENOSPC once the buffer is flushed.
+        c.start(Path::new("/dev/full"), None, MAX_SNAPLEN).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while a.session() != 0 {
+            assert!(Instant::now() < deadline, "the taps stayed on");
+            send(pool, &mut a, 1);
+            std::thread::yield_now();
+        }
+        let done = c.stop().unwrap();
+        let error = done.error.expect("the error is reported");
+        assert!(error.starts_with("cannot write"), "{error}");
+        // The interface can capture again afterwards.
+        let path = temp("after-error");
+        c.start(&path, None, MAX_SNAPLEN).unwrap();
+        send(pool, &mut a, 2);
+        wait_written(&c, 1);
+        assert_eq!(c.stop().unwrap().error, None);
+        let _ = std::fs::remove_file(&path);
+    }
 }
