@@ -3,7 +3,8 @@
 # machine with only the Rust toolchain. Each step prints what it runs.
 #   ./run-tests.sh          unit, property, integration and CLI tests, then the
 #                           model checkers (loom, shuttle) and the broken-engine check
-#   SOAK=1 ./run-tests.sh   also the long variants (more model-checking schedules)
+#   SOAK=1 ./run-tests.sh   also the long variants (more model-checking schedules,
+#                           a 10-minute daemon soak)
 #   FUZZ_SECONDS=60 ./run-tests.sh   a longer fuzz run per target
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -34,6 +35,9 @@ bash tests/netns_multihost.sh
 
 step "rocev2 against Linux kernel rxe in QEMU guests (root only)"
 bash tests/rxe_interop.sh
+
+step "daemon soak: traffic, port events, SA faults, reloads (30 s; SOAK=1: 10 min)"
+bash tests/soak.sh
 
 step "loom model tests of the rings"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

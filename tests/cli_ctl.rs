@@ -454,6 +454,34 @@ fn ipoibctl_drives_a_running_daemon() {
     for t in threads {
         assert_eq!(t.join().unwrap(), 0);
     }
+    // Sixteen clients at once, each mixing good and bad requests on its
+    // connection: every one gets its own answers, in order.
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let sock = d.sock.clone();
+            std::thread::spawn(move || {
+                let bad = format!("{{\"cmd\":\"flush\",\"level\":\"x{i}\"}}");
+                raw(
+                    &sock,
+                    &["{\"cmd\":\"stats\"}", &bad, "{\"cmd\":\"groups\"}"],
+                )
+            })
+        })
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        let a = t.join().unwrap();
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert!(a[0]["data"]["interfaces"].is_array(), "{}", a[0]);
+        assert!(
+            a[1]["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("\"x{i}\"")),
+            "{}",
+            a[1]
+        );
+        assert!(a[2]["data"]["interfaces"].is_array(), "{}", a[2]);
+    }
 
     // A second daemon on the same socket is refused; the first one stays.
     let out = Command::new(env!("CARGO_BIN_EXE_ipoibd"))
