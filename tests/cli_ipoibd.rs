@@ -265,3 +265,58 @@ fn systemd_unit_uses_real_flags() {
     assert!(value("ExecReload").contains("-HUP"));
     assert_eq!(value("KillSignal"), "SIGTERM");
 }
+
+/// `--pcap`: one interface's frames, cut at the snap length, written by the
+/// time the daemon exits; a file that cannot be created is one line and
+/// status 2, and the capture options need --pcap.
+#[test]
+fn pcap_option_captures_one_interface() {
+    use ipoib_dataplane::capture::{LinkHeader, PcapReader, LINKTYPE_IPOIB};
+    let file = temp_file("ib2.pcap", "");
+    let (code, out, err) = ipoibd(&[
+        "--no-socket",
+        "--duration",
+        "1",
+        "--pcap",
+        file.to_str().unwrap(),
+        "--pcap-interface",
+        "ib2",
+        "--pcap-snaplen",
+        "80",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("capture: "))
+        .unwrap_or_else(|| panic!("no capture line:\n{out}"));
+    assert!(line.contains("of ib2 written to"), "{line}");
+    let written: u64 = line["capture: ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let mut reader = PcapReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    assert_eq!((reader.linktype(), reader.snaplen()), (LINKTYPE_IPOIB, 80));
+    let mut n = 0;
+    for rec in reader.by_ref() {
+        let rec = rec.unwrap();
+        assert!(rec.data.len() <= 80, "{} bytes", rec.data.len());
+        assert!(LinkHeader::split(&rec.data).is_some());
+        n += 1;
+    }
+    assert!(n > 0 && n == written, "{n} records, {written} reported");
+    let _ = std::fs::remove_file(&file);
+
+    let (code, _, err) = ipoibd(&["--no-socket", "--pcap", "/nonexistent-dir/x.pcap"]);
+    assert_eq!(code, 2);
+    // One error line (after any start-up warning).
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].starts_with("ipoibd: error: --pcap: cannot create /nonexistent-dir/x.pcap"),
+        "{err}"
+    );
+    let (code, _, err) = ipoibd(&["--pcap-interface", "ib0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--pcap"), "{err}");
+}
