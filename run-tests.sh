@@ -36,6 +36,9 @@ bash tests/netns_multihost.sh
 step "rocev2 against Linux kernel rxe in QEMU guests (root only)"
 bash tests/rxe_interop.sh
 
+step "ipoibd with the verbs provider on kernel soft-RoCE in QEMU guests (root only)"
+bash tests/rxe_verbs.sh
+
 step "daemon soak: traffic, port events, SA faults, reloads (30 s; SOAK=1: 10 min)"
 bash tests/soak.sh
 

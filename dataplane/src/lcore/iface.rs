@@ -1001,6 +1001,7 @@ impl<P: Provider> Iface<P> {
 
     /// Frees what the interface still holds (stop).
     pub fn drain(&mut self, cache: &mut LcoreCache) {
+        const DRAIN_POLLS: usize = 4096;
         self.mcast.clear(cache);
         if let Some(ctrl) = self.ctrl.as_mut() {
             while let Some(c) = ctrl.from_control.pop() {
@@ -1012,7 +1013,9 @@ impl<P: Provider> Iface<P> {
                 cache.free(m);
             }
         }
-        loop {
+        // Bounded: on a live link (a real device, a peer still sending)
+        // messages keep arriving, and a provider may repost as it polls.
+        for _ in 0..DRAIN_POLLS {
             if self.provider.poll_recv(&mut self.rxc) == 0 {
                 break;
             }

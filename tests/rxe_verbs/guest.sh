@@ -1,0 +1,184 @@
+#!/bin/bash
+# Runs inside an rxe-vm guest (as /extra/run.sh): ipoibd with the verbs
+# provider on the guest's kernel soft-RoCE device rxe0. IPOIB_ROLE picks
+# what this guest does:
+#   recv  full member of GROUP; waits until a peer's unicast flow, multicast
+#         flow and pings arrived, then stops and checks its leaves
+#   send  once the receiver is up: a unicast flow, a multicast flow to GROUP
+#         (send-only join on first use) and pings to PEER_IPOIB
+# With IPOIB_FLAP=1 the sender takes its link down and up mid-traffic: the
+# port events flush every membership, the broadcast group and the send-only
+# group are joined again and the flows resume.
+# Lines "IPOIB-TEST: ok|fail NAME detail" are what the host checks.
+cd /extra || exit 2
+ROLE=${IPOIB_ROLE:?}
+GROUP=${IPOIB_GROUP:-239.1.2.3}
+IP=$RXE_VM_IP
+FLAG_UP=${IPOIB_FLAG_UP:-10.99.0.200}     # the receiver's "ipoibd is up" address
+FLAG_DONE=${IPOIB_FLAG_DONE:-10.99.0.201} # the sender's "done" address
+FLAG_ACK=${IPOIB_FLAG_ACK:-10.99.0.202}   # the receiver saw it: the sender may power off
+SOCK=/tmp/ipoibd.sock
+fails=0
+mark() { echo "IPOIB-TEST: $*"; }
+ok() { mark "ok $*"; }
+bad() { mark "fail $*"; fails=$((fails + 1)); }
+
+# A flag address answers (a TCP RST from the kernel) once its guest added it.
+# It goes on lo: an address on eth0 would be a new GID of rxe0, and the GID
+# change event flushes every multicast membership.
+answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/9" 2>&1 | grep -q refused; }
+wait_for() {
+    local n=0
+    until answers "$1"; do
+        n=$((n + 1))
+        [ $n -lt "${2:-120}" ] || return 1
+        sleep 1
+    done
+}
+wait_line() { # FILE PATTERN SECONDS
+    local n=0
+    until grep -q "$2" "$1" 2>/dev/null; do
+        n=$((n + 1))
+        [ $n -lt $(($3 * 10)) ] || return 1
+        sleep 0.1
+    done
+}
+
+config() {
+    cat <<CONF
+[dataplane]
+lcores = [0]
+mempool_size = 4096
+hugepages = "off"
+
+[provider]
+kind = "verbs"
+
+[provider.verbs]
+device = "$RXE_VM_DEV"
+gid_index = $RXE_VM_GID_V4
+
+[[interface]]
+name = "ib0"
+port = 1
+mtu = $((RXE_VM_MTU - 4))
+ipv4 = ["${IPOIB_ADDR:?}/24"]
+CONF
+    case $ROLE in
+    recv) echo "groups = [\"$GROUP\"]" ;;
+    send)
+        cat <<CONF
+
+[[traffic]]
+from = "ib0"
+to = "$PEER_IPOIB"
+rate_pps = 2000
+dst_port = 9000
+
+[[traffic]]
+from = "ib0"
+to = "$GROUP"
+rate_pps = 1000
+dst_port = 9001
+CONF
+        ;;
+    esac
+}
+config >verbs.toml
+mark "config $ROLE $(tr '\n' ' ' <verbs.toml)"
+
+cm_ids() { rdma res show cm_id 2>/dev/null | grep -c "ps UDP"; }
+
+case $ROLE in
+recv)
+    ./ipoibd --config verbs.toml --socket $SOCK --duration 0 >ipoibd.out 2>&1 &
+    pid=$!
+    if wait_line ipoibd.out "control: carrier on every interface" 60; then
+        ok "carrier broadcast and $GROUP joined through rdma_cm"
+    else
+        bad "carrier no carrier within 60 s"
+    fi
+    ok "cm_ids_running $(cm_ids) rdma_cm ids while running"
+    ip addr add "$FLAG_UP/32" dev lo
+    if wait_for "$FLAG_DONE" 150; then ok "peer_done"; else bad "peer_done the sender never finished"; fi
+    ip addr add "$FLAG_ACK/32" dev lo
+    timeout 20 ./ipoibctl stats --socket $SOCK >stats.out 2>&1
+    timeout 20 ./ipoibctl groups --socket $SOCK >groups.out 2>&1
+    timeout 20 ./ipoibctl neigh --socket $SOCK >neigh.out 2>&1
+    kill -TERM $pid
+    wait $pid
+    rc=$?
+    ;;
+send)
+    if wait_for "$FLAG_UP" 120; then ok "peer_up"; else bad "peer_up the receiver never came up"; fi
+    ./ipoibd --config verbs.toml --socket $SOCK --duration "${IPOIB_SECONDS:-6}" \
+        --ping "$PEER_IPOIB" >ipoibd.out 2>&1 &
+    pid=$!
+    wait_line ipoibd.out "control: carrier on every interface" 60 || bad "carrier no carrier within 60 s"
+    sleep 3
+    ok "cm_ids_running $(cm_ids) rdma_cm ids while running"
+    if [ "${IPOIB_FLAP:-0}" = 1 ]; then
+        timeout 20 ./ipoibctl stats --socket $SOCK >before.out 2>&1
+        ip link set eth0 down
+        sleep 1
+        ip link set eth0 up
+        # Traffic resumes: the counter moves again once carrier is back.
+        tx0=$(awk '$1 == "tx_good_packets" {print $2; exit}' before.out)
+        n=0 moved=0
+        while [ $n -lt 200 ]; do
+            timeout 20 ./ipoibctl stats --socket $SOCK >after.out 2>&1
+            tx1=$(awk '$1 == "tx_good_packets" {print $2; exit}' after.out)
+            if [ "${tx1:-0}" -gt $((${tx0:-0} + 200)) ] && timeout 20 ./ipoibctl groups --socket $SOCK | grep -q "carrier up"; then
+                moved=1
+                break
+            fi
+            sleep 0.1
+            n=$((n + 1))
+        done
+        [ $moved = 1 ] && ok "flap traffic resumed after the link came back (tx $tx0 -> $tx1)" \
+            || bad "flap traffic did not resume (tx $tx0 -> ${tx1:-none})"
+    fi
+    timeout 20 ./ipoibctl stats --socket $SOCK >stats.out 2>&1
+    timeout 20 ./ipoibctl groups --socket $SOCK >groups.out 2>&1
+    timeout 20 ./ipoibctl neigh --socket $SOCK >neigh.out 2>&1
+    # A daemon that does not stop is a failure: show where its threads wait.
+    n=0
+    while kill -0 $pid 2>/dev/null && [ $n -lt $(((${IPOIB_SECONDS:-6} + 60) * 10)) ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    if kill -0 $pid 2>/dev/null; then
+        bad "stop ipoibd did not stop: $(cat /proc/loadavg)"
+        for t in /proc/$pid/task/*; do
+            echo "thread $(cat $t/comm) $(cut -d' ' -f3,14,15 $t/stat): $(tr '\n' ' ' <$t/stack 2>/dev/null)"
+        done
+        kill -KILL $pid
+    fi
+    wait $pid
+    rc=$?
+    ip addr add "$FLAG_DONE/32" dev lo
+    wait_for "$FLAG_ACK" 60 || bad "peer_ack the receiver did not see this guest finish"
+    ;;
+*)
+    bad "role unknown role $ROLE"
+    exit 2
+    ;;
+esac
+for f in ipoibd.out stats.out groups.out neigh.out; do
+    echo "----- $f"
+    cat $f
+done
+echo "----- end"
+[ "$rc" = 0 ] && ok "exit ipoibd exited 0" || bad "exit ipoibd exited $rc"
+left=$(cm_ids)
+[ "$left" = 0 ] && ok "cm_ids_after no rdma_cm id left" || bad "cm_ids_after $left rdma_cm ids left"
+grep -E "^rdma_cm ib0: " ipoibd.out | grep -q "outstanding=0" \
+    && ok "balanced $(grep -E '^rdma_cm ib0: ' ipoibd.out)" \
+    || bad "balanced $(grep -E '^rdma_cm ib0: ' ipoibd.out)"
+grep -q "(no leak)" ipoibd.out && ok "no_leak" || bad "no_leak $(grep '^mempool' ipoibd.out)"
+if [ "${IPOIB_FLAP:-0}" = 1 ]; then
+    f=$(sed -n 's/^port events: \([0-9]*\) flush.*/\1/p' ipoibd.out)
+    [ "${f:-0}" -ge 2 ] && ok "port_events ${f} flushes (link down, link up)" \
+        || bad "port_events ${f:-no} flushes after the link went down and up"
+fi
+exit $((fails > 0))
