@@ -6,6 +6,9 @@
 #         flow and pings arrived, then stops and checks its leaves
 #   send  once the receiver is up: a unicast flow, a multicast flow to GROUP
 #         (send-only join on first use) and pings to PEER_IPOIB
+#   bench-recv / bench-send  (benches/verbs_vs_perftest.sh) ib_send_bw -c UD
+#         with BENCH_SIZE-byte messages, then ipoibd's own flow of the same
+#         UD message size as fast as it goes; the receiver counts
 # With IPOIB_FLAP=1 the sender takes its link down and up mid-traffic: the
 # port events flush every membership, the broadcast group and the send-only
 # group are joined again and the flows resume.
@@ -45,6 +48,8 @@ wait_line() { # FILE PATTERN SECONDS
 }
 
 config() {
+    local rate=2000 size=64
+    [ "$ROLE" = bench-send ] && rate=0 size=$((BENCH_SIZE - 4))
     cat <<CONF
 [dataplane]
 lcores = [0]
@@ -66,6 +71,16 @@ ipv4 = ["${IPOIB_ADDR:?}/24"]
 CONF
     case $ROLE in
     recv) echo "groups = [\"$GROUP\"]" ;;
+    bench-send)
+        cat <<CONF
+
+[[traffic]]
+from = "ib0"
+to = "$PEER_IPOIB"
+rate_pps = $rate
+size = $size
+CONF
+        ;;
     send)
         cat <<CONF
 
@@ -90,6 +105,44 @@ mark "config $ROLE $(tr '\n' ' ' <verbs.toml)"
 cm_ids() { rdma res show cm_id 2>/dev/null | grep -c "ps UDP"; }
 
 case $ROLE in
+bench-recv)
+    timeout 120 ib_send_bw -c UD -d "$RXE_VM_DEV" -x "$RXE_VM_GID_V4" -s "$BENCH_SIZE" \
+        -D "${BENCH_SECONDS:-5}" >perftest.out 2>&1
+    echo "----- perftest.out"; cat perftest.out
+    mark "perftest_rx_mpps $(awk '$1 == '"$BENCH_SIZE"' && NF >= 5 {r = $5} END {print r}' perftest.out)"
+    ./ipoibd --config verbs.toml --socket $SOCK --duration 0 >ipoibd.out 2>&1 &
+    pid=$!
+    wait_line ipoibd.out "control: carrier on every interface" 60 || bad "carrier"
+    ip addr add "$FLAG_UP/32" dev lo
+    wait_for "$FLAG_DONE" 150 || bad "peer_done"
+    ip addr add "$FLAG_ACK/32" dev lo
+    timeout 20 ./ipoibctl stats --socket $SOCK >stats.out 2>&1
+    kill -TERM $pid
+    wait $pid
+    echo "----- stats.out"; cat stats.out; echo "----- end"
+    mark "bench_rx $(awk '$1 == "rx_good_packets" {print $2; exit}' stats.out)"
+    exit $((fails > 0))
+    ;;
+bench-send)
+    n=0
+    # The server may still be booting: retry while it does not listen.
+    until timeout 120 ib_send_bw -c UD -d "$RXE_VM_DEV" -x "$RXE_VM_GID_V4" -s "$BENCH_SIZE" \
+        -D "${BENCH_SECONDS:-5}" "$RXE_VM_PEER" >perftest.out 2>&1; do
+        n=$((n + 1))
+        [ $n -lt 60 ] || { bad "perftest never reached the server"; break; }
+        sleep 1
+    done
+    echo "----- perftest.out"; cat perftest.out
+    # The last row: #bytes #iterations BW-peak BW-average MsgRate[Mpps].
+    mark "perftest_mpps $(awk '$1 == '"$BENCH_SIZE"' && NF >= 5 {r = $5} END {print r}' perftest.out)"
+    wait_for "$FLAG_UP" 120 || bad "peer_up"
+    ./ipoibd --config verbs.toml --socket $SOCK --duration "${BENCH_SECONDS:-5}" >ipoibd.out 2>&1
+    echo "----- ipoibd.out"; cat ipoibd.out; echo "----- end"
+    mark "bench_tx $(awk '$1 == "ib0" {print $2; exit}' ipoibd.out)"
+    ip addr add "$FLAG_DONE/32" dev lo
+    wait_for "$FLAG_ACK" 60 || bad "peer_ack"
+    exit $((fails > 0))
+    ;;
 recv)
     ./ipoibd --config verbs.toml --socket $SOCK --duration 0 >ipoibd.out 2>&1 &
     pid=$!
