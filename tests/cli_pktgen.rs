@@ -772,3 +772,86 @@ fn link_percentage_paces_and_warmup_stays_out_of_the_results() {
     );
     assert_eq!(rx["latency_ns"]["count"], 2000, "warm-up has no latency");
 }
+
+/// The sink role in another process: a generator on 127.0.0.1 and
+/// `--sink` on 127.0.0.2 (rocev2, one RoCEv2 port of their own). The sink
+/// learns the sent count from the stream's end packets; its JSON validates.
+#[test]
+fn a_sink_in_another_process_counts_a_rocev2_stream_exactly() {
+    use std::io::BufRead;
+    let port = 20_000 + ((std::process::id() + 7) % 20_000) as u16;
+    let host = |me: u8, peer: Option<u8>| {
+        let mut text = format!(
+            "[dataplane]\nlcores = [0]\nmempool_size = 4096\nhugepages = \"off\"\n\n\
+             [provider]\nkind = \"rocev2\"\n\n[provider.rocev2]\nport = {port}\nib_mtu = 1024\n\n\
+             [[interface]]\nname = \"ib0\"\nport = {me}\nmtu = 1020\nlocal_ip = \"127.0.0.{me}\"\nipv4 = [\"10.0.0.{me}/24\"]\n"
+        );
+        if let Some(p) = peer {
+            text += &format!(
+                "\n[[interface.neighbour]]\nip = \"10.0.0.{p}\"\nqpn = 0x10{p}\ngid = \"::ffff:127.0.0.{p}\"\n"
+            );
+        }
+        let path = tmp(&format!("host{me}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (gen_cfg, sink_cfg) = (host(1, Some(2)), host(2, None));
+    let (gen_json, sink_json) = (tmp("gen.json"), tmp("sink.json"));
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_ipoibd"))
+        .args(["pktgen", "-q", "--sink", "--duration", "60", "--config"])
+        .arg(&sink_cfg)
+        .arg("--json")
+        .arg(&sink_json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ipoibd runs");
+    // The sink says when its sockets are bound; EOF means it exited.
+    let mut lines = std::io::BufReader::new(sink.stderr.take().unwrap()).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("sink: ready"));
+    assert!(ready, "the sink never got ready");
+    let out = ipoibd(&[
+        "-q",
+        "--config",
+        gen_cfg.to_str().unwrap(),
+        "--to",
+        "10.0.0.2",
+        "--count",
+        "3000",
+        "--rate-pps",
+        "50000",
+        "--json",
+        gen_json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sink.wait().unwrap().success(), "the sink exits 0");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&sink_json).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&doc, &schema(), "$", &mut errors);
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let streams = doc["phases"][0]["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1);
+    let (s, rx) = (&streams[0], &streams[0]["receivers"][0]);
+    assert_eq!(
+        (&s["mode"], &s["tx_packets"]),
+        (&Value::from("remote"), &Value::from(3000))
+    );
+    assert_eq!(
+        [
+            &rx["announced"],
+            &rx["unique"],
+            &rx["lost"],
+            &rx["duplicates"]
+        ],
+        [3000, 3000, 0, 0].map(Value::from).each_ref()
+    );
+    assert!(rx["end_packets"].as_u64().unwrap() >= 1);
+    assert_eq!(rx["latency_ns"]["count"], 3000);
+}
