@@ -369,6 +369,16 @@ fn run_built<P: Provider + 'static>(
     let lcore_stop = Arc::new(AtomicBool::new(false));
     let (handles, pinning) = spawn_lcores(lcores, &cfg.dataplane.lcores, lcore_stop.clone())
         .map_err(|e| format!("cannot start lcores: {e}"))?;
+    if let (Some(first), false) = (cfg.interfaces.first(), opts.pings.is_empty()) {
+        if let Some(t) = &first.tun {
+            tracing::warn!(
+                "--ping: {} has TUN device {}, whose kernel takes the echo replies; \
+                 ping from the host instead",
+                first.name,
+                t.name
+            );
+        }
+    }
     if let (Some(c), false) = (&control, opts.pings.is_empty()) {
         // From the first interface's stack, 200 ms after the lcores start
         // (a slow start-up must not queue every request before they run);
