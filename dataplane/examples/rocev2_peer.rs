@@ -194,21 +194,14 @@ fn recv(p: &mut Rocev2Provider, count: u64, deadline: Instant) -> (u64, u64) {
 }
 
 /// Sends `size`-byte messages in bursts of 64 until `deadline`; returns how many.
-fn blast(
-    p: &mut Rocev2Provider,
-    cache: &mut LcoreCache,
-    ah: Rocev2Ah,
-    to_qpn: u32,
-    size: usize,
-    deadline: Instant,
-) -> u64 {
+fn blast(p: &mut Rocev2Provider, ah: Rocev2Ah, to_qpn: u32, size: usize, deadline: Instant) -> u64 {
     let mut wrs: ArrayVec<SendWr<Rocev2Ah>, 64> = ArrayVec::new();
     let mut sent = 0;
     while Instant::now() < deadline {
         while !wrs.is_full() {
-            let Some(mut m) = cache.alloc() else { break };
+            let Some(mut m) = p.alloc() else { break };
             if m.append(size).is_none() {
-                cache.free(m);
+                p.recycle(m);
                 break;
             }
             wrs.push(SendWr {
@@ -221,14 +214,14 @@ fn blast(
         sent += p.post_send(&mut wrs) as u64;
     }
     for wr in wrs.drain(..) {
-        cache.free(wr.mbuf);
+        p.recycle(wr.mbuf);
     }
     sent
 }
 
 /// Waits for the first message, then counts deliveries during `secs`
 /// seconds after a quarter second of warm-up.
-fn sink(p: &mut Rocev2Provider, cache: &mut LcoreCache, secs: f64) -> Result<u64, String> {
+fn sink(p: &mut Rocev2Provider, secs: f64) -> Result<u64, String> {
     let mut out: ArrayVec<RecvCompletion, 64> = ArrayVec::new();
     let give_up = Instant::now() + Duration::from_secs(10);
     let mut window = None;
@@ -247,7 +240,7 @@ fn sink(p: &mut Rocev2Provider, cache: &mut LcoreCache, secs: f64) -> Result<u64
             _ => {}
         }
         for c in out.drain(..) {
-            cache.free(c.mbuf);
+            p.recycle(c.mbuf);
         }
     }
 }
@@ -313,8 +306,7 @@ fn run(a: Args) -> Result<bool, String> {
             let to = a.to.ok_or("--to is required")?;
             let mut p = open(local, a.qpn, a.port, a.gso, pool)?;
             let ah = ah(&mut p, to)?;
-            let mut cache = pool.cache(256);
-            let sent = blast(&mut p, &mut cache, ah, a.to_qpn, a.size, deadline);
+            let sent = blast(&mut p, ah, a.to_qpn, a.size, deadline);
             println!(
                 "sent {sent} errors {} gso_sends {} full {}",
                 p.counters.tx_errors, p.counters.tx_gso_sends, p.counters.tx_full
@@ -325,8 +317,7 @@ fn run(a: Args) -> Result<bool, String> {
             let mut p = open_with(local, a.qpn, a.port, false, a.gro, pool)?;
             p.set_recv_buffer(32 << 20).map_err(|e| e.to_string())?;
             println!("ready");
-            let mut cache = pool.cache(256);
-            let n = sink(&mut p, &mut cache, a.secs)?;
+            let n = sink(&mut p, a.secs)?;
             let mpps = n as f64 / a.secs / 1e6;
             println!(
                 "delivered {n} in {:.2} s = {mpps:.3} Mpps, bad_icrc {} drops {} gro_buffers {}",

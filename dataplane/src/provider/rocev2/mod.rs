@@ -206,6 +206,18 @@ impl Rocev2Provider {
         Ok(())
     }
 
+    /// A buffer from this QP's own cache, where sent buffers return: a
+    /// program that sends from here keeps cycling the same warm buffers.
+    pub fn alloc(&mut self) -> Option<Mbuf> {
+        self.cache.alloc()
+    }
+
+    /// Gives a delivered buffer back to this QP's own cache, which posts it
+    /// again on the next receive while it is still warm.
+    pub fn recycle(&mut self, m: Mbuf) {
+        self.cache.free(m);
+    }
+
     /// The next PSN this QP sends.
     pub fn next_psn(&self) -> u32 {
         self.psn

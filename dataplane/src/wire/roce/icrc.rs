@@ -17,6 +17,8 @@ const IPV4_MAX_HEADER_LEN: usize = 60;
 const IPV6_HEADER_LEN: usize = 40;
 const UDP_HEADER_LEN: usize = 8;
 const POLY: u32 = 0xEDB8_8320;
+/// Headers plus the first transport bytes, a multiple of 16 (the fold's step).
+const STAGE_LEN: usize = 256;
 
 const fn make_tables() -> [[u32; 256]; 8] {
     let mut tables = [[0u32; 256]; 8];
@@ -133,44 +135,46 @@ pub fn icrc(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Result<u32
     if transport.len() < bth::HEADER_LEN {
         return Err(Error::Truncated);
     }
-    let mut crc = Crc32 {
-        register: AFTER_LRH,
-    };
-    let mut ip = [0u8; IPV4_MAX_HEADER_LEN];
-    let ip = match ip_header.first().map(|b| b >> 4) {
-        Some(4) if (IPV4_MIN_HEADER_LEN..=IPV4_MAX_HEADER_LEN).contains(&ip_header.len()) => {
-            let ip = &mut ip[..ip_header.len()];
-            ip.copy_from_slice(ip_header);
+    // The masked headers and the start of the transport go through one
+    // staging buffer, so short packets take a single carry-less pass
+    // instead of several table-driven pieces.
+    let mut stage = [0u8; STAGE_LEN];
+    let ip_len = ip_header.len();
+    match ip_header.first().map(|b| b >> 4) {
+        Some(4) if (IPV4_MIN_HEADER_LEN..=IPV4_MAX_HEADER_LEN).contains(&ip_len) => {
+            stage[..ip_len].copy_from_slice(ip_header);
             // TOS, TTL and header checksum.
             for at in [1, 8, 10, 11] {
-                ip[at] = 0xff;
+                stage[at] = 0xff;
             }
-            &*ip
         }
-        Some(6) if ip_header.len() == IPV6_HEADER_LEN => {
-            let ip = &mut ip[..IPV6_HEADER_LEN];
-            ip.copy_from_slice(ip_header);
+        Some(6) if ip_len == IPV6_HEADER_LEN => {
+            stage[..ip_len].copy_from_slice(ip_header);
             // Traffic class and flow label (all but the version nibble), hop limit.
-            ip[0] |= 0x0f;
+            stage[0] |= 0x0f;
             for at in [1, 2, 3, 7] {
-                ip[at] = 0xff;
+                stage[at] = 0xff;
             }
-            &*ip
         }
         None => return Err(Error::Truncated),
         Some(_) => return Err(Error::Malformed),
+    }
+    let mut n = ip_len;
+    stage[n..n + UDP_HEADER_LEN].copy_from_slice(udp_header);
+    // The UDP checksum.
+    stage[n + 6] = 0xff;
+    stage[n + 7] = 0xff;
+    n += UDP_HEADER_LEN;
+    let bth_at = n;
+    let take = transport.len().min(STAGE_LEN - n);
+    stage[n..n + take].copy_from_slice(&transport[..take]);
+    stage[bth_at + bth::VARIANT_BYTE] = 0xff;
+    n += take;
+    let mut crc = Crc32 {
+        register: AFTER_LRH,
     };
-    crc.update(ip);
-    let mut udp = [0u8; UDP_HEADER_LEN];
-    udp.copy_from_slice(udp_header);
-    udp[6] = 0xff;
-    udp[7] = 0xff;
-    crc.update(&udp);
-    let mut bth = [0u8; bth::HEADER_LEN];
-    bth.copy_from_slice(&transport[..bth::HEADER_LEN]);
-    bth[bth::VARIANT_BYTE] = 0xff;
-    crc.update(&bth);
-    crc.update(&transport[bth::HEADER_LEN..]);
+    crc.update(&stage[..n]);
+    crc.update(&transport[take..]);
     Ok(crc.finish())
 }
 
@@ -219,6 +223,56 @@ mod tests {
         crc.update(&data[..13]);
         crc.update(&data[13..4000]);
         assert_eq!(crc.finish(), crc32_tables(&data[..4000]));
+    }
+
+    /// Annex A17 spelled out: one CRC over the LRH stand-in and the
+    /// masked copies of every header, then the rest of the transport.
+    fn icrc_by_definition(ip: &[u8], udp: &[u8], transport: &[u8]) -> u32 {
+        let mut all = vec![0xffu8; 8];
+        let mut ip = ip.to_vec();
+        if ip[0] >> 4 == 4 {
+            for at in [1, 8, 10, 11] {
+                ip[at] = 0xff;
+            }
+        } else {
+            ip[0] |= 0x0f;
+            for at in [1, 2, 3, 7] {
+                ip[at] = 0xff;
+            }
+        }
+        all.extend_from_slice(&ip);
+        all.extend_from_slice(&udp[..6]);
+        all.extend_from_slice(&[0xff, 0xff]);
+        let mut t = transport.to_vec();
+        t[bth::VARIANT_BYTE] = 0xff;
+        all.extend_from_slice(&t);
+        crc32_tables(&all)
+    }
+
+    #[test]
+    fn staged_icrc_matches_the_definition_at_every_length() {
+        let data: Vec<u8> = (0..2000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        let v4 = &data[100..120];
+        let mut v4 = v4.to_vec();
+        v4[0] = 0x45;
+        let mut v4_options = data[200..224].to_vec();
+        v4_options[0] = 0x46;
+        let mut v6 = data[300..340].to_vec();
+        v6[0] = 0x60;
+        let udp = &data[400..408];
+        for ip in [&v4[..], &v4_options[..], &v6[..]] {
+            for len in (12..300).chain([511, 512, 1024, 1428, 2000]) {
+                let transport = &data[..len];
+                assert_eq!(
+                    icrc(ip, udp, transport).unwrap(),
+                    icrc_by_definition(ip, udp, transport),
+                    "IP header {} bytes, transport {len}",
+                    ip.len()
+                );
+            }
+        }
     }
 
     #[test]
