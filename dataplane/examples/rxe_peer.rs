@@ -15,8 +15,8 @@
 //! client sends `done`), then `--iters` UD messages of `--size` bytes each
 //! way with Q_Key 0x11111111, the client first, each side answering every
 //! message it receives. `mckey-recv` joins `--group` (IGMP) and receives
-//! `--count` messages to destination QPN 0xFFFFFF with rdma_cm's Q_Key
-//! 0x01234567; `mckey-send` sends `--count` such messages (opcode 0x65, the
+//! (with UDP GRO on) `--count` messages to destination QPN 0xFFFFFF with
+//! rdma_cm's Q_Key 0x01234567; `mckey-send` sends `--count` such messages (opcode 0x65, the
 //! immediate data is its QPN, as `mckey` does) every `--interval` seconds
 //! until `--until-file` contains `--until-text` (a guest's console log) or
 //! `--secs` pass; with `--gso 1` each round leaves as one UDP GSO send, which
@@ -422,7 +422,7 @@ fn check_pingpong(got: &Got, remote: &Dest, size: usize, i: u64) -> Result<(), S
 fn mckey_recv(a: &Args, local: IpAddr, deadline: Instant) -> Result<String, String> {
     let group = a.group.ok_or("--group is required")?;
     let pool = pool()?;
-    let mut p = open(local, a.qpn, RDMA_CM_QKEY, true, false, pool)?;
+    let mut p = open(local, a.qpn, RDMA_CM_QKEY, true, true, pool)?;
     let socket = p.mcast_socket().ok_or("no multicast socket")?;
     socket
         .join(group)
