@@ -9,4 +9,5 @@ pub mod pktgen;
 pub mod reload;
 pub mod report;
 pub mod resolution;
+pub mod service;
 pub mod wiring;

@@ -3,6 +3,7 @@
 
 use super::protocol::{response, Request, MAX_REQUEST};
 use super::sys;
+use crate::service::ServiceThread;
 use serde_json::Value;
 use std::fs::Permissions;
 use std::io::{ErrorKind, Read, Write};
@@ -104,46 +105,27 @@ impl Listener {
 
     /// Starts answering with `backend`.
     pub fn serve(self, backend: Arc<dyn Backend>) -> Result<Server, String> {
-        let stop = Arc::new(AtomicBool::new(false));
         let Listener { listener, file } = self;
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("ctl".into())
-                .spawn(move || accept_loop(&listener, &backend, &stop))
-                .map_err(|e| format!("cannot start the control socket thread: {e}"))?
-        };
+        let service =
+            ServiceThread::spawn("ctl", move |stop| accept_loop(&listener, &backend, &stop))
+                .map_err(|e| format!("cannot start the control socket thread: {e}"))?;
         Ok(Server {
-            stop,
-            thread: Some(thread),
+            service,
             _file: file,
         })
     }
 }
 
 /// A serving control socket; stopping (or dropping) it waits for its
-/// threads and removes the socket file.
+/// threads, then removes the socket file (fields drop in this order).
 pub struct Server {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    service: ServiceThread,
     _file: SocketFile,
 }
 
 impl Server {
-    pub fn stop(mut self) {
-        self.halt();
-    }
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.halt();
+    pub fn stop(self) {
+        self.service.stop();
     }
 }
 

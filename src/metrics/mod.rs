@@ -7,11 +7,11 @@ pub mod exposition;
 mod http;
 
 use crate::ctl::sys;
+use crate::service::ServiceThread;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// What the page is made of, read at each scrape.
@@ -24,8 +24,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct MetricsServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    service: ServiceThread,
 }
 
 impl MetricsServer {
@@ -39,19 +38,9 @@ impl MetricsServer {
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("metrics.listen {addr}: {e}"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("metrics".into())
-                .spawn(move || serve(&listener, &source, &stop))
-                .map_err(|e| format!("cannot start the metrics thread: {e}"))?
-        };
-        Ok(MetricsServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
+        let service = ServiceThread::spawn("metrics", move |stop| serve(&listener, &source, &stop))
+            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+        Ok(MetricsServer { addr, service })
     }
 
     /// The address actually bound.
@@ -59,21 +48,8 @@ impl MetricsServer {
         self.addr
     }
 
-    pub fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.halt();
+    pub fn stop(self) {
+        self.service.stop();
     }
 }
 

@@ -73,25 +73,14 @@ impl Rocev2Provider {
         // SAFETY: the first `posted` messages point at the windows of
         // buffers this QP owns exclusively, and at its own address and
         // control slots, all alive until the call returns.
-        let rc = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.rx_slots.msgs.as_mut_ptr(),
-                posted as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc <= 0 {
-            if rc < 0 {
-                let err = std::io::Error::last_os_error().raw_os_error();
-                if !matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR)) {
-                    self.counters.rx_errors += 1;
-                }
+        let received = match unsafe { self.rx_slots.recv_batch(fd, posted) } {
+            Some(0) => return,
+            Some(n) => n,
+            None => {
+                self.counters.rx_errors += 1;
+                return;
             }
-            return;
-        }
-        let received = rc as usize;
+        };
         let bufs = std::mem::take(&mut self.rx_bufs);
         for (i, mut m) in bufs.into_iter().enumerate() {
             if i >= received {

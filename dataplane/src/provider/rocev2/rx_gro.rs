@@ -94,25 +94,14 @@ impl Rocev2Provider {
         // SAFETY: the first GRO_SLOTS messages point at disjoint 64 KiB
         // windows of the staging buffer and at their own address and
         // control slots, all owned by `g` and alive during the call.
-        let rc = unsafe {
-            libc::recvmmsg(
-                fd,
-                g.slots.msgs.as_mut_ptr(),
-                GRO_SLOTS as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc <= 0 {
-            if rc < 0 {
-                let err = std::io::Error::last_os_error().raw_os_error();
-                if !matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR)) {
-                    self.counters.rx_errors += 1;
-                }
+        let n = match unsafe { g.slots.recv_batch(fd, GRO_SLOTS) } {
+            Some(0) => return false,
+            Some(n) => n,
+            None => {
+                self.counters.rx_errors += 1;
+                return false;
             }
-            return false;
-        }
-        let n = rc as usize;
+        };
         for i in 0..n {
             let msg = &g.slots.msgs[i];
             let len = msg.msg_len as usize;

@@ -115,6 +115,27 @@ impl Slots {
         }
     }
 
+    /// One non-blocking `recvmmsg` into the first `n` linked messages: how
+    /// many came (0 for none or an interrupt), `None` on a real error.
+    ///
+    /// # Safety
+    /// The first `n` messages point at buffers and at this struct's address
+    /// and control slots that nothing else uses during the call.
+    pub unsafe fn recv_batch(&mut self, fd: std::os::fd::RawFd, n: usize) -> Option<usize> {
+        let rc = libc::recvmmsg(
+            fd,
+            self.msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        );
+        if rc >= 0 {
+            return Some(rc as usize);
+        }
+        let err = std::io::Error::last_os_error().raw_os_error();
+        matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR)).then_some(0)
+    }
+
     /// The segment size of received message `i` when the kernel handed up
     /// several coalesced datagrams at once (UDP_GRO), from its control message.
     pub fn gro_segment(&self, i: usize) -> Option<usize> {
