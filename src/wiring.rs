@@ -198,6 +198,7 @@ pub fn rocev2_provider(
     rc.max_msg = r.ib_mtu;
     rc.multicast_loop = r.multicast_loop;
     rc.gso = r.gso;
+    rc.gro = r.gro;
     Rocev2Provider::new(rc, pool.cache(cfg.dataplane.mempool_cache as usize)).map_err(|e| {
         format!(
             "interface {}: rocev2 on {local} port {}: {e}",

@@ -4,6 +4,8 @@
 # resolves the other with IPoIB ARP (broadcast over IGMP-joined multicast),
 # sends it a UDP flow and pings it. Both daemons must exit 0, with every
 # mbuf back in the pool, the neighbour resolved and echo replies received.
+# Host a sends with UDP GSO and receives with UDP GRO, host b with neither:
+# the two must not tell the difference.
 # Namespaces and processes are always removed, also on failure. Skips
 # (exit 0) with a reason without root or `ip`.
 #   tests/netns_ipoibd.sh            builds ipoibd, then runs
@@ -21,7 +23,8 @@ fi
 
 netns_bridge "ipd$$" 10.81.0 a b
 
-# config HOST_NUMBER PEER_NUMBER: one rocev2 interface, a flow to the peer.
+# config HOST_NUMBER PEER_NUMBER OFFLOAD: one rocev2 interface, a flow to the
+# peer, UDP GSO and GRO on (OFFLOAD=true) or off.
 config() {
     cat <<CONF
 [dataplane]
@@ -31,6 +34,10 @@ hugepages = "off"
 
 [provider]
 kind = "rocev2"
+
+[provider.rocev2]
+gso = $3
+gro = $3
 
 [[interface]]
 name = "ib0"
@@ -45,8 +52,9 @@ to = "10.0.0.$2"
 rate_pps = 1000
 CONF
 }
-config 1 2 >"$WORK/a.toml"
-config 2 1 >"$WORK/b.toml"
+config 1 2 true >"$WORK/a.toml"
+config 2 1 false >"$WORK/b.toml"
+"$IPOIBD" check-config "$WORK/a.toml" | grep -qx "gro = true" || fail "a: gro not in effect"
 
 # Both daemons run at once; each pings the other's IPoIB address.
 ip netns exec "${tag}a" "$IPOIBD" --config "$WORK/a.toml" --no-socket \
@@ -69,7 +77,10 @@ for h in a b; do
     grep -Eq "^  $peer +reachable" "$out" || fail "$h: neighbour $peer not resolved"
     grep -Eq "^ping $peer from ib0: [0-9]+ sent, [1-9][0-9]* received" "$out" \
         || fail "$h: no echo replies from $peer"
-    echo "== host $h"
+    # The peer's 1000 pps flow arrived (most of its 3 s; resolution takes a few ms).
+    rx=$(awk '$1 == "ib0" && $3 ~ /^[0-9]+$/ { print $3; exit }' "$out")
+    [ "${rx:-0}" -ge 1500 ] || fail "$h: received ${rx:-no} packets of the peer's flow"
+    echo "== host $h: $rx packets received"
     grep -E "\(no leak\)|^  $peer |^ping " "$out"
 done
 echo "ipoibd over rocev2 in two namespaces: ok"

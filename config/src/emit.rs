@@ -41,6 +41,7 @@ impl Config {
         writeln!(out, "port = {}", p.rocev2.port)?;
         writeln!(out, "multicast_loop = {}", p.rocev2.multicast_loop)?;
         writeln!(out, "gso = {}", p.rocev2.gso)?;
+        writeln!(out, "gro = {}", p.rocev2.gro)?;
         writeln!(out, "ib_mtu = {}", p.rocev2.ib_mtu)?;
         writeln!(out, "\n[provider.verbs]")?;
         writeln!(out, "device = {}", quote(&p.verbs.device))?;

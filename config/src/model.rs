@@ -163,6 +163,9 @@ pub struct Rocev2 {
     pub multicast_loop: bool,
     /// Send bursts to one peer with UDP GSO; default false.
     pub gso: bool,
+    /// Receive with UDP GRO (runs of datagrams from one sender come up as
+    /// one buffer, cut into messages by the provider); default false.
+    pub gro: bool,
     /// RoCE path MTU: 256, 512, 1024, 2048 or 4096; default 1024 (rxe's on a 1500-byte link).
     /// Every interface's `mtu` must be at most `ib_mtu - 4` (the IPoIB header).
     pub ib_mtu: u16,
@@ -174,6 +177,7 @@ impl Default for Rocev2 {
             port: 4791,
             multicast_loop: true,
             gso: false,
+            gro: false,
             ib_mtu: 1024,
         }
     }

@@ -66,6 +66,7 @@ pub(crate) struct RawRocev2 {
     pub port: Option<Int>,
     pub multicast_loop: Option<bool>,
     pub gso: Option<bool>,
+    pub gro: Option<bool>,
     pub ib_mtu: Option<Int>,
 }
 

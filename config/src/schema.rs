@@ -124,7 +124,9 @@ pub(crate) fn expected_for(pattern: &str) -> Option<String> {
         "provider.fabric.loss" | "provider.fabric.reorder" => float(PROBABILITY),
         "provider.fabric.seed" => Some(U64_EXPECTED.into()),
         "provider.rocev2.port" => int(UDP_PORT),
-        "provider.rocev2.multicast_loop" | "provider.rocev2.gso" => Some("true or false".into()),
+        "provider.rocev2.multicast_loop" | "provider.rocev2.gso" | "provider.rocev2.gro" => {
+            Some("true or false".into())
+        }
         "provider.rocev2.ib_mtu" => Some(ib_mtu_expected()),
         "provider.verbs.device" => Some(DEVICE_EXPECTED.into()),
         "provider.verbs.port" => int(VERBS_PORT),
@@ -208,6 +210,7 @@ pub(crate) const ALL_KEYS: &[&str] = &[
     "provider.rocev2.port",
     "provider.rocev2.multicast_loop",
     "provider.rocev2.gso",
+    "provider.rocev2.gro",
     "provider.rocev2.ib_mtu",
     "provider.verbs.device",
     "provider.verbs.port",

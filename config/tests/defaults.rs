@@ -148,6 +148,7 @@ fn minimal_file_gets_every_default() {
             port: 4791,
             multicast_loop: true,
             gso: false,
+            gro: false,
             ib_mtu: 1024
         }
     );
@@ -180,13 +181,13 @@ fn traffic_defaults_and_hex_integers() {
 
 #[test]
 fn rocev2_interfaces_take_their_local_address() {
-    let src = "[provider]\nkind = \"rocev2\"\n[provider.rocev2]\nport = 4792\ngso = true\n[[interface]]\nname = \"r0\"\nport = 1\nmtu = 1020\nlocal_ip = \"192.168.7.1\"\n[[interface]]\nname = \"r1\"\nport = 2\nlocal_ip = \"fd00::7\"\nmtu = 1000\n";
+    let src = "[provider]\nkind = \"rocev2\"\n[provider.rocev2]\nport = 4792\ngso = true\ngro = true\n[[interface]]\nname = \"r0\"\nport = 1\nmtu = 1020\nlocal_ip = \"192.168.7.1\"\n[[interface]]\nname = \"r1\"\nport = 2\nlocal_ip = \"fd00::7\"\nmtu = 1000\n";
     let c = from_str(src, "t.toml").unwrap();
     assert_eq!(c.provider.kind, ProviderKind::Rocev2);
     let r = &c.provider.rocev2;
     assert_eq!(
-        (r.port, r.multicast_loop, r.gso, r.ib_mtu),
-        (4792, true, true, 1024)
+        (r.port, r.multicast_loop, r.gso, r.gro, r.ib_mtu),
+        (4792, true, true, true, 1024)
     );
     assert_eq!(
         c.interfaces[0].local_ip,

@@ -667,6 +667,16 @@ fn rocev2_provider_keys() {
         &["true or false"],
     );
 
+    let src = format!("{ROCE}[provider.rocev2]\ngro = 1\n{IFACE}local_ip = \"10.0.0.1\"\n");
+    check(
+        &src,
+        ErrorKind::Schema,
+        "1",
+        0,
+        "provider.rocev2.gro",
+        &["true or false"],
+    );
+
     let src = format!("{ROCE}[provider.rocev2]\nib_mtu = 1500\n{IFACE}local_ip = \"10.0.0.1\"\n");
     check(
         &src,

@@ -82,6 +82,7 @@ fn provider() -> impl Strategy<Value = Provider> {
             1u16..=65535,
             any::<bool>(),
             any::<bool>(),
+            any::<bool>(),
             select(vec![256u16, 512, 1024, 2048, 4096]),
         ),
         (
@@ -109,7 +110,8 @@ fn provider() -> impl Strategy<Value = Provider> {
                 port: r.0,
                 multicast_loop: r.1,
                 gso: r.2,
-                ib_mtu: r.3,
+                gro: r.3,
+                ib_mtu: r.4,
             },
             verbs: Verbs {
                 device: v.0.to_string(),

@@ -73,6 +73,7 @@ fn rocev2(raw: &RawProvider, ctx: &Ctx<'_>) -> Result<Rocev2> {
         port: ctx.int_or(&r.port, "provider.rocev2.port", schema::UDP_PORT, d.port)?,
         multicast_loop: r.multicast_loop.unwrap_or(d.multicast_loop),
         gso: r.gso.unwrap_or(d.gso),
+        gro: r.gro.unwrap_or(d.gro),
         ib_mtu: ib_mtu(&r.ib_mtu, "provider.rocev2.ib_mtu", d.ib_mtu, ctx)?,
     })
 }
