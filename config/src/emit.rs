@@ -83,6 +83,9 @@ fn write_interface(out: &mut String, iface: &Interface) -> fmt::Result {
     writeln!(out, "\n[[interface]]")?;
     writeln!(out, "name = {}", quote(&iface.name))?;
     writeln!(out, "port = {}", iface.port)?;
+    if let Some(parent) = &iface.parent {
+        writeln!(out, "parent = {}", quote(parent))?;
+    }
     writeln!(out, "lcore = {}", iface.lcore)?;
     writeln!(out, "pkey = 0x{:04X}", iface.pkey)?;
     writeln!(out, "qkey = 0x{:04X}", iface.qkey)?;

@@ -232,8 +232,16 @@ pub struct Ipv6Cidr {
 pub struct Interface {
     /// 1..=15 characters of `[A-Za-z0-9_.-]`, unique. Required.
     pub name: String,
-    /// Fabric port / LID, 1..=0xBFFF (unicast LIDs), unique. Required.
+    /// Fabric port / LID, 1..=0xBFFF (unicast LIDs), unique among parent
+    /// interfaces. Required, except on a child, which shares its parent's.
     pub port: u16,
+    /// The interface this one is a P_Key child of (like Linux `ib0.8001`):
+    /// it shares the parent's port, GUID and `local_ip` but has its own QP,
+    /// P_Key, Q_Key and broadcast group; default none.
+    pub parent: Option<String>,
+    /// 0 for a parent interface; n for the n-th child of its parent, in file
+    /// order (providers number the child's QP from it).
+    pub child_index: u8,
     /// Index into `dataplane.lcores` of the lcore that polls this interface; default 0.
     pub lcore: usize,
     /// Partition key, 1..=0xFFFF with the low 15 bits non-zero; default 0xFFFF.
@@ -272,6 +280,9 @@ pub struct Tun {
 }
 
 impl Interface {
+    /// Most children one parent interface may have.
+    pub const MAX_CHILDREN: usize = 255;
+
     /// OUI-style prefix of generated port GUIDs.
     pub const GUID_BASE: u64 = 0x0002_c903_0000_0000;
 

@@ -21,7 +21,8 @@ pub(crate) type Str = Spanned<String>;
 pub(crate) struct RawConfig {
     pub dataplane: RawDataplane,
     pub provider: RawProvider,
-    pub interface: Vec<RawInterface>,
+    /// Spanned so that a missing `port` can point at the table.
+    pub interface: Vec<Spanned<RawInterface>>,
     pub traffic: Vec<RawTraffic>,
     pub control: RawControl,
     pub run: RawRun,
@@ -83,7 +84,11 @@ pub(crate) struct RawFabric {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawInterface {
     pub name: Str,
-    pub port: Int,
+    /// Required unless `parent` is set (a child shares its parent's port).
+    #[serde(default)]
+    pub port: Option<Int>,
+    #[serde(default)]
+    pub parent: Option<Str>,
     #[serde(default)]
     pub lcore: Option<Int>,
     #[serde(default)]

@@ -101,6 +101,8 @@ fn minimal_file_gets_every_default() {
         interfaces: vec![Interface {
             name: "x".into(),
             port: 7,
+            parent: None,
+            child_index: 0,
             lcore: 0,
             pkey: 0xFFFF,
             qkey: 0x0B1B,

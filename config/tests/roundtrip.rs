@@ -225,6 +225,8 @@ fn build_interface(
     Interface {
         name: format!("ib{i}.{port}"),
         port,
+        parent: None,
+        child_index: 0,
         lcore: seed.lcore % dp.lcores.len(),
         pkey: seed.pkey,
         qkey: seed.qkey,

@@ -9,9 +9,10 @@ use crate::error::{ConfigError, ErrorKind};
 use crate::model::{Dataplane, Interface, Neighbour, Provider, ProviderKind, Tun};
 use crate::raw::{RawInterface, RawNeighbour, Str};
 use crate::schema::{self, IntRange};
+use toml::Spanned;
 
 pub(super) fn interfaces(
-    raws: &[RawInterface],
+    raws: &[Spanned<RawInterface>],
     dataplane: &Dataplane,
     provider: &Provider,
     ctx: &Ctx<'_>,
@@ -24,28 +25,133 @@ pub(super) fn interfaces(
         )
         .key("interface"));
     }
-    let mut out: Vec<Interface> = Vec::with_capacity(raws.len());
+    // Parents first, in file order: a child inherits from its validated
+    // parent wherever the two are written. The result keeps file order.
+    let mut done: Vec<(usize, Interface)> = Vec::with_capacity(raws.len());
     for (i, raw) in raws.iter().enumerate() {
-        let path = format!("interface[{i}]");
-        let iface = interface(raw, &path, dataplane, provider, ctx)?;
-        check_unique(raw, &iface, &out, &path, ctx)?;
-        out.push(iface);
+        if raw.get_ref().parent.is_none() {
+            let path = format!("interface[{i}]");
+            let iface = interface(raw, None, &path, dataplane, provider, ctx)?;
+            check_unique(raw.get_ref(), &iface, &done, &path, ctx)?;
+            done.push((i, iface));
+        }
     }
-    Ok(out)
+    for (i, raw) in raws.iter().enumerate() {
+        if let Some(parent) = &raw.get_ref().parent {
+            let path = format!("interface[{i}]");
+            let (p_idx, p) = parent_of(parent, raws, &done, &path, ctx)?;
+            let p = p.clone();
+            let mut iface = interface(raw, Some(&p), &path, dataplane, provider, ctx)?;
+            check_unique(raw.get_ref(), &iface, &done, &path, ctx)?;
+            check_child(raw.get_ref(), &iface, p_idx, &done, &path, ctx)?;
+            iface.child_index = done
+                .iter()
+                .filter(|(_, o)| o.parent.as_deref() == Some(p.name.as_str()))
+                .count() as u8
+                + 1;
+            done.push((i, iface));
+        }
+    }
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, iface)| iface).collect())
+}
+
+/// The validated parent a child names: an interface that is not a child.
+fn parent_of<'a>(
+    v: &Str,
+    raws: &[Spanned<RawInterface>],
+    done: &'a [(usize, Interface)],
+    path: &str,
+    ctx: &Ctx<'_>,
+) -> Result<(usize, &'a Interface)> {
+    let key = format!("{path}.parent");
+    let name = v.get_ref();
+    if let Some((i, p)) = done
+        .iter()
+        .find(|(_, o)| o.parent.is_none() && &o.name == name)
+    {
+        return Ok((*i, p));
+    }
+    if let Some(r) = raws.iter().find(|r| r.get_ref().name.get_ref() == name) {
+        let grand = r.get_ref().parent.as_ref().map_or("", |g| g.get_ref());
+        return Err(ctx.invalid_msg(
+            &v.span(),
+            &key,
+            format!("expected a parent interface, got \"{name}\", itself a child of {grand} (children do not nest)"),
+        ));
+    }
+    let names: Vec<&str> = done
+        .iter()
+        .filter(|(_, o)| o.parent.is_none())
+        .map(|(_, o)| o.name.as_str())
+        .collect();
+    Err(ctx.invalid_msg(
+        &v.span(),
+        &key,
+        format!(
+            "expected the name of a configured interface ({}), got \"{name}\"",
+            names.join(", ")
+        ),
+    ))
+}
+
+/// A child shares its parent's port and partitions it: its P_Key (full or
+/// limited member alike) is used by no other interface on that port, and a
+/// parent has at most `Interface::MAX_CHILDREN` children.
+fn check_child(
+    raw: &RawInterface,
+    iface: &Interface,
+    parent_idx: usize,
+    done: &[(usize, Interface)],
+    path: &str,
+    ctx: &Ctx<'_>,
+) -> Result<()> {
+    let span = raw.pkey.as_ref().map_or(raw.name.span(), |v| v.span());
+    let same_port = |o: &&(usize, Interface)| o.1.port == iface.port;
+    if let Some((i, o)) = done
+        .iter()
+        .filter(same_port)
+        .find(|(_, o)| o.pkey | 0x8000 == iface.pkey | 0x8000)
+    {
+        return Err(ctx.invalid_msg(
+            &span,
+            &format!("{path}.pkey"),
+            format!(
+                "expected a P_Key not used on port {} yet, got {:#06x} (interface[{i}] {} has {:#06x}; \
+                 a partition has one interface per port)",
+                iface.port, iface.pkey, o.name, o.pkey
+            ),
+        ));
+    }
+    let siblings = done
+        .iter()
+        .filter(|(_, o)| o.parent.as_deref() == iface.parent.as_deref())
+        .count();
+    if siblings >= Interface::MAX_CHILDREN {
+        return Err(ctx.invalid_msg(
+            &raw.name.span(),
+            &format!("{path}.parent"),
+            format!(
+                "expected at most {} children of interface[{parent_idx}], got more",
+                Interface::MAX_CHILDREN
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_unique(
     raw: &RawInterface,
     iface: &Interface,
-    earlier: &[Interface],
+    earlier: &[(usize, Interface)],
     path: &str,
     ctx: &Ctx<'_>,
 ) -> Result<()> {
     let clash = |key: &str, span: Range<usize>, same: &dyn Fn(&Interface) -> bool| match earlier
         .iter()
-        .position(same)
+        .find(|(_, o)| same(o))
     {
-        Some(first) => Err(ctx.invalid_msg(
+        Some((first, _)) => Err(ctx.invalid_msg(
             &span,
             &format!("{path}.{key}"),
             format!("expected a unique {key}, got one already used by interface[{first}]"),
@@ -53,15 +159,19 @@ fn check_unique(
         None => Ok(()),
     };
     clash("name", raw.name.span(), &|o| o.name == iface.name)?;
-    clash("port", raw.port.span(), &|o| o.port == iface.port)?;
-    // A defaulted GUID has no span of its own: point at the port it derives from.
-    let guid_span = raw.guid.as_ref().map_or(raw.port.span(), |g| g.span());
-    clash("guid", guid_span, &|o| o.guid == iface.guid)?;
+    // Children share their parent's port and GUID (checked against the parent).
+    if iface.parent.is_none() {
+        let port_span = raw.port.as_ref().map_or(raw.name.span(), |p| p.span());
+        clash("port", port_span.clone(), &|o| o.port == iface.port)?;
+        // A defaulted GUID has no span of its own: point at the port it derives from.
+        let guid_span = raw.guid.as_ref().map_or(port_span, |g| g.span());
+        clash("guid", guid_span, &|o| o.guid == iface.guid)?;
+    }
     // Two interfaces cannot share one kernel device.
     if let (Some(raw_tun), Some(tun)) = (&raw.tun, &iface.tun) {
         let span = raw_tun.name.as_ref().map_or(raw.name.span(), |n| n.span());
-        let same = |o: &Interface| o.tun.as_ref().is_some_and(|t| t.name == tun.name);
-        if let Some(first) = earlier.iter().position(same) {
+        let same = |o: &&(usize, Interface)| o.1.tun.as_ref().is_some_and(|t| t.name == tun.name);
+        if let Some((first, _)) = earlier.iter().find(same) {
             return Err(ctx.invalid_msg(
                 &span,
                 &format!("{path}.tun.name"),
@@ -75,18 +185,58 @@ fn check_unique(
     Ok(())
 }
 
+/// A key a child may leave out or repeat: when set it must equal the parent's.
+fn inherited<T: PartialEq + std::fmt::Display>(
+    own: Option<(T, Range<usize>)>,
+    parent: T,
+    path: &str,
+    what: &str,
+    ctx: &Ctx<'_>,
+) -> Result<T> {
+    match own {
+        Some((v, span)) if v != parent => Err(ctx.invalid_msg(
+            &span,
+            path,
+            format!("expected the parent's {what} {parent} (a child shares it), got {v}"),
+        )),
+        _ => Ok(parent),
+    }
+}
+
 fn interface(
-    raw: &RawInterface,
+    spanned: &Spanned<RawInterface>,
+    parent: Option<&Interface>,
     path: &str,
     dataplane: &Dataplane,
     provider: &Provider,
     ctx: &Ctx<'_>,
 ) -> Result<Interface> {
+    let raw = spanned.get_ref();
     let key = |k: &str| format!("{path}.{k}");
     let name = name(&raw.name, &key("name"), ctx)?;
-    let port: u16 = ctx.int(&raw.port, &key("port"), schema::PORT)?;
+    let own_port = match &raw.port {
+        Some(v) => Some((ctx.int::<u16>(v, &key("port"), schema::PORT)?, v.span())),
+        None => None,
+    };
+    let port = match (parent, own_port) {
+        (Some(p), own) => inherited(own, p.port, &key("port"), "port", ctx)?,
+        (None, Some((port, _))) => port,
+        (None, None) => {
+            // As serde words a missing key, at the table.
+            return Err(ConfigError::new(
+                ErrorKind::Schema,
+                ctx.file,
+                format!(
+                    "missing required key, expected an integer in {} (or parent = \"NAME\" for a P_Key child)",
+                    schema::PORT
+                ),
+            )
+            .at(ctx.source, Some(spanned.span()))
+            .key(&key("port")));
+        }
+    };
     let lcore = match &raw.lcore {
-        None => 0,
+        None => parent.map_or(0, |p| p.lcore),
         Some(v) => {
             let last = dataplane.lcores.len() as i64 - 1;
             let expected = format!("an index into dataplane.lcores in 0..={last}");
@@ -94,6 +244,17 @@ fn interface(
         }
     };
     let pkey = match &raw.pkey {
+        // A child is there for its partition: the P_Key is not defaulted.
+        None if parent.is_some() => {
+            return Err(ctx.invalid_msg(
+                &raw.name.span(),
+                &key("pkey"),
+                format!(
+                    "missing required key on a child interface, expected {}",
+                    schema::pkey_expected()
+                ),
+            ))
+        }
         None => 0xFFFF,
         Some(v) => {
             let pkey: u16 =
@@ -108,13 +269,23 @@ fn interface(
         None => 0x0B1B,
         Some(v) => ctx.int_with(v, &key("qkey"), schema::QKEY, &schema::qkey_expected())?,
     };
-    let mtu = mtu(raw, &key("mtu"), provider, ctx)?;
-    let guid = match &raw.guid {
-        None => Interface::default_guid(port),
+    let mtu = match (parent, &raw.mtu) {
+        (Some(p), None) => p.mtu,
+        _ => mtu(raw, &key("mtu"), provider, ctx)?,
+    };
+    let own_guid = match &raw.guid {
+        None => None,
         Some(v) => match ctx.u64(v, &key("guid"), schema::GUID_EXPECTED)? {
             0 => return Err(ctx.invalid(&v.span(), &key("guid"), schema::GUID_EXPECTED)),
-            guid => guid,
+            guid => Some((guid, v.span())),
         },
+    };
+    let guid = match parent {
+        Some(p) => {
+            let own = own_guid.map(|(g, s)| (GuidText(g), s));
+            inherited(own, GuidText(p.guid), &key("guid"), "guid", ctx)?.0
+        }
+        None => own_guid.map_or(Interface::default_guid(port), |(g, _)| g),
     };
 
     let mut ipv4 = Vec::with_capacity(raw.ipv4.len());
@@ -127,7 +298,23 @@ fn interface(
     }
     let groups = multicast_groups(&raw.groups, &key("groups"), &[], ctx)?;
     let sendonly = multicast_groups(&raw.sendonly, &key("sendonly"), &groups, ctx)?;
-    let local_ip = local_ip(raw, path, provider, ctx)?;
+    let local_ip = match parent {
+        Some(p) => match (&raw.local_ip, p.local_ip) {
+            (Some(v), Some(pip)) => {
+                let ip = addr::ip(v, &key("local_ip"), ctx)?;
+                Some(inherited(Some((ip, v.span())), pip, &key("local_ip"), "local_ip", ctx)?)
+            }
+            (Some(v), None) => {
+                return Err(ctx.invalid_msg(
+                    &v.span(),
+                    &key("local_ip"),
+                    "expected no local_ip on a child whose parent has none (a child shares its parent's)".into(),
+                ))
+            }
+            (None, pip) => pip,
+        },
+        None => local_ip(raw, path, provider, ctx)?,
+    };
     let tun = match &raw.tun {
         None => None,
         Some(t) => Some(Tun {
@@ -142,6 +329,8 @@ fn interface(
     let mut iface = Interface {
         name,
         port,
+        parent: parent.map(|p| p.name.clone()),
+        child_index: 0,
         lcore,
         pkey,
         qkey,
@@ -160,6 +349,16 @@ fn interface(
         iface.neighbours.push(neighbour);
     }
     Ok(iface)
+}
+
+/// A GUID as the configuration writes it, for messages.
+#[derive(PartialEq, Clone, Copy)]
+struct GuidText(u64);
+
+impl std::fmt::Display for GuidText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#018x}", self.0)
+    }
 }
 
 fn name(v: &Str, path: &str, ctx: &Ctx<'_>) -> Result<String> {
