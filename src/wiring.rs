@@ -25,9 +25,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// On the soft fabric, port P's UD QP number is 0x100 + P (static neighbours rely on it).
-pub fn fabric_qpn(port: u16) -> u32 {
-    0x100 + u32::from(port)
+/// On the soft fabric (and rocev2), port P's UD QP number is 0x100 + P and
+/// the n-th P_Key child's on that port 0x100 + P + n × 0x10000 (static
+/// neighbours rely on it; P ≤ 0xBFFF and n ≤ 255 keep it in 24 bits).
+pub fn fabric_qpn(i: &Interface) -> u32 {
+    0x100 + u32::from(i.port) + (u32::from(i.child_index) << 16)
 }
 
 /// What the reporter and the control plane need of one interface.
@@ -90,7 +92,7 @@ fn port_specs(cfg: &Config) -> Vec<PortSpec> {
         .map(|i| PortSpec {
             lid: i.port,
             gid: Gid::from(i.port_gid()),
-            qpn: fabric_qpn(i.port),
+            qpn: fabric_qpn(i),
             pkey: i.pkey,
             qkey: i.qkey,
         })
@@ -177,8 +179,8 @@ fn add_resolvers<P: Provider>(
     Ok(())
 }
 
-/// The rocev2 QP of one interface: bound to `local_ip`, QPN 0x100 + port as
-/// on the fabric (so static neighbours keep their numbers).
+/// The rocev2 QP of one interface: bound to `local_ip`, numbered as on the
+/// fabric (so static neighbours keep their numbers).
 pub fn rocev2_provider(
     cfg: &Config,
     icfg: &Interface,
@@ -191,7 +193,7 @@ pub fn rocev2_provider(
         )
     })?;
     let r = &cfg.provider.rocev2;
-    let mut rc = Rocev2Config::new(local, fabric_qpn(icfg.port));
+    let mut rc = Rocev2Config::new(local, fabric_qpn(icfg));
     rc.port = r.port;
     rc.qkey = icfg.qkey;
     rc.pkey = icfg.pkey;

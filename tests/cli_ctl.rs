@@ -869,3 +869,84 @@ fn pcap_start_and_stop_through_the_socket() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("capture: "), "{out}");
 }
+
+/// Two soft hosts, each with a P_Key 0x8001 child on its port: flows inside
+/// each partition, a child's multicast, and one static neighbour of the
+/// child that is the other host's parent QP (another partition).
+const CHILDREN: &str = "[dataplane]\nlcores = [0]\nmempool_size = 2048\n\
+[[interface]]\nname = \"ib0\"\nport = 1\nipv4 = [\"10.0.0.1/24\"]\ngroups = [\"239.1.1.1\"]\n\
+[[interface]]\nname = \"ib0.8001\"\nparent = \"ib0\"\npkey = 0x8001\nipv4 = [\"10.1.0.1/24\"]\ngroups = [\"239.1.1.1\"]\n\
+[[interface.neighbour]]\nip = \"10.1.0.99\"\nqpn = 0x102\ngid = \"fe80::2:c903:0:2\"\n\
+[[interface]]\nname = \"ib1\"\nport = 2\nipv4 = [\"10.0.0.2/24\"]\ngroups = [\"239.1.1.1\"]\n\
+[[interface]]\nname = \"ib1.8001\"\nparent = \"ib1\"\npkey = 0x8001\nipv4 = [\"10.1.0.2/24\"]\ngroups = [\"239.1.1.1\"]\n\
+[[traffic]]\nfrom = \"ib0\"\nto = \"10.0.0.2\"\nrate_pps = 1000\n\
+[[traffic]]\nfrom = \"ib0.8001\"\nto = \"10.1.0.2\"\nrate_pps = 1000\n\
+[[traffic]]\nfrom = \"ib0.8001\"\nto = \"10.1.0.99\"\nrate_pps = 1000\n\
+[[traffic]]\nfrom = \"ib1.8001\"\nto = \"239.1.1.1\"\nrate_pps = 1000\n";
+
+#[test]
+fn child_interfaces_join_their_own_broadcast_groups_and_keep_partitions_apart() {
+    let mut d = Daemon::start_with("children", Some(CHILDREN));
+    let bcast = |pkey: &str| format!("ff12:401b:{pkey}::ffff:ffff");
+    d.wait_until("every interface's broadcast group", |d| {
+        let g = d.json(&["groups"]);
+        ["ib0", "ib1"].iter().all(|n| joined(&g, n, &bcast("ffff")))
+            && ["ib0.8001", "ib1.8001"]
+                .iter()
+                .all(|n| joined(&g, n, &bcast("8001")))
+    });
+    let g = d.json(&["groups"]);
+    assert!(group(&g, "ib0", &bcast("8001")).is_none(), "{g}");
+    assert!(group(&g, "ib0.8001", &bcast("ffff")).is_none(), "{g}");
+    // 239.1.1.1 is one group per partition: the MGID carries the P_Key.
+    let m8001 = mgid("239.1.1.1").replace(":ffff:", ":8001:");
+    assert!(joined(&g, "ib1.8001", &m8001), "{g}");
+
+    // The child shows like any interface, on its parent's port with its own QP.
+    let s = d.json(&["status"]);
+    let (p, c) = (iface(&s, "ib0"), iface(&s, "ib0.8001"));
+    assert_eq!((&c["port"], &c["gid"]), (&p["port"], &p["gid"]), "{s}");
+    assert_eq!(c["parent"], "ib0");
+    assert_eq!(p["parent"], Value::Null);
+    assert_eq!(
+        (p["qpn"].as_str(), c["qpn"].as_str()),
+        (Some("0x101"), Some("0x10101"))
+    );
+    assert_eq!(c["pkey"], "0x8001");
+    let (code, table, _) = d.ctl(&["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("ib1.8001") && l.contains("0x10102")),
+        "{table}"
+    );
+
+    // Traffic flows within each partition and not across.
+    d.wait_until("each partition's flow and the child's multicast", |d| {
+        let st = d.json(&["stats"]);
+        counter(&st, "ib1", "rx_good_packets") > 100
+            && counter(&st, "ib1.8001", "rx_good_packets") > 100
+            && counter(&st, "ib0.8001", "rx_good_packets") > 100
+            && counter(&st, "ib1", "fabric_rx_pkey_mismatch_drops") > 100
+    });
+    let n = d.json(&["neigh"]);
+    let neighbours = |name: &str| iface(&n, name)["neighbours"].to_string();
+    assert!(neighbours("ib0.8001").contains("10.1.0.2"), "{n}");
+    assert!(!neighbours("ib0.8001").contains("10.0.0.2"), "{n}");
+    assert!(neighbours("ib0").contains("10.0.0.2"), "{n}");
+    let st = d.json(&["stats"]);
+    // ib0 got only ARP from its own partition: none of the child's
+    // multicast stream nor the child's unicast.
+    assert!(counter(&st, "ib0", "rx_good_packets") < 10, "{st}");
+    assert_eq!(
+        counter(&st, "ib1.8001", "fabric_rx_pkey_mismatch_drops"),
+        0,
+        "{st}"
+    );
+
+    let (code, out) = d.terminate();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(no leak)"), "{out}");
+    assert!(out.contains("unbalanced=0 violations=0"), "{out}");
+}

@@ -351,3 +351,114 @@ fn bad_fabric_geometry_is_an_error() {
         .open(5)
         .is_err());
 }
+
+/// A P_Key child's QP on its parent's port: `spec(port, ..)` with the QPN
+/// of the n-th child.
+fn child(port: u16, n: u32, pkey: u16) -> PortSpec {
+    PortSpec {
+        qpn: 0x100 + u32::from(port) + (n << 16),
+        ..spec(port, pkey)
+    }
+}
+
+#[test]
+fn several_qps_on_one_port_are_reached_by_qpn_and_keep_their_partitions() {
+    let p = pool(64);
+    // Port 1: parent (0xFFFF) and child (0x8001); port 2 the same.
+    let f = fabric(
+        &[
+            spec(1, 0xffff),
+            child(1, 1, 0x8001),
+            spec(2, 0xffff),
+            child(2, 1, 0x8001),
+        ],
+        Injection::default(),
+    );
+    let mut qps: Vec<FabricQp> = (0..4).map(|i| f.open(i).unwrap()).collect();
+    assert_eq!(f.port_by_lid(2), Some(2), "a LID names the port's first QP");
+    assert_eq!(f.qp_on_port(2, 0x10102), Some(3));
+    assert_eq!(f.qp_on_port(2, 0x10101), None);
+    let to2 = qps[0]
+        .create_ah(&AhAttr {
+            dlid: 0,
+            dgid: Some(gid(2)),
+            sl: 0,
+        })
+        .unwrap();
+    let to2_from_child = qps[1]
+        .create_ah(&AhAttr {
+            dlid: 2,
+            dgid: None,
+            sl: 0,
+        })
+        .unwrap();
+    assert_eq!(to2, to2_from_child, "one address handle per port");
+
+    // Each partition reaches its own QP on port 2, by QPN.
+    send(&mut qps[0], to2, 0x102, QKEY, packet(p, 64, 1));
+    send(&mut qps[1], to2, 0x10102, QKEY, packet(p, 64, 2));
+    let (parent, kid) = (drain(&mut qps[2]), drain(&mut qps[3]));
+    assert_eq!(parent.len(), 1);
+    assert_eq!((parent[0].src_qpn, parent[0].slid), (0x101, 1));
+    assert_eq!(&parent[0].mbuf.data()[..4], &1u32.to_be_bytes());
+    assert_eq!(kid.len(), 1);
+    assert_eq!((kid[0].src_qpn, kid[0].slid), (0x10101, 1));
+    assert_eq!(&kid[0].mbuf.data()[..4], &2u32.to_be_bytes());
+    drop((parent, kid));
+
+    // Across partitions: dropped and counted at the receiving QP.
+    send(&mut qps[1], to2, 0x102, QKEY, packet(p, 64, 3));
+    send(&mut qps[0], to2, 0x10102, QKEY, packet(p, 64, 4));
+    send(&mut qps[0], to2, 0x10102, QKEY, packet(p, 64, 5));
+    assert!(drain(&mut qps[2]).is_empty() && drain(&mut qps[3]).is_empty());
+    let mismatches = |i| f.counters(i).unwrap().drop_count(DropReason::PkeyMismatch);
+    assert_eq!((mismatches(2), mismatches(3)), (1, 2));
+    // A QPN no QP on the port has.
+    send(&mut qps[0], to2, 0x20102, QKEY, packet(p, 64, 6));
+    assert_eq!(f.counters(2).unwrap().drop_count(DropReason::NoSuchQp), 1);
+
+    // Multicast goes to every attached QP; each checks its own P_Key.
+    let mgid = ipoib_dataplane::wire::broadcast_mgid(0x8001, 2);
+    assert_eq!(mgid.to_string(), "ff12:401b:8001::ffff:ffff");
+    for i in 0..4 {
+        f.attach_mcast(i, mgid).unwrap();
+    }
+    let mc = qps[3]
+        .create_ah(&AhAttr {
+            dlid: 0xc001,
+            dgid: Some(mgid),
+            sl: 0,
+        })
+        .unwrap();
+    send(&mut qps[3], mc, MCAST_QPN, QKEY, packet(p, 64, 7));
+    let got: Vec<usize> = (0..4).map(|i| drain(&mut qps[i]).len()).collect();
+    assert_eq!(
+        got,
+        [0, 1, 0, 1],
+        "the child QPs, the sender's own included"
+    );
+    assert_eq!((mismatches(0), mismatches(2)), (1, 2));
+    drop(qps);
+    drop(f);
+    assert_eq!(p.available(), 64);
+}
+
+#[test]
+fn qps_of_one_port_need_distinct_qpns_and_one_gid() {
+    let two = |a: PortSpec, b: PortSpec| Fabric::new(FabricConfig::default(), &[a, b]);
+    assert!(two(spec(1, 0xffff), child(1, 1, 0x8001)).is_ok());
+    let err = two(spec(1, 0xffff), spec(1, 0x8001)).err().unwrap();
+    assert!(err.contains("QPN 0x101 is used twice on LID 0x1"), "{err}");
+    let other_gid = PortSpec {
+        gid: gid(9),
+        ..child(1, 1, 0x8001)
+    };
+    let err = two(spec(1, 0xffff), other_gid).err().unwrap();
+    assert!(err.contains("different GIDs"), "{err}");
+    let same_gid_other_lid = PortSpec {
+        lid: 3,
+        ..spec(1, 0xffff)
+    };
+    let err = two(spec(1, 0xffff), same_gid_other_lid).err().unwrap();
+    assert!(err.contains("GID"), "{err}");
+}

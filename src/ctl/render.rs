@@ -61,18 +61,19 @@ pub fn status(d: &Value) -> String {
     let _ = writeln!(out, "lcores: {}", lcores.join("; "));
     let _ = writeln!(
         out,
-        "{:<15} {:<7} {:>5} {:<7} {:>5} {:>5}  ADDRESSES",
-        "IFACE", "CARRIER", "MTU", "PKEY", "PORT", "LCORE"
+        "{:<15} {:<7} {:>5} {:<7} {:>5} {:>8} {:>5}  ADDRESSES",
+        "IFACE", "CARRIER", "MTU", "PKEY", "PORT", "QPN", "LCORE"
     );
     for i in list(&d["interfaces"]) {
         let _ = writeln!(
             out,
-            "{:<15} {:<7} {:>5} {:<7} {:>5} {:>5}  {}",
+            "{:<15} {:<7} {:>5} {:<7} {:>5} {:>8} {:>5}  {}",
             text(&i["name"]),
             carrier(&i["carrier"]),
             text(&i["mtu"]),
             text(&i["pkey"]),
             text(&i["port"]),
+            text(&i["qpn"]),
             text(&i["lcore"]),
             words(&i["addresses"], " ")
         );

@@ -71,7 +71,7 @@ fn port_spec(i: &Interface) -> PortSpec {
     PortSpec {
         lid: i.port,
         gid: Gid::from(i.port_gid()),
-        qpn: fabric_qpn(i.port),
+        qpn: fabric_qpn(i),
         pkey: i.pkey,
         qkey: i.qkey,
     }
@@ -203,7 +203,7 @@ fn peers(cfg: &Config, idx: usize) -> Vec<(IpAddr, u32, Gid)> {
         .enumerate()
         .filter(|(k, i)| *k != idx && (i.pkey & 0x7fff) == (me.pkey & 0x7fff))
         .flat_map(|(_, i)| {
-            let (qpn, gid) = (fabric_qpn(i.port), gid(i));
+            let (qpn, gid) = (fabric_qpn(i), gid(i));
             i.ipv4
                 .iter()
                 .map(|c| IpAddr::V4(c.addr))

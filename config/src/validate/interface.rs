@@ -232,7 +232,7 @@ fn interface(
                 ),
             )
             .at(ctx.source, Some(spanned.span()))
-            .key(&key("port")));
+            .key(key("port")));
         }
     };
     let lcore = match &raw.lcore {

@@ -1,8 +1,9 @@
-//! An in-process soft InfiniBand fabric: several ports, one UD QP each,
+//! An in-process soft InfiniBand fabric: several ports, one or more UD QPs
+//! each (a P_Key child interface has its own QP on its parent's port),
 //! delivery by LID or GID and QPN with the checks a real HCA makes (Q_Key,
-//! P_Key, MTU), multicast replication to every attached QP (the sender's own
-//! included, as on real hardware), per-port drop counters, and seeded loss
-//! and reorder injection.
+//! P_Key of the receiving QP, MTU), multicast replication to every attached
+//! QP (the sender's own included, as on real hardware), per-QP drop
+//! counters, and seeded loss and reorder injection.
 //!
 //! Messages move between ports as mbufs (zero copy); a multicast fan-out
 //! shares one buffer by reference count.
@@ -45,7 +46,8 @@ impl Default for FabricConfig {
     }
 }
 
-/// One port of the fabric and its UD QP.
+/// One UD QP of the fabric. Specs with the same LID (and GID) are QPs of
+/// one port and differ by QPN; "port" indices below count these QPs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortSpec {
     pub lid: u16,
@@ -57,6 +59,9 @@ pub struct PortSpec {
 
 pub(crate) struct Port {
     pub(crate) attr: PortAttr,
+    /// Every QP on this one's port (itself included), for messages to a
+    /// QPN other than the port's first QP's.
+    pub(crate) siblings: Box<[usize]>,
     pub(crate) rx: ArrayQueue<RecvCompletion>,
     pub(crate) counters: PortCountersAtomic,
 }
@@ -64,6 +69,7 @@ pub(crate) struct Port {
 pub struct Fabric {
     cfg: FabricConfig,
     pub(crate) ports: Vec<Port>,
+    /// LID / GID → the port's first QP.
     by_lid: HashMap<u16, usize>,
     by_gid: HashMap<Gid, usize>,
     pub(crate) mcast: arc_swap::ArcSwap<McastFanout>,
@@ -83,11 +89,29 @@ impl Fabric {
                     s.lid
                 ));
             }
-            if by_lid.insert(s.lid, i).is_some() {
-                return Err(format!("port {i}: LID {:#x} is used twice", s.lid));
-            }
-            if by_gid.insert(s.gid, i).is_some() {
-                return Err(format!("port {i}: GID {} is used twice", s.gid));
+            let first = match (by_lid.get(&s.lid), by_gid.get(&s.gid)) {
+                (None, None) => {
+                    by_lid.insert(s.lid, i);
+                    by_gid.insert(s.gid, i);
+                    i
+                }
+                (Some(&a), Some(&b)) if a == b => a,
+                (Some(_), _) => {
+                    return Err(format!(
+                        "port {i}: LID {:#x} is used twice with different GIDs",
+                        s.lid
+                    ))
+                }
+                (None, Some(_)) => return Err(format!("port {i}: GID {} is used twice", s.gid)),
+            };
+            if specs[first..i]
+                .iter()
+                .any(|o| o.lid == s.lid && o.qpn == s.qpn)
+            {
+                return Err(format!(
+                    "port {i}: QPN {:#x} is used twice on LID {:#x}",
+                    s.qpn, s.lid
+                ));
             }
             ports.push(Port {
                 attr: PortAttr {
@@ -98,9 +122,16 @@ impl Fabric {
                     qkey: s.qkey,
                     max_msg: cfg.ib_mtu,
                 },
+                siblings: Box::new([]),
                 rx: ArrayQueue::new(cfg.rx_depth.max(1)),
                 counters: PortCountersAtomic::default(),
             });
+        }
+        for i in 0..ports.len() {
+            let lid = ports[i].attr.lid;
+            ports[i].siblings = (0..ports.len())
+                .filter(|&j| ports[j].attr.lid == lid)
+                .collect();
         }
         Ok(Arc::new(Fabric {
             cfg,
@@ -121,11 +152,22 @@ impl Fabric {
     pub fn port_attr(&self, port: usize) -> Option<PortAttr> {
         self.ports.get(port).map(|p| p.attr)
     }
+    /// The first QP of the port with `lid`.
     pub fn port_by_lid(&self, lid: u16) -> Option<usize> {
         self.by_lid.get(&lid).copied()
     }
+    /// The first QP of the port with `gid`.
     pub fn port_by_gid(&self, gid: &Gid) -> Option<usize> {
         self.by_gid.get(gid).copied()
+    }
+
+    /// The QP numbered `qpn` on the port of QP `port`.
+    pub fn qp_on_port(&self, port: usize, qpn: u32) -> Option<usize> {
+        let p = self.ports.get(port)?;
+        p.siblings
+            .iter()
+            .copied()
+            .find(|&j| self.ports[j].attr.qpn == qpn)
     }
 
     /// The UD QP of `port`, to be driven by one lcore.

@@ -78,10 +78,19 @@ impl FabricQp {
                     me.counters.add_drop(DropReason::NoRoute, 1);
                     return;
                 };
-                if wr.remote_qpn != dst.attr.qpn {
-                    dst.counters.add_drop(DropReason::NoSuchQp, 1);
-                    return;
-                }
+                // The port's first QP is the common case; a child's QP is
+                // found among its siblings.
+                let dst = if wr.remote_qpn == dst.attr.qpn {
+                    dst
+                } else {
+                    match self.sibling(dst, wr.remote_qpn) {
+                        Some(d) => d,
+                        None => {
+                            dst.counters.add_drop(DropReason::NoSuchQp, 1);
+                            return;
+                        }
+                    }
+                };
                 let grh = put_grh(&mut wr.mbuf, self.attr.gid, dst.attr.gid);
                 self.enqueue(dst, qkey, wr.mbuf, grh, false);
             }
@@ -100,6 +109,15 @@ impl FabricQp {
                 self.enqueue(&self.fabric.ports[*last], qkey, wr.mbuf, grh, true);
             }
         }
+    }
+
+    #[cold]
+    fn sibling(&self, first: &Port, qpn: u32) -> Option<&Port> {
+        first
+            .siblings
+            .iter()
+            .map(|&j| &self.fabric.ports[j])
+            .find(|p| p.attr.qpn == qpn)
     }
 
     #[inline]
