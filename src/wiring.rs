@@ -13,7 +13,7 @@ use ipoib_dataplane::lcore::{
 use ipoib_dataplane::mem::{HugepageMode, Mbuf, Mempool, MempoolConfig, HEADROOM};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
 use ipoib_dataplane::provider::null::{NullMode, NullProvider};
-use ipoib_dataplane::provider::rocev2::{addr, Rocev2Config, Rocev2Provider};
+use ipoib_dataplane::provider::rocev2::{addr, steer_unicast, Rocev2Config, Rocev2Provider};
 use ipoib_dataplane::provider::verbs::{VerbsConfig, VerbsDevice, VerbsProvider, VerbsQpConfig};
 use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
 use ipoib_dataplane::ring::spsc;
@@ -209,6 +209,30 @@ pub fn rocev2_provider(
     })
 }
 
+/// QPs on one local address (an interface and its P_Key children): the
+/// kernel is told to deliver each one's unicast to its own QP's socket.
+/// `providers` are in the order they were opened.
+pub fn steer_shared_addresses(providers: &[Rocev2Provider]) -> Result<(), String> {
+    let mut locals: Vec<IpAddr> = providers.iter().map(|p| p.config().local).collect();
+    locals.sort();
+    locals.dedup();
+    for local in locals {
+        let qps: Vec<&Rocev2Provider> = providers
+            .iter()
+            .filter(|p| p.config().local == local)
+            .collect();
+        if qps.len() > 1 {
+            steer_unicast(&qps).map_err(|e| {
+                format!(
+                    "rocev2: steering unicast on {local} to its {} QPs: {e}",
+                    qps.len()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Builds hosts on the rocev2 provider: real RoCEv2 UD over UDP, ARP/ND
 /// without an SA, multicast joins as IGMP on each QP's multicast socket.
 pub fn build_rocev2(cfg: &Config) -> Result<Built<Rocev2Provider>, String> {
@@ -218,6 +242,7 @@ pub fn build_rocev2(cfg: &Config) -> Result<Built<Rocev2Provider>, String> {
         .iter()
         .map(|icfg| rocev2_provider(cfg, icfg, pool))
         .collect::<Result<Vec<_>, _>>()?;
+    steer_shared_addresses(&providers)?;
     let mut igmp = Vec::with_capacity(providers.len());
     for (p, icfg) in providers.iter().zip(&cfg.interfaces) {
         let defaults = IgmpDefaults {

@@ -165,6 +165,7 @@ pub fn rocev2_rig(
         }
         providers.push(p);
     }
+    crate::wiring::steer_shared_addresses(&providers)?;
     rig(cfg, pool, providers, streams, nstreams)
 }
 

@@ -10,6 +10,12 @@
 //! [`McastSocket`]. All use SO_REUSEPORT so several lcores or processes
 //! can share a host.
 //!
+//! Several QPs may share one local address (an interface and its P_Key
+//! children): their unicast sockets then form one reuseport group, and
+//! [`steer_unicast`] has the kernel hand each datagram to the socket of the
+//! QP its BTH names, so nothing is demultiplexed per packet here; each QP
+//! still checks the QPN and its own P_Key.
+//!
 //! Received messages carry a GRH in the headroom (source and destination
 //! IP as GIDs), so the layer above can tell its own multicast, looped back
 //! by the host, from a peer's (see [`Rocev2Provider::is_own`]).
@@ -227,6 +233,30 @@ impl Rocev2Provider {
     pub fn set_psn(&mut self, psn: u32) {
         self.psn = psn & crate::wire::roce::bth::PSN_MASK;
     }
+}
+
+/// Has the kernel deliver unicast for `qps` — QPs on one local address and
+/// RoCEv2 port, opened in this order and before any other socket of this
+/// process on that address — to the socket of the QP the BTH's destination
+/// QPN names (a classic BPF program on their reuseport group). Without it a
+/// group of several sockets is balanced by hash, and a QP would see (and
+/// drop) its siblings' messages.
+pub fn steer_unicast(qps: &[&Rocev2Provider]) -> io::Result<()> {
+    let Some(first) = qps.first() else {
+        return Ok(());
+    };
+    let (local, port) = (first.cfg.local, first.cfg.port);
+    if qps
+        .iter()
+        .any(|q| q.cfg.local != local || q.cfg.port != port)
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "QPs steered together must share their local address and port",
+        ));
+    }
+    let qpns: Vec<u32> = qps.iter().map(|q| q.cfg.qpn).collect();
+    socket::steer_by_qpn(first.rx.as_raw_fd(), &qpns)
 }
 
 impl Provider for Rocev2Provider {

@@ -41,6 +41,70 @@ pub fn set_udp_gro(fd: RawFd) -> io::Result<()> {
     setopt(fd, libc::SOL_UDP, super::slots::UDP_GRO, 1)
 }
 
+/// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic/socket.h; not in libc's Linux list).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// The classic BPF program that picks, for a datagram to the sockets of one
+/// reuseport group, the socket whose QP the BTH's destination QPN names:
+/// `qpns[i]` is the QPN of the group's i-th socket (in bind order). The
+/// kernel runs it on the UDP payload; an unknown QPN returns an index past
+/// the group, which makes the kernel fall back to its hash (the QP there
+/// counts the wrong QPN).
+pub fn qpn_steering_program(qpns: &[u32]) -> Vec<libc::sock_filter> {
+    let op = |code: u32| code as u16;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: op(code),
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let mut prog = Vec::with_capacity(3 + 2 * qpns.len());
+    // A = BTH bytes 4..8 (reserved byte, 24-bit destination QPN).
+    prog.push(stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4));
+    prog.push(stmt(
+        libc::BPF_ALU | libc::BPF_AND | libc::BPF_K,
+        0x00FF_FFFF,
+    ));
+    for (i, &qpn) in qpns.iter().enumerate() {
+        // Equal: fall through to `ret i`; else skip it.
+        prog.push(libc::sock_filter {
+            code: op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K),
+            jt: 0,
+            jf: 1,
+            k: qpn,
+        });
+        prog.push(stmt(libc::BPF_RET | libc::BPF_K, i as u32));
+    }
+    prog.push(stmt(libc::BPF_RET | libc::BPF_K, u32::MAX));
+    prog
+}
+
+/// Attaches `qpn_steering_program(qpns)` to the reuseport group of `fd`.
+pub fn steer_by_qpn(fd: RawFd, qpns: &[u32]) -> io::Result<()> {
+    let prog = qpn_steering_program(qpns);
+    let len = u16::try_from(prog.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many QPs to steer"))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `prog`, alive for the call; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Writes `addr` into `storage`; returns the length to pass to the kernel.
 pub fn to_storage(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {
