@@ -231,6 +231,8 @@ struct Core<F: AhFactory, S: PathService> {
     from_lcore: spsc::Consumer<Mbuf>,
     to_lcore: spsc::Producer<CtrlSend<F::Ah>>,
     statics: Vec<(IpAddr, NeighEntry<F::Ah>)>,
+    /// The static neighbours as configured, for `ipoibctl neigh`.
+    static_list: Vec<StaticNeighbour>,
     /// The table the lcore reads: static entries plus what was resolved.
     lcore_table: Published<NeighTable<F::Ah>>,
     /// Version of the resolver's table last merged.
@@ -254,6 +256,8 @@ pub struct ResolverSpec<'a, A = FabricAh> {
     pub pkey: u16,
     pub addrs: Vec<IpAddr>,
     pub statics: Vec<(IpAddr, NeighEntry<A>)>,
+    /// The same static neighbours as configured (shown by `ipoibctl neigh`).
+    pub static_list: Vec<StaticNeighbour>,
     pub lcore_table: Published<NeighTable<A>>,
     pub queue_len: usize,
     pub request_queue: usize,
@@ -314,6 +318,7 @@ where
             from_lcore: up_rx,
             to_lcore: down_tx,
             statics: spec.statics,
+            static_list: spec.static_list,
             lcore_table: spec.lcore_table,
             resolved_seen: 0,
             pool,
@@ -616,6 +621,7 @@ where
         }
         // Static handles are plain values on these providers: nothing to destroy.
         self.statics = statics;
+        self.static_list = list.to_vec();
         self.publish_merged();
         tracing::info!(
             interface = %self.name,
@@ -644,6 +650,7 @@ trait Resolve: Send {
     fn touch_used(&mut self, now: Duration);
     fn resolution_line(&self) -> String;
     fn neighbours(&self) -> Vec<NeighInfo>;
+    fn static_neighbours(&self) -> Vec<StaticNeighbour>;
     fn dropped_down(&self) -> u64;
     fn set_statics(&mut self, list: &[StaticNeighbour]) -> Result<(), String>;
     fn paths(&self) -> (Vec<PathInfo>, PathStats);
@@ -681,6 +688,9 @@ where
     }
     fn neighbours(&self) -> Vec<NeighInfo> {
         Core::neighbours(self)
+    }
+    fn static_neighbours(&self) -> Vec<StaticNeighbour> {
+        self.static_list.clone()
     }
     fn dropped_down(&self) -> u64 {
         self.dropped_down
@@ -802,6 +812,11 @@ impl HostResolver {
 
     pub fn neighbours(&self) -> Vec<NeighInfo> {
         self.core.neighbours()
+    }
+
+    /// The static neighbours in force (configuration, then reloads).
+    pub fn static_neighbours(&self) -> Vec<StaticNeighbour> {
+        self.core.static_neighbours()
     }
 
     /// Frames or packets dropped because the lcore's ring was full or the pool empty.

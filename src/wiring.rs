@@ -1,7 +1,7 @@
 //! From a validated configuration to running lcores: one mempool for the
 //! process, one provider QP per interface, rings, neighbour tables, sources.
 
-use crate::resolution::{HostResolver, LcoreSide, ResolverSpec};
+use crate::resolution::{HostResolver, LcoreSide, ResolverSpec, StaticNeighbour};
 use ipoib_config::{Config, Hugepages, Interface};
 use ipoib_control::igmp::{IgmpDefaults, IgmpService};
 use ipoib_control::rdmacm::{RdmaCmService, VerbsAttach};
@@ -154,6 +154,15 @@ fn add_resolvers<P: Provider>(
                 pkey: icfg.pkey,
                 addrs,
                 statics: nw.statics.clone(),
+                static_list: icfg
+                    .neighbours
+                    .iter()
+                    .map(|n| StaticNeighbour {
+                        ip: n.ip,
+                        qpn: n.qpn,
+                        gid: Gid::from(n.gid),
+                    })
+                    .collect(),
                 lcore_table: nw.table.clone(),
                 stack_tx: nw.stack_tx.take().ok_or("stack ring already taken")?,
                 mtu: icfg.mtu,

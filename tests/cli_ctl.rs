@@ -972,3 +972,117 @@ fn children_keep_partitions_apart(name: &str, config: &str, fabric: bool) {
     assert!(out.contains("(no leak)"), "{out}");
     assert!(out.contains("unbalanced=0 violations=0"), "{out}");
 }
+
+/// Two soft hosts; ib0 sends to 10.0.0.9, which nobody answers ARP for, so
+/// it is reachable only through a static neighbour (ib1's QP): `static_n`
+/// adds it, `level` is the log level.
+fn neighbour_config(static_n: bool, level: &str) -> String {
+    let neighbour = if static_n {
+        "[[interface.neighbour]]\nip = \"10.0.0.9\"\nqpn = 0x102\ngid = \"fe80::2:c903:0:2\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "[dataplane]\nlcores = [0]\nmempool_size = 2048\n\
+         [[interface]]\nname = \"ib0\"\nport = 1\nipv4 = [\"10.0.0.1/24\"]\n{neighbour}\
+         [[interface]]\nname = \"ib1\"\nport = 2\nipv4 = [\"10.0.0.2/24\"]\n\
+         [[traffic]]\nfrom = \"ib0\"\nto = \"10.0.0.9\"\nrate_pps = 2000\n\
+         [log]\nlevel = \"{level}\"\n"
+    )
+}
+
+/// ib0's entry for 10.0.0.9 in `ipoibctl neigh --json`.
+fn neighbour_9(d: &Daemon) -> Option<Value> {
+    let n = d.json(&["neigh"]);
+    iface(&n, "ib0")["neighbours"]
+        .as_array()?
+        .iter()
+        .find(|e| e["ip"] == "10.0.0.9")
+        .cloned()
+}
+
+impl Daemon {
+    /// Lines of the daemon's log (stderr) so far holding `needle`.
+    fn log_count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.join("stderr"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+#[test]
+fn reload_switches_the_log_level_and_adds_and_removes_a_static_neighbour() {
+    const DEBUG_LINE: &str = "DEBUG";
+    const REQUEST: &str = "event=\"control_request\"";
+    let mut d = Daemon::start_with("reload-neigh", Some(&neighbour_config(false, "info")));
+    // At info, a request logs nothing; 10.0.0.9 is unresolved and ib0's flow
+    // is dropped for want of a neighbour.
+    d.wait_until("drops for want of a neighbour", |d| {
+        counter(&d.json(&["stats"]), "ib0", "tx_no_neighbour_drops") > 100
+    });
+    assert!(
+        neighbour_9(&d).is_none_or(|n| n["state"] != "permanent"),
+        "{:?}",
+        neighbour_9(&d)
+    );
+    assert_eq!(d.log_count(DEBUG_LINE), 0, "{}", d.output());
+    let rx_before = counter(&d.json(&["stats"]), "ib1", "fabric_rx_messages");
+
+    // Debug on, and the static neighbour, by SIGHUP.
+    std::fs::write(d.config_file(), neighbour_config(true, "debug")).unwrap();
+    d.hup();
+    d.wait_log("config reloaded", 1);
+    d.wait_until("10.0.0.9 as a static neighbour", |d| {
+        neighbour_9(d).is_some_and(|n| n["state"] == "permanent")
+    });
+    let n = neighbour_9(&d).unwrap();
+    // The hardware address names ib1's QP (0x102) and port GID.
+    let hw = n["hwaddr"].as_str().unwrap_or_default().to_owned();
+    assert!(hw.starts_with("00:00:01:02:fe:80:"), "{n}");
+    assert!(hw.ends_with(":02:c9:03:00:00:00:02"), "{n}");
+    // Every request is now a debug line, written before it is answered.
+    let requests = d.log_count(REQUEST);
+    assert!(requests > 0, "{}", d.output());
+    d.ctl(&["status"]);
+    assert!(d.log_count(REQUEST) > requests, "{}", d.output());
+    assert!(d.log_count(DEBUG_LINE) > 0);
+    // Traffic to the static neighbour flows: ib1's QP receives it.
+    let drops = counter(&d.json(&["stats"]), "ib0", "tx_no_neighbour_drops");
+    d.wait_until("ib0's flow to reach ib1's QP", |d| {
+        counter(&d.json(&["stats"]), "ib1", "fabric_rx_messages") > rx_before + 200
+    });
+    let st = d.json(&["stats"]);
+    assert!(
+        counter(&st, "ib0", "tx_no_neighbour_drops") < drops + 50,
+        "no more drops for want of a neighbour: {st}"
+    );
+
+    // Both back, through the control socket this time.
+    std::fs::write(d.config_file(), neighbour_config(false, "info")).unwrap();
+    let r = d.json(&["reload"]);
+    let applied = r["applied"].to_string();
+    assert!(
+        applied.contains("log.level") && applied.contains("interface[0].neighbour"),
+        "{r}"
+    );
+    assert!(r["refused"].as_array().is_none_or(Vec::is_empty), "{r}");
+    d.wait_until("10.0.0.9 to stop being static", |d| {
+        neighbour_9(d).is_none_or(|n| n["state"] != "permanent")
+    });
+    // Requests log nothing again: each is answered after its (absent) line.
+    let requests = d.log_count(REQUEST);
+    for _ in 0..3 {
+        assert_eq!(d.ctl(&["status"]).0, 0);
+    }
+    assert_eq!(d.log_count(REQUEST), requests, "{}", d.output());
+    d.wait_until("drops for want of a neighbour again", |d| {
+        let a = counter(&d.json(&["stats"]), "ib0", "tx_no_neighbour_drops");
+        a > drops + 100
+    });
+
+    let (code, out) = d.terminate();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(no leak)"), "{out}");
+}

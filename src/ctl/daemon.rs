@@ -13,7 +13,7 @@ use ipoib_dataplane::lcore::TunStats;
 use ipoib_dataplane::mem::Mempool;
 use ipoib_dataplane::provider::fabric::{DropReason, Fabric};
 use ipoib_dataplane::stats::{IfaceStats, StatsSnapshot};
-use ipoib_dataplane::wire::{mgid_for_ip, Gid};
+use ipoib_dataplane::wire::{mgid_for_ip, Gid, HwAddr};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -390,22 +390,30 @@ impl DaemonBackend {
         let tables = self.on_control(|ctx| {
             ctx.resolvers
                 .iter()
-                .map(|r| (r.name.clone(), r.neighbours()))
+                .map(|r| (r.name.clone(), r.static_neighbours(), r.neighbours()))
                 .collect::<Vec<_>>()
         })?;
         let out: Vec<Value> = tables
             .into_iter()
-            .map(|(name, entries)| {
-                let list: Vec<Value> = entries
-                    .iter()
-                    .map(|n| {
+            .map(|(name, statics, entries)| {
+                // Configured entries first, as the kernel shows PERMANENT ones.
+                let statics = statics.iter().map(|n| {
+                    json!({
+                        "ip": n.ip.to_string(),
+                        "state": "permanent",
+                        "hwaddr": HwAddr::new(0, n.qpn, n.gid).to_string(),
+                        "queued": 0,
+                    })
+                });
+                let list: Vec<Value> = statics
+                    .chain(entries.iter().map(|n| {
                         json!({
                             "ip": n.ip.to_string(),
                             "state": format!("{:?}", n.state).to_lowercase(),
                             "hwaddr": n.hwaddr.map(|h| h.to_string()),
                             "queued": n.queued,
                         })
-                    })
+                    }))
                     .collect();
                 json!({"interface": name, "neighbours": list})
             })

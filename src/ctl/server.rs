@@ -242,6 +242,8 @@ fn answer(stream: &UnixStream, line: &[u8], backend: &dyn Backend) -> bool {
         return true;
     }
     let result = Request::parse(line).and_then(|req| {
+        // Who asked what, for an operator tracing a problem (log.level = "debug").
+        tracing::debug!(event = "control_request", request = ?req, "control socket request");
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.handle(req)))
             .unwrap_or_else(|_| Err("internal error while answering".into()))
     });
