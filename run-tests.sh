@@ -30,7 +30,7 @@ bash tests/netns_pktgen.sh
 step "kernel applications through TUN devices on two ipoibd hosts (root only)"
 bash tests/netns_tun.sh
 
-step "three ipoibd hosts on rocev2: multicast, capture, loss and a restart (root only)"
+step "four ipoibd hosts on rocev2: multicast, a late joiner, capture, loss and a restart (root only)"
 bash tests/netns_multihost.sh
 
 step "rocev2 against Linux kernel rxe in QEMU guests (root only)"

@@ -16,29 +16,16 @@ cd "$(dirname "$0")/.."
 . tests/netns_lib.sh
 netns_require
 
-if [ -z "${IPOIBD:-}" ]; then
-    cargo build --release -q --bin ipoibd
-    IPOIBD="${CARGO_TARGET_DIR:-target}/release/ipoibd"
-fi
+netns_bins ipoibd
 
 netns_bridge "ipd$$" 10.81.0 a b
 
 # config HOST_NUMBER PEER_NUMBER OFFLOAD: one rocev2 interface, a flow to the
 # peer, UDP GSO and GRO on (OFFLOAD=true) or off.
 config() {
+    rocev2_conf 2048 "gso = $3
+gro = $3"
     cat <<CONF
-[dataplane]
-lcores = [0]
-mempool_size = 2048
-hugepages = "off"
-
-[provider]
-kind = "rocev2"
-
-[provider.rocev2]
-gso = $3
-gro = $3
-
 [[interface]]
 name = "ib0"
 port = $1

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Three hosts (network namespaces a, b, c) on a bridge with IGMP snooping,
+# Four hosts (network namespaces a, b, c, d) on a bridge with IGMP snooping,
 # each running `ipoibd` with the rocev2 provider, a control socket and a
 # capture (--pcap). Flows: a -> b -> c -> a unicast UDP, a -> 239.5.5.5 as a
 # send-only sender, c -> 255.255.255.255 (broadcast); each host pings the
-# next. Checked, always by polling ipoibctl, the bridge or files against a
-# deadline:
+# next. d joins late: it starts once the others run, with 239.5.5.5 in its
+# configured groups, a flow to b and a ping to a. Checked, always by
+# polling ipoibctl, the bridge or files against a deadline:
 #   - ARP resolves every flow's neighbour; unicast counters grow;
 #   - b and c join 239.5.5.5 with `ipoibctl join` (seen in `bridge mdb`, the
 #     send-only sender a is not), c leaves it again (gone from `bridge mdb`);
+#   - the late joiner d: in `bridge mdb` for 239.5.5.5, receives a's group
+#     traffic, resolves b and a, and b receives its flow;
 #   - tshark decodes a bridge capture as RoCEv2/InfiniBand (UD SEND_ONLY,
 #     the right destination QPs, Q_Key 0x0b1b, no malformed frame or error)
 #     and the daemons' pcaps as IPoIB (received group and broadcast frames,
 #     the send-only sender's frames to QP 0xffffff);
-#   - 5% loss on b's link (netem, or nftables where the kernel has no
+#   - 5% loss on c's link (netem, or nftables where the kernel has no
 #     netem): the daemons keep answering, and b's sent minus c's received
 #     unicast frames is exactly what the link dropped;
 #   - c is killed and restarted on another QP: b learns the new address from
@@ -33,19 +36,14 @@ command -v bridge >/dev/null || skip "the bridge tool (iproute2) is missing"
 command -v tshark >/dev/null || skip "tshark is missing (apt-get install tshark)"
 command -v python3 >/dev/null || skip "python3 is missing"
 
-if [ -z "${IPOIBD:-}" ] || [ -z "${IPOIBCTL:-}" ]; then
-    cargo build --release -q --bin ipoibd --bin ipoibctl
-    IPOIBD="${CARGO_TARGET_DIR:-target}/release/ipoibd"
-    IPOIBCTL="${CARGO_TARGET_DIR:-target}/release/ipoibctl"
-fi
+netns_bins ipoibd ipoibctl
 
-netns_bridge "imh$$" 10.82.0 a b c
+netns_bridge "imh$$" 10.82.0 a b c d
 # Ports drop a group at once on a leave. (No querier: its IGMPv2 queries
 # would turn the hosts to IGMPv2, whose report suppression hides members.)
-for h in a b c; do ip -n "$BR" link set "p$h" type bridge_slave fastleave on; done
+for h in "${HOSTS[@]}"; do ip -n "$BR" link set "p$h" type bridge_slave fastleave on; done
 
 GROUP=239.5.5.5
-declare -A PID
 
 # On failure, the bridge's and the daemons' view too.
 lib_fail() { fail "$@"; }
@@ -53,7 +51,7 @@ eval "$(declare -f fail | sed 's/^fail/lib_fail/')"
 fail() {
     echo "--- bridge mdb"
     bridge -n "$BR" mdb show || true
-    for h in "${!PID[@]}"; do
+    for h in "${!DAEMON[@]}"; do
         echo "--- $h: groups, neigh, stats"
         ctl "$h" groups || true
         ctl "$h" neigh || true
@@ -62,26 +60,20 @@ fail() {
     lib_fail "$@"
 }
 
-# config HOST_NUMBER PORT EXTRA [RATE]: one rocev2 interface on QP
-# 0x100 + PORT, a unicast flow to the next host (RATE, default 1000 pps),
-# then EXTRA.
+# config HOST_NUMBER PORT EXTRA [RATE] [IFACE_KEYS]: one rocev2 interface
+# on QP 0x100 + PORT with IFACE_KEYS, a unicast flow to the next host of
+# a -> b -> c -> a (d's to b; RATE, default 1000 pps), then EXTRA.
 config() {
     local n=$1 next=$(($1 % 3 + 1))
+    rocev2_conf 2048
     cat <<CONF
-[dataplane]
-lcores = [0]
-mempool_size = 2048
-hugepages = "off"
-
-[provider]
-kind = "rocev2"
-
 [[interface]]
 name = "ib0"
 port = $2
 mtu = 1020
 local_ip = "10.82.0.$n"
 ipv4 = ["10.0.0.$n/24"]
+${5:-}
 
 [[traffic]]
 from = "ib0"
@@ -97,13 +89,14 @@ config 1 1 "$(flow $GROUP 200 5005)" >"$WORK/a.toml"
 config 2 2 "" >"$WORK/b.toml"
 config 3 3 "$(flow 255.255.255.255 100 6006)" >"$WORK/c.toml"
 config 3 9 "$(flow 255.255.255.255 100 6006)" >"$WORK/c2.toml"
+config 4 4 "" 1000 "groups = [\"$GROUP\"]" >"$WORK/d.toml"
 
 # start HOST CONFIG_NAME PING: a daemon until SIGTERM, with its socket and pcap.
 start() {
     ip netns exec "${tag}$1" "$IPOIBD" --config "$WORK/$2.toml" --duration 0 \
         --socket "$WORK/$1.sock" --pcap "$WORK/$2.pcap" --ping "$3" \
         >"$WORK/$2.out" 2>&1 &
-    PID[$1]=$!
+    DAEMON[$1]=$!
     PIDS+=($!)
 }
 
@@ -123,21 +116,6 @@ json() {
 # xstat HOST NAME: an ib0 counter.
 xstat() {
     json "$1" "dict(d['interfaces'][0]['xstats'])['$2']" stats
-}
-
-# wait_for WHAT SECONDS CMD...: polls CMD until it succeeds; fails at the
-# deadline or when a daemon has died.
-wait_for() {
-    local what=$1 secs=$2 end=$((SECONDS + $2))
-    shift 2
-    until "$@" >/dev/null 2>"${WAIT_LOG:-/dev/null}"; do
-        for h in "${!PID[@]}"; do
-            kill -0 "${PID[$h]}" 2>/dev/null || fail "ipoibd in $h exited waiting for $what"
-        done
-        [ "$SECONDS" -lt "$end" ] || fail "timed out after $secs s waiting for $what"
-        sleep 0.1 # poll interval, not a synchronisation
-    done
-    echo "ok: $what"
 }
 
 carrier() { [ "$(json "$1" "d['interfaces'][0]['carrier']" status)" = True ]; }
@@ -207,8 +185,20 @@ bad=$(tshark -r "$WORK/bridge.pcap" -Y "_ws.malformed || _ws.expert.severity >= 
 
 ctl c leave ib0 $GROUP >/dev/null
 wait_for "c gone from the mdb for $GROUP, b still in" 20 eval "not_in_mdb c $GROUP && in_mdb b $GROUP"
+echo "ok: c left $GROUP"
 
-# 5% loss on b's link (b -> c unicast): nothing hangs, and what b sent
+# d joins late, a full member of the group from its config.
+start d d 10.0.0.1
+wait_for "d answers on its socket" 60 ctl d status
+wait_for "d has carrier" 60 carrier d
+wait_for "d in the mdb for $GROUP" 20 in_mdb d $GROUP
+wait_for "d receives the send-only sender's group traffic" 30 at_least d rx_multicast_packets 100
+wait_for "d resolves b" 30 resolved d 10.0.0.2
+wait_for "b resolves d" 30 resolved b 10.0.0.4
+wait_for "d resolves a (its ping)" 30 resolved d 10.0.0.1
+echo "ok: the late joiner d receives $GROUP and reaches a and b"
+
+# 5% loss of b's frames on c's link (b -> c unicast): nothing hangs, and what b sent
 # minus what c received is exactly what the link dropped. b's flow slows to
 # 1 pps (a live reload; 0 would mean unpaced) around the lossy run, so the
 # counters are read at rest.
@@ -245,39 +235,6 @@ while sys.argv[3] == "rest":
 print(*first)
 PY
 }
-# 5% random loss on b's link: netem on b's side, or where the kernel has no
-# netem, an nftables rule on the bridge port b sends into (b's send still
-# succeeds, as with netem). loss_drops: the frames it dropped.
-loss_on() {
-    if tc -n "${tag}b" qdisc add dev eth0 root netem loss 5% 2>/dev/null; then
-        LOSS=netem
-    else
-        LOSS=nftables
-        ip netns exec "$BR" nft -f - <<NFT || skip "neither netem nor nftables can drop frames here"
-table netdev loss {
-    chain lossy {
-        type filter hook ingress device "pb" priority 0;
-        ether type ip udp dport 4791 numgen random mod 100 < 5 counter drop
-    }
-}
-NFT
-    fi
-    echo "ok: 5% loss on b's link with $LOSS"
-}
-loss_drops() {
-    if [ "$LOSS" = netem ]; then
-        tc -n "${tag}b" -s qdisc show dev eth0 | sed -n 's/.*dropped \([0-9]*\).*/\1/p' | head -1
-    else
-        ip netns exec "$BR" nft list table netdev loss | sed -n 's/.*counter packets \([0-9]*\).*/\1/p'
-    fi
-}
-loss_off() {
-    if [ "$LOSS" = netem ]; then
-        tc -n "${tag}b" qdisc del dev eth0 root
-    else
-        ip netns exec "$BR" nft delete table netdev loss
-    fi
-}
 # c's kernel drops what arrives while its lcore is off the CPU and the
 # socket buffer is full (a loaded machine): the drops column of c's
 # unicast socket (10.82.0.3:4791) in /proc/net/udp.
@@ -286,7 +243,8 @@ sock_drops() {
         | awk '$2 == "0300520A:12B7" { n += $NF } END { print n + 0 }'
 }
 b_rate 1
-loss_on
+loss_on c 5 10.82.0.2 || skip "neither netem nor nftables can drop frames here"
+echo "ok: 5% loss on c's link with $LOSS"
 read -r t0 r0 < <(uni rest) || fail "b's flow did not stay still"
 d0=$(loss_drops) k0=$(sock_drops)
 b_rate 1000
@@ -307,13 +265,13 @@ assert 0.02 <= dropped / sent <= 0.10, "the loss rate is not near 5%"
 lost = sent - got - dropped - overflow
 assert 0 <= lost <= 3, f"{lost} frames lost unaccounted"
 PY
-echo "ok: 5% loss on b's link counted consistently"
+echo "ok: 5% loss on c's link counted consistently"
 wait_for "c receives b's flow at full rate again" 30 eval "[ \$(uni | cut -d' ' -f2) -ge $((r1 + 500)) ]"
 
 # c dies and comes back on QP 0x109: b learns it from the announcement.
-kill -KILL "${PID[c]}"
-wait "${PID[c]}" 2>/dev/null || true
-unset 'PID[c]'
+kill -KILL "${DAEMON[c]}"
+wait "${DAEMON[c]}" 2>/dev/null || true
+unset 'DAEMON[c]'
 a_rx=$(xstat a rx_good_packets)
 start c c2 10.0.0.1
 wait_for "c answers again" 60 ctl c status
@@ -322,16 +280,8 @@ wait_for "c receives b's flow again" 30 at_least c rx_good_packets 500
 wait_for "a receives c's flow again" 30 at_least a rx_good_packets $((a_rx + 500))
 
 # Stop every daemon; each exits 0 with its mbufs back and pings answered.
-for h in a b c; do kill -TERM "${PID[$h]}"; done
-for h in a b c; do
-    end=$((SECONDS + 60))
-    while kill -0 "${PID[$h]}" 2>/dev/null; do
-        [ "$SECONDS" -lt "$end" ] || fail "ipoibd in $h did not stop after SIGTERM"
-        sleep 0.1 # poll interval
-    done
-    wait "${PID[$h]}" || fail "ipoibd in $h exited with status $?"
-done
-for out in a b c2; do
+stop_daemons a b c d
+for out in a b c2 d; do
     f="$WORK/$out.out"
     grep -q "(no leak)" "$f" || fail "$out: mbufs leaked or no pool line"
     grep -Eq "^ping [0-9.]+ from ib0: [0-9]+ sent, [1-9][0-9]* received" "$f" \
@@ -341,7 +291,7 @@ done
 
 # The daemons' captures decode as IPoIB: b received the group's and the
 # broadcast flow's frames, a sent the group's to QP 0xffffff.
-for p in a b c2; do
+for p in a b c2 d; do
     bad=$(tshark -r "$WORK/$p.pcap" -Y "_ws.malformed || _ws.expert.severity >= error" 2>/dev/null | wc -l)
     [ "$bad" = 0 ] || fail "$bad malformed frames in $p's capture"
     protos=$(tshark -r "$WORK/$p.pcap" -T fields -e frame.protocols 2>/dev/null | sort | uniq -c)
@@ -356,4 +306,6 @@ count() { tshark -r "$WORK/$1.pcap" -Y "$2" 2>/dev/null | wc -l; }
 [ "$(count a "ipoib.daddr.qpn == 0xffffff && ip.dst == $GROUP")" -gt 0 ] \
     || fail "a's capture has no frames sent to $GROUP"
 [ "$(count a "arp")" -gt 0 ] || fail "a's capture has no ARP"
-echo "ipoibd over rocev2, three hosts in network namespaces: ok"
+[ "$(count d "ipoib.grh && ip.dst == $GROUP && udp.dstport == 5005")" -gt 0 ] \
+    || fail "d's capture has no received $GROUP frames"
+echo "ipoibd over rocev2, four hosts in network namespaces: ok"

@@ -17,25 +17,15 @@ cd "$(dirname "$0")/.."
 netns_require
 command -v python3 >/dev/null || skip "python3 reads the JSON reports"
 
-if [ -z "${IPOIBD:-}" ]; then
-    cargo build --release -q --bin ipoibd
-    IPOIBD="${CARGO_TARGET_DIR:-target}/release/ipoibd"
-fi
+netns_bins ipoibd
 
 netns_bridge "pkg$$" 10.83.0 a b
 
 # config HOST PEER: one rocev2 interface; the peer is a static neighbour
 # (QPN 0x100 + port, GID its local_ip), as pktgen resolves nothing itself.
 config() {
+    rocev2_conf 8192
     cat <<CONF
-[dataplane]
-lcores = [0]
-mempool_size = 8192
-hugepages = "off"
-
-[provider]
-kind = "rocev2"
-
 [[interface]]
 name = "ib0"
 port = $1
@@ -112,29 +102,10 @@ check lossless 0 || fail "lossless run"
 
 # 10% loss between a and b: netem on the bridge's port to b where the
 # kernel has it, else nftables at b's input.
-if tc -n "$BR" qdisc add dev pb root netem loss 10% 2>/dev/null; then
-    how=netem
-    dropped() {
-        tc -n "$BR" -s qdisc show dev pb | awk '/dropped/ { gsub(",", ""); print $7; exit }'
-    }
-elif command -v nft >/dev/null && ip netns exec "${tag}b" nft -f - 2>/dev/null <<'NFT'
-table inet pktgen_loss {
-    chain in {
-        type filter hook input priority 0; policy accept;
-        udp dport 4791 numgen random mod 100 < 10 counter drop
-    }
-}
-NFT
-then
-    how=nftables
-    dropped() {
-        ip netns exec "${tag}b" nft list chain inet pktgen_loss in \
-            | awk '/counter packets/ { for (i = 1; i < NF; i++) if ($i == "packets") { print $(i + 1); exit } }'
-    }
-else
+if ! loss_on b 10; then
     echo "lossless run: ok"
     skip "lossy run: this kernel has no sch_netem and nft is missing (CI installs nftables)"
 fi
 run lossy
-check lossy "$(dropped)" || fail "lossy run ($how)"
-echo "pktgen over rocev2 in two namespaces, lossless and with $how loss: ok"
+check lossy "$(loss_drops)" || fail "lossy run ($LOSS)"
+echo "pktgen over rocev2 in two namespaces, lossless and with $LOSS loss: ok"

@@ -19,10 +19,7 @@ netns_require
 [ -c /dev/net/tun ] || skip "/dev/net/tun is missing (modprobe tun)"
 command -v python3 >/dev/null || skip "python3 is missing"
 
-if [ -z "${IPOIBD:-}" ]; then
-    cargo build --release -q --bin ipoibd
-    IPOIBD="${CARGO_TARGET_DIR:-target}/release/ipoibd"
-fi
+netns_bins ipoibd
 TOOLS="$PWD/tests/tun_tools.py"
 
 netns_bridge "tun$$" 10.83.0 a b
@@ -35,18 +32,8 @@ done
 
 # config HOST_NUMBER: one rocev2 interface with a TUN device, no traffic of its own.
 config() {
+    rocev2_conf 4096 "ib_mtu = 2048"
     cat <<CONF
-[dataplane]
-lcores = [0]
-mempool_size = 4096
-hugepages = "off"
-
-[provider]
-kind = "rocev2"
-
-[provider.rocev2]
-ib_mtu = 2048
-
 [[interface]]
 name = "ib0"
 port = $1
@@ -60,30 +47,16 @@ CONF
 config 1 >"$WORK/a.toml"
 config 2 >"$WORK/b.toml"
 
-DAEMONS=()
 for h in a b; do
     ip netns exec "${tag}$h" "$IPOIBD" --config "$WORK/$h.toml" --no-socket \
         --duration 0 >"$WORK/$h.out" 2>&1 &
     PIDS+=($!)
-    DAEMONS+=($!)
+    DAEMON[$h]=$!
 done
 
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
-wait_for() {
-    local deadline=$((SECONDS + $1)) what=$2
-    shift 2
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || fail "timed out waiting for $what"
-        for pid in "${DAEMONS[@]}"; do
-            kill -0 "$pid" 2>/dev/null || fail "a daemon exited early (waiting for $what)"
-        done
-        sleep 0.05
-    done
-}
-
 for h in a b; do
-    wait_for 30 "carrier on $h" grep -q "carrier on every interface" "$WORK/$h.out"
-    wait_for 5 "ipoib0 up on $h" ip -n "${tag}$h" addr show dev ipoib0 up
+    wait_for "carrier on $h" 30 grep -q "carrier on every interface" "$WORK/$h.out"
+    wait_for "ipoib0 up on $h" 5 ip -n "${tag}$h" addr show dev ipoib0 up
 done
 echo "== TUN devices"
 for h in a b; do
@@ -106,7 +79,7 @@ serve() {
     local ready="$WORK/ready.$2.$4"
     inns "$1" python3 "$TOOLS" "$2-server" "$3" "$4" "$ready" >"$WORK/$2-$4.srv" 2>&1 &
     PIDS+=($!)
-    wait_for 10 "$2 server on $1" test -e "$ready"
+    wait_for "$2 server on $1" 10 test -e "$ready"
 }
 
 serve b udp 10.0.0.2 5001
@@ -131,7 +104,7 @@ if command -v iperf3 >/dev/null; then
     inns b iperf3 -s -1 -B 10.0.0.2 -p 5201 >"$WORK/iperf3.srv" 2>&1 &
     PIDS+=($!)
     listening() { [[ -n $(inns b ss -ltnH "sport = :5201") ]]; }
-    wait_for 10 "iperf3 server" listening
+    wait_for "iperf3 server" 10 listening
     out=$(inns a iperf3 -c 10.0.0.2 -p 5201 -t "${IPERF_SECONDS:-2}" -f m) \
         || fail "iperf3: $out"
     mbps=$(awk '/receiver/ { print $7 }' <<<"$out")
@@ -142,12 +115,7 @@ else
 fi
 
 # Stop the daemons with SIGTERM: a clean exit, and their summaries.
-kill -TERM "${DAEMONS[@]}"
-n=0
-for h in a b; do
-    wait "${DAEMONS[$n]}" || fail "ipoibd in $h exited with status $? after SIGTERM"
-    n=$((n + 1))
-done
+stop_daemons a b
 
 for h in a b; do
     out="$WORK/$h.out"
