@@ -332,7 +332,15 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
                 ib_mtu.saturating_sub(4)
             ));
         }
-        if icfg.pkey | 0x8000 != dev.pkey() | 0x8000 {
+        // A child's QP uses its own P_Key's index; parents the configured one.
+        let pkey = match icfg.parent {
+            Some(_) => Some(
+                dev.pkey_index_of(&icfg.name, icfg.pkey)
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        if pkey.is_none() && icfg.pkey | 0x8000 != dev.pkey() | 0x8000 {
             return Err(format!(
                 "interface {}: pkey {:#06x} is not the P_Key at index {} of {} port {} ({:#06x})",
                 icfg.name,
@@ -349,6 +357,7 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
             VerbsQpConfig {
                 qkey: icfg.qkey,
                 rx_depth: cfg.dataplane.rx_ring_size,
+                pkey,
             },
             pool.cache(cfg.dataplane.mempool_cache as usize),
         )

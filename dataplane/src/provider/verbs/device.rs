@@ -40,6 +40,14 @@ pub enum VerbsSetupError {
         index: u16,
         present: Vec<(u16, u16)>,
     },
+    /// A P_Key child interface's P_Key is in no entry of the port's table.
+    PkeyNotInTable {
+        interface: String,
+        device: String,
+        port: u8,
+        pkey: u16,
+        present: Vec<(u16, u16)>,
+    },
     Verbs(VerbsError),
 }
 
@@ -85,6 +93,27 @@ impl fmt::Display for VerbsSetupError {
                 write!(
                     f,
                     "verbs: provider.verbs.pkey_index {index}: {device} port {port} has P_Key indices {}",
+                    if list.is_empty() {
+                        "none".to_string()
+                    } else {
+                        list.join(", ")
+                    }
+                )
+            }
+            VerbsSetupError::PkeyNotInTable {
+                interface,
+                device,
+                port,
+                pkey,
+                present,
+            } => {
+                let list: Vec<String> = present
+                    .iter()
+                    .map(|(i, k)| format!("{k:#06x} (index {i})"))
+                    .collect();
+                write!(
+                    f,
+                    "verbs: interface {interface}: pkey {pkey:#06x} is not in the P_Key table of {device} port {port}, which has {}",
                     if list.is_empty() {
                         "none".to_string()
                     } else {
@@ -244,6 +273,30 @@ impl VerbsDevice {
         self.pkey
     }
 
+    /// The valid entries of the port's P_Key table, as (index, P_Key).
+    pub fn pkey_table(&self) -> Vec<(u16, u16)> {
+        (0..self.port.pkey_tbl_len)
+            .filter_map(|i| match self.ctx.query_pkey(self.cfg.port, i) {
+                Ok(k) if k & 0x7FFF != 0 => Some((i, k)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The index of `pkey` in the port's P_Key table, for a P_Key child
+    /// interface's QP: the entry of the same partition, a full member's
+    /// first (a limited member cannot reach other limited members).
+    pub fn pkey_index_of(&self, interface: &str, pkey: u16) -> Result<(u16, u16), VerbsSetupError> {
+        let table = self.pkey_table();
+        find_pkey(&table, pkey).ok_or_else(|| VerbsSetupError::PkeyNotInTable {
+            interface: interface.to_string(),
+            device: self.name().to_string(),
+            port: self.cfg.port,
+            pkey,
+            present: table.into_iter().take(LIST_MAX as usize).collect(),
+        })
+    }
+
     /// Largest UD message: the port's active MTU.
     pub fn max_msg(&self) -> u16 {
         self.port.mtu
@@ -255,9 +308,44 @@ impl VerbsDevice {
     }
 }
 
+/// The (index, P_Key) entry of `table` in `pkey`'s partition: the exact
+/// entry, else the full member's, else the limited one.
+pub(crate) fn find_pkey(table: &[(u16, u16)], pkey: u16) -> Option<(u16, u16)> {
+    let same = |k: u16| k & 0x7FFF == pkey & 0x7FFF;
+    table
+        .iter()
+        .find(|(_, k)| *k == pkey)
+        .or_else(|| table.iter().find(|(_, k)| same(*k) && k & 0x8000 != 0))
+        .or_else(|| table.iter().find(|(_, k)| same(*k)))
+        .copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_pkey_is_found_in_its_partition() {
+        let table = [(0, 0xFFFF), (1, 0x0002), (2, 0x8001), (5, 0x8002)];
+        assert_eq!(find_pkey(&table, 0x8001), Some((2, 0x8001)));
+        assert_eq!(find_pkey(&table, 0x0001), Some((2, 0x8001)));
+        assert_eq!(find_pkey(&table, 0x0002), Some((1, 0x0002)));
+        assert_eq!(find_pkey(&table, 0x8002), Some((5, 0x8002)));
+        assert_eq!(find_pkey(&table, 0x7FFF), Some((0, 0xFFFF)));
+        assert_eq!(find_pkey(&table, 0x8003), None);
+        let e = VerbsSetupError::PkeyNotInTable {
+            interface: "ib0.8003".into(),
+            device: "rxe0".into(),
+            port: 1,
+            pkey: 0x8003,
+            present: vec![(0, 0xFFFF), (2, 0x8001)],
+        };
+        assert_eq!(
+            e.to_string(),
+            "verbs: interface ib0.8003: pkey 0x8003 is not in the P_Key table of rxe0 port 1, \
+             which has 0xffff (index 0), 0x8001 (index 2)"
+        );
+    }
 
     #[test]
     fn index_errors_name_what_exists() {

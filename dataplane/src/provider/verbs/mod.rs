@@ -52,6 +52,9 @@ pub struct VerbsQpConfig {
     pub qkey: u32,
     /// Receive buffers kept posted.
     pub rx_depth: u32,
+    /// The QP's (P_Key index, P_Key); `None`: the device's configured
+    /// `pkey_index` (a P_Key child gets the index of its own P_Key).
+    pub pkey: Option<(u16, u16)>,
 }
 
 /// A QP handle the control plane attaches to multicast groups.
@@ -121,13 +124,14 @@ impl VerbsProvider {
         let channel: Option<Arc<CompChannel>> = None;
         let send_cq = Cq::new(ctx, SQ_DEPTH as u32, channel.clone())?;
         let recv_cq = Cq::new(ctx, rx_depth, channel)?;
+        let (pkey_index, pkey) = cfg.pkey.unwrap_or((dev.cfg.pkey_index, dev.pkey));
         let qp = Qp::new_ud(
             &dev.pd,
             &send_cq,
             &recv_cq,
             &UdQpSpec {
                 port: dev.cfg.port,
-                pkey_index: dev.cfg.pkey_index,
+                pkey_index,
                 qkey: cfg.qkey,
                 max_send_wr: SQ_DEPTH as u32,
                 max_recv_wr: rx_depth,
@@ -142,7 +146,7 @@ impl VerbsProvider {
                 &recv_cq,
                 &UdQpSpec {
                     port: dev.cfg.port,
-                    pkey_index: dev.cfg.pkey_index,
+                    pkey_index,
                     qkey: cfg.qkey,
                     max_send_wr: SQ_DEPTH as u32,
                     max_recv_wr: rx_depth,
@@ -154,7 +158,7 @@ impl VerbsProvider {
             lid: if dev.is_roce() { 0 } else { dev.port.lid },
             gid: dev.gid,
             qpn: qp.qp_num(),
-            pkey: dev.pkey,
+            pkey,
             qkey: cfg.qkey,
             max_msg: dev.max_msg(),
         };
