@@ -343,31 +343,53 @@ impl<A: Copy> FastRun<A> {
         let (last_a, last_e, last_group) = (self.last_a, self.last_e, self.last_group);
         let group_dest = self.group_dest;
         let mut mcast = self.mcast;
-        let (mtu, qkey) = (self.mtu, self.qkey);
+        // IPv4 packets of 20..=mtu bytes (config keeps mtu >= 68).
+        let (span, qkey) = (self.mtu.saturating_sub(20), self.qkey);
         let found = loop {
             if next == end {
                 break None;
             }
             let m = &mut *next;
             next = next.add(1);
-            let hit = match m.prepend_window(HEADER_LEN) {
-                Some(w) if w.len() >= HEADER_LEN + 20 && w.len() <= mtu + HEADER_LEN => {
-                    let a = u32::from_be_bytes([w[20], w[21], w[22], w[23]]);
-                    let v4 = w[HEADER_LEN] >> 4 == 4;
+            let hit = match m.prepend_raw(HEADER_LEN as u16) {
+                // One compare for HEADER_LEN + 20 <= len <= mtu + HEADER_LEN.
+                Some((w, len)) if len.wrapping_sub(HEADER_LEN + 20) <= span => {
+                    // SAFETY: len >= HEADER_LEN + 20 bytes from `w` are ours
+                    // (unshared): the IPv4 version and destination, and
+                    // the header.
+                    let (version, a) = unsafe {
+                        (
+                            *w.add(HEADER_LEN) >> 4,
+                            u32::from_be(w.add(HEADER_LEN + 16).cast::<u32>().read_unaligned()),
+                        )
+                    };
+                    let v4 = version == 4;
                     // Below 224.0.0.0: neither multicast nor the broadcast
                     // (240/4 is unicast too, but rare: it goes the general way).
                     if v4 && a < 0xE000_0000 {
                         if a == last_a {
-                            w[..HEADER_LEN].copy_from_slice(&IPV4_HDR);
-                            Fast::Neigh
+                            // SAFETY: see above; `last_e` is set whenever
+                            // `last_a` is, and `a == last_a` is unicast.
+                            let e = unsafe {
+                                w.cast::<[u8; HEADER_LEN]>().write_unaligned(IPV4_HDR);
+                                last_e.assume_init()
+                            };
+                            bytes += len as u64;
+                            std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
+                            std::ptr::addr_of_mut!((*wr).ah).write(e.ah);
+                            std::ptr::addr_of_mut!((*wr).remote_qpn).write(e.qpn);
+                            std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
+                            wr = wr.add(1);
+                            continue;
                         } else {
                             Fast::Unicast4(a)
                         }
                     } else if v4 && a >> 28 == 0xE && a == last_group {
-                        w[..HEADER_LEN].copy_from_slice(&IPV4_HDR);
+                        // SAFETY: see above.
+                        unsafe { w.cast::<[u8; HEADER_LEN]>().write_unaligned(IPV4_HDR) };
                         match group_dest {
                             Some((ah, qkey)) => {
-                                bytes += m.len() as u64;
+                                bytes += len as u64;
                                 mcast += 1;
                                 let r = SendWr {
                                     mbuf: std::ptr::read(m),
@@ -388,17 +410,7 @@ impl<A: Copy> FastRun<A> {
                 Some(_) => Fast::General,
                 None => Fast::NoHeadroom,
             };
-            let Fast::Neigh = hit else {
-                break Some((hit, m as *mut Mbuf));
-            };
-            // SAFETY: set whenever last_a is, and `a == last_a` is unicast.
-            let e = last_e.assume_init();
-            bytes += m.len() as u64;
-            std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
-            std::ptr::addr_of_mut!((*wr).ah).write(e.ah);
-            std::ptr::addr_of_mut!((*wr).remote_qpn).write(e.qpn);
-            std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
-            wr = wr.add(1);
+            break Some((hit, m as *mut Mbuf));
         };
         (self.next, self.wr, self.bytes, self.mcast) = (next, wr, bytes, mcast);
         found
@@ -409,10 +421,9 @@ impl<A: Copy> FastRun<A> {
 const IPV4_HDR: [u8; 4] = ((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes();
 
 /// What the TX fast path found for a packet (with the header room
-/// prepended; the header written for `Neigh` and `Group`).
+/// prepended; the header written for `Group`). Packets to the neighbour
+/// found last never leave the run.
 enum Fast {
-    /// IPv4 unicast to the neighbour found last.
-    Neigh,
     /// IPv4 unicast to another address: a hash probe.
     Unicast4(u32),
     /// The IPv4 group sent to last (its MGID is remembered).
@@ -596,12 +607,11 @@ impl<P: Provider> Iface<P> {
     /// The burst just polled, to a running capture (not our own multicast
     /// looped back, which the stack never sees).
     #[inline(always)]
-    fn tap_rx(&mut self) {
-        if let Some(tap) = self.capture.as_mut() {
+    fn tap_rx(capture: &mut Option<Tap>, me: (u32, u16), rxc: &[RecvCompletion]) {
+        if let Some(tap) = capture.as_mut() {
             let session = tap.session();
             if session != 0 {
-                let me = (self.port.qpn, self.port.lid);
-                tap.record_rx(session, &self.rxc, |c| (c.src_qpn, c.slid) == me);
+                tap.record_rx(session, rxc, |c| (c.src_qpn, c.slid) == me);
             }
         }
     }
@@ -844,7 +854,7 @@ impl<P: Provider> Iface<P> {
                         remote_qkey,
                     }
                 }
-                Fast::General | Fast::Neigh => match slow.send(m, cache, &mut counts) {
+                Fast::General => match slow.send(m, cache, &mut counts) {
                     Some(r) => r,
                     None => continue,
                 },
@@ -895,21 +905,33 @@ impl<P: Provider> Iface<P> {
     /// Not inlined, as `tx_burst`.
     #[inline(never)]
     pub fn rx_burst(&mut self, cache: &mut LcoreCache) -> usize {
-        let n = self.provider.poll_recv(&mut self.rxc);
-        if n == 0 {
-            return 0;
-        }
-        self.tap_rx();
+        // Completions are worked on in place, in the provider's memory when
+        // it keeps them (no copy), else in `rxc`; their mbufs are moved out
+        // one by one and their slots given back after the loop, so none is
+        // owned twice.
+        let (rxc, polled, in_place) = match self.provider.peek_recv(BURST) {
+            Some((_, 0)) => return 0,
+            Some((first, n)) => (first, n, true),
+            None => {
+                let n = self.provider.poll_recv(&mut self.rxc);
+                if n == 0 {
+                    return 0;
+                }
+                let polled = self.rxc.len();
+                // SAFETY: each of the `polled` mbufs is read out exactly once below.
+                unsafe { self.rxc.set_len(0) };
+                (self.rxc.as_mut_ptr(), polled, false)
+            }
+        };
+        let me = (self.port.qpn, self.port.lid);
+        // SAFETY: `polled` initialised completions from `rxc`, untouched
+        // until the loop below moves them out.
+        Self::tap_rx(&mut self.capture, me, unsafe {
+            std::slice::from_raw_parts(rxc, polled)
+        });
         let mut counts = BurstCounts::default();
         // Every burst leaves `pkts` empty, so a whole poll fits.
         debug_assert!(self.pkts.is_empty());
-        let me = (self.port.qpn, self.port.lid);
-        // Completions are worked on in place and their mbufs moved out one
-        // by one: `rxc` is emptied first, so none is owned twice.
-        let polled = self.rxc.len();
-        let rxc = self.rxc.as_mut_ptr();
-        // SAFETY: each of the `polled` mbufs is read out exactly once below.
-        unsafe { self.rxc.set_len(0) };
         // Delivered packets go straight into the application ring's free
         // slots when they are one run (most bursts), else into `pkts` first.
         let direct = match self.rx_out.as_mut() {
@@ -934,17 +956,22 @@ impl<P: Provider> Iface<P> {
             // SAFETY: at most one past the last completion.
             next = unsafe { next.add(1) };
             let multicast = c.multicast;
-            let d = c.mbuf.data();
+            let (d, len) = c.mbuf.data_raw();
             // Fast path: IPv4 from another QP, not ICMP (control frames go the
             // general way, which delivers them when there is no control
             // plane). The ethertype is compared in network order, as stored.
+            // SAFETY: the reads are inside the data (len > HEADER_LEN + 9).
             let fast = (c.src_qpn, c.slid) != me
-                && d.len() > HEADER_LEN + 9
-                && [d[0], d[1]] == ETHERTYPE_IPV4.to_be_bytes()
-                && d[HEADER_LEN + 9] != IPPROTO_ICMP;
+                && len > HEADER_LEN + 9
+                && unsafe {
+                    d.cast::<[u8; 2]>().read() == ETHERTYPE_IPV4.to_be_bytes()
+                        && *d.add(HEADER_LEN + 9) != IPPROTO_ICMP
+                };
             if fast {
-                c.mbuf.adj(HEADER_LEN);
-                bytes += c.mbuf.len() as u64;
+                // SAFETY: len > HEADER_LEN.
+                unsafe { c.mbuf.adj_unchecked(HEADER_LEN as u16) };
+                // Headers included: taken off per burst below.
+                bytes += len as u64;
                 mcast += multicast as u64;
                 // SAFETY: moved out once (`rxc` no longer owns it); see `o` above.
                 unsafe {
@@ -958,7 +985,7 @@ impl<P: Provider> Iface<P> {
             let m = unsafe { std::ptr::read(&c.mbuf) };
             if let Some(m) = rx_general(ctrl, all_icmp, m, self_loop, multicast, cache, &mut counts)
             {
-                bytes += m.len() as u64;
+                bytes += (m.len() + HEADER_LEN) as u64;
                 mcast += multicast as u64;
                 // SAFETY: see `o` above.
                 unsafe {
@@ -969,8 +996,12 @@ impl<P: Provider> Iface<P> {
         }
         // SAFETY: both inside the same run or `pkts`, `o` not before `out`.
         let k = unsafe { o.offset_from(out) } as usize;
+        if in_place {
+            // SAFETY: every completion of the peek was moved out above.
+            unsafe { self.provider.consume_recv(polled) };
+        }
         counts.rx_packets += k as u64;
-        counts.rx_bytes += bytes;
+        counts.rx_bytes += bytes - (k * HEADER_LEN) as u64;
         counts.rx_mcast_packets += mcast;
         if direct.is_some() {
             if let Some(ring) = self.rx_out.as_mut() {
@@ -978,7 +1009,7 @@ impl<P: Provider> Iface<P> {
                 unsafe { commit_burst(ring, k) };
             }
             self.stats.add(&counts);
-            return n;
+            return polled;
         }
         // SAFETY: the first k slots were written above.
         unsafe { self.pkts.set_len(k) };
@@ -996,7 +1027,7 @@ impl<P: Provider> Iface<P> {
             None => cache.free_burst(&mut self.pkts),
         }
         self.stats.add(&counts);
-        n
+        polled
     }
 
     /// Frees what the interface still holds (stop).

@@ -13,8 +13,16 @@ use std::sync::atomic::{AtomicU16, Ordering};
 pub struct Mbuf {
     buf: NonNull<u8>,
     idx: u32,
-    off: u16,
-    len: u16,
+    /// The data window in one word, so that moving its front (prepend a
+    /// header, strip one) is one add: offset in the low 16 bits, length in
+    /// the high 16 bits.
+    win: u32,
+}
+
+/// The window word for offset `off` and length `len`.
+#[inline(always)]
+const fn window(off: u16, len: u16) -> u32 {
+    off as u32 | (len as u32) << 16
 }
 
 // SAFETY: the handle owns (or co-owns, read-only) its buffer; the pool and
@@ -30,8 +38,7 @@ impl Mbuf {
             // SAFETY: a buffer address inside the region is never null.
             buf: unsafe { NonNull::new_unchecked(pool.buf_ptr(idx)) },
             idx,
-            off: HEADROOM as u16,
-            len: 0,
+            win: window(HEADROOM as u16, 0),
         }
     }
 
@@ -56,21 +63,29 @@ impl Mbuf {
     pub fn index(&self) -> u32 {
         self.idx
     }
+    #[inline(always)]
+    fn off(&self) -> u16 {
+        self.win as u16
+    }
+    #[inline(always)]
+    fn len16(&self) -> u16 {
+        (self.win >> 16) as u16
+    }
     #[inline]
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.len16() as usize
     }
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len16() == 0
     }
     #[inline]
     pub fn headroom(&self) -> usize {
-        self.off as usize
+        self.off() as usize
     }
     #[inline]
     pub fn tailroom(&self) -> usize {
-        self.pool().buf_size() - self.off as usize - self.len as usize
+        self.pool().buf_size() - self.off() as usize - self.len16() as usize
     }
     /// More than one handle refers to this buffer (multicast fan-out).
     #[inline]
@@ -82,7 +97,10 @@ impl Mbuf {
     pub fn data(&self) -> &[u8] {
         // SAFETY: off+len <= buf_size is an invariant of every mutator below.
         unsafe {
-            std::slice::from_raw_parts(self.buf.as_ptr().add(self.off as usize), self.len as usize)
+            std::slice::from_raw_parts(
+                self.buf.as_ptr().add(self.off() as usize),
+                self.len16() as usize,
+            )
         }
     }
 
@@ -90,7 +108,7 @@ impl Mbuf {
     /// left there, such as a GRH); `None` if the headroom is shorter.
     #[inline]
     pub fn headroom_bytes(&self, n: usize) -> Option<&[u8]> {
-        let off = self.off as usize;
+        let off = self.off() as usize;
         if n > off {
             return None;
         }
@@ -107,8 +125,8 @@ impl Mbuf {
         // SAFETY: sole owner, window inside the buffer.
         Some(unsafe {
             std::slice::from_raw_parts_mut(
-                self.buf.as_ptr().add(self.off as usize),
-                self.len as usize,
+                self.buf.as_ptr().add(self.off() as usize),
+                self.len16() as usize,
             )
         })
     }
@@ -126,27 +144,54 @@ impl Mbuf {
     /// returns them; `None` without headroom or when shared.
     #[inline]
     pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
-        if n > self.off as usize || self.is_shared() {
+        if n > self.off() as usize || self.is_shared() {
             return None;
         }
-        self.off -= n as u16;
-        self.len += n as u16;
+        // off - n, len + n (n <= off, and off + len fits the buffer).
+        self.win = self
+            .win
+            .wrapping_add(((n as u32) << 16).wrapping_sub(n as u32));
         // SAFETY: sole owner (checked once above); the new front is inside the buffer.
-        Some(unsafe { self.bytes_mut(self.off as usize, n) })
+        Some(unsafe { self.bytes_mut(self.off() as usize, n) })
     }
 
-    /// As `prepend`, but returns the whole new window (the `n` new bytes,
-    /// then the old data), so a caller can read the payload and write the
-    /// header with one address computation and one shared check.
-    #[inline]
-    pub(crate) fn prepend_window(&mut self, n: usize) -> Option<&mut [u8]> {
-        if n > self.off as usize || self.is_shared() {
+    /// For the TX fast path: as `prepend`, but returns the address of the
+    /// new front and the new length, so that a caller checks the length
+    /// once and reads the payload and writes the header without further
+    /// bounds checks.
+    #[inline(always)]
+    pub(crate) fn prepend_raw(&mut self, n: u16) -> Option<(*mut u8, usize)> {
+        let win = self.win;
+        if n > win as u16 || self.is_shared() {
             return None;
         }
-        self.off -= n as u16;
-        self.len += n as u16;
-        // SAFETY: sole owner (checked once above); the window is inside the buffer.
-        Some(unsafe { self.bytes_mut(self.off as usize, self.len as usize) })
+        // off - n, len + n (n <= off, and off + len fits the buffer).
+        let win = win.wrapping_add(((n as u32) << 16).wrapping_sub(n as u32));
+        self.win = win;
+        // SAFETY: the new front is inside the buffer.
+        let front = unsafe { self.buf.as_ptr().add(win as u16 as usize) };
+        Some((front, (win >> 16) as usize))
+    }
+
+    /// For the RX fast path: the data's address and length, read once.
+    #[inline(always)]
+    pub(crate) fn data_raw(&self) -> (*const u8, usize) {
+        let win = self.win;
+        // SAFETY: the window is inside the buffer.
+        let front = unsafe { self.buf.as_ptr().add(win as u16 as usize) };
+        (front, (win >> 16) as usize)
+    }
+
+    /// Drops `n` bytes from the front, unchecked: off + n and len - n in
+    /// one add (off + len fits the buffer, so neither half carries).
+    ///
+    /// # Safety
+    /// `n <= self.len()`.
+    #[inline(always)]
+    pub(crate) unsafe fn adj_unchecked(&mut self, n: u16) {
+        self.win = self
+            .win
+            .wrapping_add((n as u32).wrapping_sub((n as u32) << 16));
     }
 
     /// Grows the window by `n` bytes at the end and returns them.
@@ -155,8 +200,8 @@ impl Mbuf {
         if n > self.tailroom() || self.is_shared() {
             return None;
         }
-        let end = self.off as usize + self.len as usize;
-        self.len += n as u16;
+        let end = self.off() as usize + self.len16() as usize;
+        self.win += (n as u32) << 16;
         // SAFETY: sole owner (checked once above); n fits the tailroom.
         Some(unsafe { self.bytes_mut(end, n) })
     }
@@ -164,29 +209,28 @@ impl Mbuf {
     /// Drops `n` bytes from the front (strip a header). False if too short.
     #[inline]
     pub fn adj(&mut self, n: usize) -> bool {
-        if n > self.len as usize {
+        if n > self.len16() as usize {
             return false;
         }
-        self.off += n as u16;
-        self.len -= n as u16;
+        // SAFETY: checked above.
+        unsafe { self.adj_unchecked(n as u16) };
         true
     }
 
     /// Drops `n` bytes from the end. False if too short.
     #[inline]
     pub fn trim(&mut self, n: usize) -> bool {
-        if n > self.len as usize {
+        if n > self.len16() as usize {
             return false;
         }
-        self.len -= n as u16;
+        self.win -= (n as u32) << 16;
         true
     }
 
     /// Empties the window and restores the full headroom (for reuse).
     #[inline]
     pub fn reset(&mut self) {
-        self.off = HEADROOM as u16;
-        self.len = 0;
+        self.win = window(HEADROOM as u16, 0);
     }
 
     /// Another handle to the same bytes (refcount + 1), for multicast fan-out.
@@ -196,8 +240,7 @@ impl Mbuf {
         Mbuf {
             buf: self.buf,
             idx: self.idx,
-            off: self.off,
-            len: self.len,
+            win: self.win,
         }
     }
 
@@ -225,8 +268,8 @@ impl std::fmt::Debug for Mbuf {
         f.debug_struct("Mbuf")
             .field("pool", &self.pool().name())
             .field("idx", &self.idx)
-            .field("off", &self.off)
-            .field("len", &self.len)
+            .field("off", &self.off())
+            .field("len", &self.len16())
             .finish()
     }
 }

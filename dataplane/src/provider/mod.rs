@@ -57,6 +57,7 @@ pub struct SendWr<A> {
 /// real UD QP, the GRH (when the message carried one) is in the receive
 /// buffer: the 40 bytes of headroom right before the data (see `grh`).
 #[derive(Debug)]
+#[repr(C)]
 pub struct RecvCompletion {
     pub mbuf: Mbuf,
     pub src_qpn: u32,
@@ -66,7 +67,38 @@ pub struct RecvCompletion {
     pub has_grh: bool,
 }
 
+// The layout `RecvCompletion::tail` relies on.
+const _: () = {
+    assert!(std::mem::offset_of!(RecvCompletion, src_qpn) == 16);
+    assert!(std::mem::offset_of!(RecvCompletion, slid) == 20);
+    assert!(std::mem::offset_of!(RecvCompletion, multicast) == 22);
+    assert!(std::mem::offset_of!(RecvCompletion, has_grh) == 23);
+    assert!(std::mem::size_of::<RecvCompletion>() == 24);
+};
+
 impl RecvCompletion {
+    /// Everything after the mbuf as one word: a provider filling many
+    /// completions from one source writes it with one store (see
+    /// `write_with_tail`).
+    #[inline(always)]
+    pub fn tail(src_qpn: u32, slid: u16, multicast: bool, has_grh: bool) -> u64 {
+        let [a, b, c, d] = src_qpn.to_ne_bytes();
+        let [e, f] = slid.to_ne_bytes();
+        u64::from_ne_bytes([a, b, c, d, e, f, multicast as u8, has_grh as u8])
+    }
+
+    /// Writes a completion of `mbuf` with the rest given by `tail`.
+    ///
+    /// # Safety
+    /// `dst` is valid for writing a `RecvCompletion`.
+    #[inline(always)]
+    pub unsafe fn write_with_tail(dst: *mut RecvCompletion, mbuf: Mbuf, tail: u64) {
+        std::ptr::addr_of_mut!((*dst).mbuf).write(mbuf);
+        // SAFETY: the tail is the last 8 bytes (layout asserted above), and
+        // its bytes are valid values of each field (0/1 for the booleans).
+        dst.cast::<u8>().add(16).cast::<u64>().write_unaligned(tail);
+    }
+
     /// The GRH the message came with, if any.
     pub fn grh(&self) -> Option<GrhRepr> {
         if !self.has_grh {
@@ -144,6 +176,24 @@ pub trait Provider: Send {
 
     /// Appends up to `out.remaining_capacity()` received messages.
     fn poll_recv<const N: usize>(&mut self, out: &mut ArrayVec<RecvCompletion, N>) -> usize;
+
+    /// Zero-copy poll, for providers that keep ready completions in memory
+    /// of their own: up to `max` of them, left in place, as (first, count).
+    /// The caller moves each one out exactly once (`ptr::read`) and then
+    /// gives the slots back with `consume_recv(count)` before any other
+    /// call. `None` (the default): use `poll_recv`.
+    #[inline]
+    fn peek_recv(&mut self, _max: usize) -> Option<(*mut RecvCompletion, usize)> {
+        None
+    }
+
+    /// Gives back the slots of `n` completions `peek_recv` returned.
+    ///
+    /// # Safety
+    /// The last `peek_recv` returned at least `n` completions, and the first
+    /// `n` were moved out.
+    #[inline]
+    unsafe fn consume_recv(&mut self, _n: usize) {}
 
     /// Hands buffers of finished sends back to the calling lcore's cache, so
     /// they go round one lcore instead of through the pool's shared list.

@@ -94,21 +94,18 @@ impl Provider for NullProvider {
                 let take = n.min(self.depth - self.looped.len());
                 self.overflows += (n - take) as u64;
                 let (src_qpn, slid) = self.loop_src;
+                let tail = RecvCompletion::tail(src_qpn, slid, false, false);
                 let len = self.looped.len();
                 let dst = self.looped.as_mut_ptr();
                 let src = wrs.as_mut_ptr();
                 for i in 0..take {
-                    let c = RecvCompletion {
-                        // SAFETY: i < take <= wrs.len(); each mbuf moves once.
-                        // The rest of a request is `Copy` and needs no drop.
-                        mbuf: unsafe { std::ptr::read(&(*src.add(i)).mbuf) },
-                        src_qpn,
-                        slid,
-                        multicast: false,
-                        has_grh: false,
-                    };
-                    // SAFETY: len + take <= depth <= capacity.
-                    unsafe { dst.add(len + i).write(c) };
+                    // SAFETY: i < take <= wrs.len(); each mbuf moves once
+                    // (the rest of a request is `Copy` and needs no drop),
+                    // into a slot of its own: len + take <= depth <= capacity.
+                    unsafe {
+                        let mbuf = std::ptr::read(&(*src.add(i)).mbuf);
+                        RecvCompletion::write_with_tail(dst.add(len + i), mbuf, tail);
+                    }
                 }
                 // SAFETY: the `take` slots after `len` were just written; the
                 // requests not taken (rare: a full queue) move to the front.
@@ -145,6 +142,23 @@ impl Provider for NullProvider {
             self.looped.set_len(rest);
         }
         n
+    }
+
+    #[inline]
+    fn peek_recv(&mut self, max: usize) -> Option<(*mut RecvCompletion, usize)> {
+        Some((self.looped.as_mut_ptr(), max.min(self.looped.len())))
+    }
+
+    #[inline]
+    unsafe fn consume_recv(&mut self, n: usize) {
+        let rest = self.looped.len() - n;
+        let src = self.looped.as_mut_ptr();
+        // SAFETY: the first n moved out (the caller's promise); the rest
+        // move to the front of the queue.
+        if rest > 0 {
+            std::ptr::copy(src.add(n), src, rest);
+        }
+        self.looped.set_len(rest);
     }
 
     #[inline]
