@@ -304,134 +304,148 @@ fn rx_general<A>(
     Some(m)
 }
 
-/// The TX fast path's state for one run of packets: a function of its own,
-/// so that the state stays in registers (the general path's calls would
-/// otherwise push it to the stack).
+/// The TX fast path: a run of packets to one destination (the neighbour or
+/// the joined IPv4 group sent to last), taken in a loop of its own, so that
+/// its state stays in registers (the general path's calls would otherwise
+/// push it to the stack).
 struct FastRun<A> {
     next: *mut Mbuf,
     end: *mut Mbuf,
     /// Where the next request goes.
     wr: *mut SendWr<A>,
     bytes: u64,
-    /// The neighbour found last (u32::MAX, never unicast: none yet) and a
-    /// copy of its entry (valid when `last_a` is not u32::MAX).
-    last_a: u32,
-    last_e: MaybeUninit<NeighEntry<A>>,
-    /// The IPv4 group sent to last (its MGID is remembered), and its handle
-    /// and Q_Key when it is joined: then its packets stay on the run too.
-    last_group: u32,
-    group_dest: Option<(A, u32)>,
-    mcast: u64,
-    mtu: usize,
-    qkey: u32,
+    /// Packets taken since the destination was set.
+    taken: u64,
+    /// The destination's IPv4 address as stored in packets (network
+    /// order); meaningful only when `tmpl` is written.
+    dest_be: u32,
+    /// A request to the destination, all but its mbuf (uninitialised when
+    /// there is no destination yet).
+    tmpl: MaybeUninit<SendWr<A>>,
+    has_dest: bool,
+    /// IPv4 packets of 20..=mtu bytes take the run: mtu - 20 (config
+    /// keeps mtu >= 68).
+    span: usize,
 }
 
+/// The bytes of a request after its mbuf, which comes first (`SendWr` is
+/// `repr(C)`).
+const WR_TAIL: usize = std::mem::size_of::<Mbuf>();
+
 impl<A: Copy> FastRun<A> {
-    /// Encapsulates packets while they are IPv4 unicast to the neighbour
-    /// found last (trains of a flow) or to the joined group sent to last,
-    /// writing their requests; stops at the
-    /// first other packet and returns it with what was found (its header
-    /// room prepended unless `NoHeadroom`), or `None` at the end of the run.
+    /// Makes packets to `a` (host order) go out as `ah`, `qpn`, `qkey`;
+    /// returns how many the run took for the previous destination.
+    fn set_dest(&mut self, a: u32, ah: A, qpn: u32, qkey: u32) -> u64 {
+        let t = self.tmpl.as_mut_ptr();
+        // SAFETY: field writes into our own template.
+        unsafe {
+            std::ptr::addr_of_mut!((*t).ah).write(ah);
+            std::ptr::addr_of_mut!((*t).remote_qpn).write(qpn);
+            std::ptr::addr_of_mut!((*t).remote_qkey).write(qkey);
+        }
+        self.dest_be = a.to_be();
+        self.has_dest = true;
+        std::mem::take(&mut self.taken)
+    }
+
+    /// Encapsulates packets while they are IPv4 without options, 20..=mtu
+    /// bytes, to the run's destination, with header room and unshared,
+    /// writing their requests; returns the first other packet, untouched
+    /// (and moved past), or `None` at the end of the run.
     ///
     /// # Safety
     /// `next..end` are initialised packets nobody else owns or touches while
     /// this runs, each moved out at most once (by this or by the caller for
     /// the returned one); `wr` has room for a request per packet.
     #[inline(never)]
-    unsafe fn run(&mut self) -> Option<(Fast, *mut Mbuf)> {
-        let (mut next, end, mut wr, mut bytes) = (self.next, self.end, self.wr, self.bytes);
-        let (last_a, last_e, last_group) = (self.last_a, self.last_e, self.last_group);
-        let group_dest = self.group_dest;
-        let mut mcast = self.mcast;
-        // IPv4 packets of 20..=mtu bytes (config keeps mtu >= 68).
-        let (span, qkey) = (self.mtu.saturating_sub(20), self.qkey);
-        let found = loop {
+    unsafe fn run(&mut self) -> Option<*mut Mbuf> {
+        let (mut next, end, mut wr) = (self.next, self.end, self.wr);
+        if !self.has_dest {
+            if next == end {
+                return None;
+            }
+            self.next = next.add(1);
+            return Some(next);
+        }
+        let (mut bytes, dest_be, span) = (self.bytes, self.dest_be, self.span);
+        let first_wr = wr;
+        let tail = self.tmpl.as_ptr().cast::<u8>().add(WR_TAIL);
+        let tail_len = std::mem::size_of::<SendWr<A>>() - WR_TAIL;
+        let stop = loop {
             if next == end {
                 break None;
             }
             let m = &mut *next;
             next = next.add(1);
-            let hit = match m.prepend_raw(HEADER_LEN as u16) {
-                // One compare for HEADER_LEN + 20 <= len <= mtu + HEADER_LEN.
-                Some((w, len)) if len.wrapping_sub(HEADER_LEN + 20) <= span => {
-                    // SAFETY: len >= HEADER_LEN + 20 bytes from `w` are ours
-                    // (unshared): the IPv4 version and destination, and
-                    // the header.
-                    let (version, a) = unsafe {
-                        (
-                            *w.add(HEADER_LEN) >> 4,
-                            u32::from_be(w.add(HEADER_LEN + 16).cast::<u32>().read_unaligned()),
-                        )
-                    };
-                    let v4 = version == 4;
-                    // Below 224.0.0.0: neither multicast nor the broadcast
-                    // (240/4 is unicast too, but rare: it goes the general way).
-                    if v4 && a < 0xE000_0000 {
-                        if a == last_a {
-                            // SAFETY: see above; `last_e` is set whenever
-                            // `last_a` is, and `a == last_a` is unicast.
-                            let e = unsafe {
-                                w.cast::<[u8; HEADER_LEN]>().write_unaligned(IPV4_HDR);
-                                last_e.assume_init()
-                            };
-                            bytes += len as u64;
-                            std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
-                            std::ptr::addr_of_mut!((*wr).ah).write(e.ah);
-                            std::ptr::addr_of_mut!((*wr).remote_qpn).write(e.qpn);
-                            std::ptr::addr_of_mut!((*wr).remote_qkey).write(qkey);
-                            wr = wr.add(1);
-                            continue;
-                        } else {
-                            Fast::Unicast4(a)
-                        }
-                    } else if v4 && a >> 28 == 0xE && a == last_group {
-                        // SAFETY: see above.
-                        unsafe { w.cast::<[u8; HEADER_LEN]>().write_unaligned(IPV4_HDR) };
-                        match group_dest {
-                            Some((ah, qkey)) => {
-                                bytes += len as u64;
-                                mcast += 1;
-                                let r = SendWr {
-                                    mbuf: std::ptr::read(m),
-                                    ah,
-                                    remote_qpn: MCAST_QPN,
-                                    remote_qkey: qkey,
-                                };
-                                wr.write(r);
-                                wr = wr.add(1);
-                                continue;
-                            }
-                            None => Fast::Group,
-                        }
-                    } else {
-                        Fast::General
-                    }
-                }
-                Some(_) => Fast::General,
-                None => Fast::NoHeadroom,
+            let (d, len) = m.data_raw();
+            // One compare for 20 <= len <= mtu. SAFETY: the reads are
+            // inside the data when it passes.
+            if len.wrapping_sub(20) > span
+                || *d != 0x45
+                || d.add(16).cast::<u32>().read_unaligned() != dest_be
+            {
+                break Some(m as *mut Mbuf);
+            }
+            let Some((w, len)) = m.prepend_raw(HEADER_LEN as u16) else {
+                break Some(m as *mut Mbuf);
             };
-            break Some((hit, m as *mut Mbuf));
+            // SAFETY: the header room is ours now; the template is written
+            // (`has_dest`).
+            w.cast::<[u8; HEADER_LEN]>().write_unaligned(IPV4_HDR);
+            bytes += len as u64;
+            std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
+            std::ptr::copy_nonoverlapping(tail, wr.cast::<u8>().add(WR_TAIL), tail_len);
+            wr = wr.add(1);
         };
-        (self.next, self.wr, self.bytes, self.mcast) = (next, wr, bytes, mcast);
-        found
+        // Counted once per run, not per packet.
+        self.taken += wr.offset_from(first_wr) as u64;
+        (self.next, self.wr, self.bytes) = (next, wr, bytes);
+        stop
+    }
+}
+
+/// What a packet is to the TX path, its header room prepended.
+enum Class {
+    /// IPv4 unicast (a hash probe).
+    Unicast4(u32),
+    /// IPv4 to the group sent to last (its MGID is remembered).
+    Group,
+    /// Anything else: the general path.
+    General,
+}
+
+/// Classifies a packet of `len` bytes at `w` (IPoIB header room first):
+/// IPv4 without options (version 4, header length 5) of 20..=mtu bytes
+/// (`span` is mtu - 20), by destination; everything else is `General`.
+#[inline(always)]
+fn classify(w: &[u8], span: usize, last_group: u32) -> Class {
+    let len = w.len();
+    // One compare for HEADER_LEN + 20 <= len <= mtu + HEADER_LEN.
+    if len.wrapping_sub(HEADER_LEN + 20) > span || w[HEADER_LEN] != 0x45 {
+        return Class::General;
+    }
+    let a = u32::from_be_bytes([w[20], w[21], w[22], w[23]]);
+    // Below 224.0.0.0: neither multicast nor the broadcast (240/4 is
+    // unicast too, but rare: it goes the general way).
+    if a < 0xE000_0000 {
+        Class::Unicast4(a)
+    } else if a >> 28 == 0xE && a == last_group {
+        Class::Group
+    } else {
+        Class::General
     }
 }
 
 /// Ethertype IPv4, then 16 reserved bits: an IPoIB header in one store.
 const IPV4_HDR: [u8; 4] = ((ETHERTYPE_IPV4 as u32) << 16).to_be_bytes();
 
-/// What the TX fast path found for a packet (with the header room
-/// prepended; the header written for `Group`). Packets to the neighbour
-/// found last never leave the run.
-enum Fast {
-    /// IPv4 unicast to another address: a hash probe.
-    Unicast4(u32),
-    /// The IPv4 group sent to last (its MGID is remembered).
-    Group,
-    /// Anything else: the general path.
-    General,
-    /// No room for the header (or a shared buffer): dropped.
-    NoHeadroom,
+/// `m` with an IPv4 IPoIB header in its (prepended) header room.
+#[inline(always)]
+fn with_ipv4_header(mut m: Mbuf) -> Mbuf {
+    if let Some(w) = m.data_mut() {
+        w[..HEADER_LEN].copy_from_slice(&IPV4_HDR);
+    }
+    m
 }
 
 /// The general TX path: every packet the IPv4-unicast fast path did not
@@ -783,52 +797,62 @@ impl<P: Provider> Iface<P> {
         // The neighbour the last burst sent to, found again in this burst's
         // table (which also sets its accessed bit): a flow's next burst
         // starts on the fast run.
-        let (last_a, last_e) = match self.tx_last {
-            (version, a) if version == neigh.version() && a != u32::MAX => match v4.lookup(a) {
-                Some(e) => (a, MaybeUninit::new(*e)),
-                None => (u32::MAX, MaybeUninit::uninit()),
-            },
-            _ => (u32::MAX, MaybeUninit::uninit()),
-        };
         let mut run = FastRun {
             // SAFETY: one past the last packet of the run.
             end: unsafe { first.add(taken) },
             next: first,
             wr,
             bytes: 0,
-            last_a,
-            last_e,
-            last_group: 0,
-            group_dest: None,
-            mcast: 0,
-            mtu,
-            qkey,
+            taken: 0,
+            dest_be: 0,
+            tmpl: MaybeUninit::uninit(),
+            has_dest: false,
+            span: mtu.saturating_sub(20),
         };
+        // The run starts on the neighbour the last burst sent to, found
+        // again in this burst's table (which also sets its accessed bit),
+        // else on the joined group sent to last.
+        let mut last_a = u32::MAX;
+        let mut dest_is_group = false;
+        match self.tx_last {
+            (version, a) if version == neigh.version() && a != u32::MAX => {
+                if let Some(e) = v4.lookup(a) {
+                    run.set_dest(a, e.ah, e.qpn, qkey);
+                    last_a = a;
+                }
+            }
+            _ => {}
+        }
+        if !run.has_dest {
+            if let Some((ah, gqkey)) = slow.mcast.joined_last(slow.last_v4_group.1) {
+                run.set_dest(slow.last_v4_group.0, ah, MCAST_QPN, gqkey);
+                dest_is_group = true;
+            }
+        }
         loop {
-            run.last_group = slow.last_v4_group.0;
-            run.group_dest = slow.mcast.joined_last(slow.last_v4_group.1);
             // SAFETY: the run's packets are initialised and owned by nobody
             // else (neither the ring nor `pkts` touches them while it runs);
             // `wr` has room for each (see above).
-            let Some((hit, m)) = (unsafe { run.run() }) else {
+            let Some(m) = (unsafe { run.run() }) else {
                 break;
             };
             // SAFETY: the mbuf moves out once (see above).
-            let m = unsafe { std::ptr::read(m) };
-            let r = match hit {
-                Fast::NoHeadroom => {
+            let mut m = unsafe { std::ptr::read(m) };
+            let class = match m.prepend_window(HEADER_LEN) {
+                Some(w) => classify(w, run.span, slow.last_v4_group.0),
+                None => {
                     slow.no_headroom(m, cache, &mut counts);
                     continue;
                 }
-                Fast::Unicast4(a) => match v4.lookup(a) {
+            };
+            let r = match class {
+                Class::Unicast4(a) => match v4.lookup(a) {
                     Some(e) => {
-                        (run.last_a, run.last_e) = (a, MaybeUninit::new(*e));
-                        let mut m = m;
-                        if let Some(w) = m.data_mut() {
-                            w[..HEADER_LEN].copy_from_slice(&IPV4_HDR);
-                        }
+                        // Its flow's next packets stay on the run.
+                        mcast_n += dest_is_group as u64 * run.set_dest(a, e.ah, e.qpn, qkey);
+                        (last_a, dest_is_group) = (a, false);
                         SendWr {
-                            mbuf: m,
+                            mbuf: with_ipv4_header(m),
                             ah: e.ah,
                             remote_qpn: e.qpn,
                             remote_qkey: qkey,
@@ -840,13 +864,21 @@ impl<P: Provider> Iface<P> {
                         None => continue,
                     },
                 },
-                Fast::Group => {
+                Class::Group => {
                     let mgid = slow.last_v4_group.1;
+                    let m = with_ipv4_header(m);
                     let Some((ah, remote_qkey, mbuf)) =
                         slow.mcast.classify_send(mgid, m, cache, &mut counts)
                     else {
                         continue;
                     };
+                    if slow.mcast.joined_last(mgid).is_some() {
+                        // The group's next packets stay on the run.
+                        let a = slow.last_v4_group.0;
+                        mcast_n +=
+                            dest_is_group as u64 * run.set_dest(a, ah, MCAST_QPN, remote_qkey);
+                        dest_is_group = true;
+                    }
                     SendWr {
                         mbuf,
                         ah,
@@ -854,7 +886,7 @@ impl<P: Provider> Iface<P> {
                         remote_qkey,
                     }
                 }
-                Fast::General => match slow.send(m, cache, &mut counts) {
+                Class::General => match slow.send(m, cache, &mut counts) {
                     Some(r) => r,
                     None => continue,
                 },
@@ -870,8 +902,8 @@ impl<P: Provider> Iface<P> {
         }
         let wr = run.wr;
         bytes += run.bytes;
-        mcast_n += run.mcast;
-        self.tx_last = (neigh.version(), run.last_a);
+        mcast_n += dest_is_group as u64 * run.taken;
+        self.tx_last = (neigh.version(), last_a);
         if peeked.is_some() {
             // SAFETY: every packet of the run was moved out above.
             unsafe { consume_burst(&mut self.tx_in[0], taken) };

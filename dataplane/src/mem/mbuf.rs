@@ -173,6 +173,16 @@ impl Mbuf {
         Some((front, (win >> 16) as usize))
     }
 
+    /// As `prepend`, but returns the whole new window (the `n` new bytes,
+    /// then the old data), so a caller can read the payload and write the
+    /// header with one address computation and one shared check.
+    #[inline]
+    pub(crate) fn prepend_window(&mut self, n: usize) -> Option<&mut [u8]> {
+        let (front, len) = self.prepend_raw(u16::try_from(n).ok()?)?;
+        // SAFETY: sole owner (checked by `prepend_raw`); the window is inside the buffer.
+        Some(unsafe { std::slice::from_raw_parts_mut(front, len) })
+    }
+
     /// For the RX fast path: the data's address and length, read once.
     #[inline(always)]
     pub(crate) fn data_raw(&self) -> (*const u8, usize) {

@@ -43,8 +43,10 @@ pub struct AhAttr {
     pub sl: u8,
 }
 
-/// A UD send work request: the mbuf moves into the provider.
+/// A UD send work request: the mbuf moves into the provider. `repr(C)`
+/// with the mbuf first: the TX fast path copies the rest from a template.
 #[derive(Debug)]
+#[repr(C)]
 pub struct SendWr<A> {
     pub mbuf: Mbuf,
     pub ah: A,
