@@ -2,6 +2,7 @@
 //! writer (its lcore), which adds a whole burst at a time with plain
 //! load+store; readers aggregate with relaxed loads. Names follow DPDK xstats.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Datapath drop reasons (the fabric counts its own separately).
@@ -79,7 +80,7 @@ pub struct IfaceStats {
 }
 
 /// Counts gathered during one burst, published in one go.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct BurstCounts {
     pub rx_packets: u64,
     pub rx_bytes: u64,
@@ -87,17 +88,53 @@ pub struct BurstCounts {
     pub tx_bytes: u64,
     pub rx_mcast_packets: u64,
     pub tx_mcast_packets: u64,
-    pub drops: [u64; NDROP],
-    /// Sum of `drops`, kept by `drop`: most bursts drop nothing, and then
-    /// publishing skips the whole drop array.
-    pub dropped: u64,
+    /// Drops by reason, written (zeroed first) by the burst's first drop:
+    /// most bursts drop nothing, and then neither zeroing nor publishing
+    /// touches the array.
+    drops: MaybeUninit<[u64; NDROP]>,
+    /// Sum of the drops; the array is initialised when it is not 0.
+    dropped: u64,
+}
+
+impl Default for BurstCounts {
+    #[inline]
+    fn default() -> Self {
+        BurstCounts {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            rx_mcast_packets: 0,
+            tx_mcast_packets: 0,
+            drops: MaybeUninit::uninit(),
+            dropped: 0,
+        }
+    }
 }
 
 impl BurstCounts {
     #[inline]
     pub fn drop(&mut self, r: DpDrop) {
-        self.drops[r as usize] += 1;
+        if self.dropped == 0 {
+            self.drops.write([0; NDROP]);
+        }
+        // SAFETY: written above by the first drop.
+        unsafe { self.drops.assume_init_mut()[r as usize] += 1 };
         self.dropped += 1;
+    }
+
+    /// Drops by reason.
+    pub fn drops(&self) -> [u64; NDROP] {
+        if self.dropped == 0 {
+            return [0; NDROP];
+        }
+        // SAFETY: written by the first drop.
+        unsafe { self.drops.assume_init() }
+    }
+
+    /// Packets dropped in the burst.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 }
 
@@ -120,7 +157,7 @@ impl IfaceStats {
         bump(&self.rx_mcast_packets, b.rx_mcast_packets);
         bump(&self.tx_mcast_packets, b.tx_mcast_packets);
         if b.dropped != 0 {
-            self.add_drops(&b.drops);
+            self.add_drops(&b.drops());
         }
     }
 

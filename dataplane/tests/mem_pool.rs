@@ -57,6 +57,39 @@ fn fresh_mbuf_has_headroom_for_all_encapsulations() {
 }
 
 #[test]
+fn a_buffer_left_with_one_owner_after_sharing_is_writable_again() {
+    let p = pool("s", 4);
+    let mut m = p.alloc().unwrap();
+    m.append(10).unwrap().copy_from_slice(b"0123456789");
+    let mut copy = m.share();
+    assert!(m.is_shared() && copy.is_shared());
+    assert!(copy.prepend(4).is_none());
+    drop(m);
+    // The handle still carries the maybe-shared mark, but the owner count
+    // says it is alone: the slow check lets it write.
+    assert!(!copy.is_shared());
+    copy.prepend(4).unwrap().copy_from_slice(b"hdr:");
+    assert_eq!(copy.data(), b"hdr:0123456789");
+    assert!(copy.adj(4));
+    assert_eq!(copy.headroom(), HEADROOM);
+    copy.reset();
+    assert_eq!((copy.headroom(), copy.len()), (HEADROOM, 0));
+    drop(copy);
+    assert_eq!(p.available(), 4);
+}
+
+#[test]
+fn buffers_of_32_kib_or_more_are_refused() {
+    assert!(Mempool::new(MempoolConfig {
+        name: "big".into(),
+        count: 2,
+        buf_size: 32768,
+        hugepages: HugepageMode::Off,
+    })
+    .is_err());
+}
+
+#[test]
 fn shared_buffer_is_read_only_and_freed_by_last_owner() {
     let p = pool("c", 4);
     let mut m = p.alloc().unwrap();

@@ -244,7 +244,7 @@ fn duplicates_and_reorders_match_the_model_for_random_orders() {
         let mut rng = Rng::new(seed);
         // Drop some, duplicate some, then swap neighbours at random distances.
         let mut order: Vec<Mbuf> = Vec::new();
-        for m in pkts.drain(..) {
+        for mut m in pkts.drain(..) {
             match rng.next_u64() % 10 {
                 0 => cache.free(m),
                 1 => {

@@ -14,8 +14,9 @@ pub struct Mbuf {
     buf: NonNull<u8>,
     idx: u32,
     /// The data window in one word, so that moving its front (prepend a
-    /// header, strip one) is one add: offset in the low 16 bits, length in
-    /// the high 16 bits.
+    /// header, strip one) is one add: offset in the low 15 bits (buffers
+    /// are smaller than 32 KiB), `MAYBE_SHARED` in bit 15, length in the
+    /// high 16 bits.
     win: u32,
 }
 
@@ -24,6 +25,17 @@ pub struct Mbuf {
 const fn window(off: u16, len: u16) -> u32 {
     off as u32 | (len as u32) << 16
 }
+
+/// Set in both handles by `share`, and kept: a handle without it is the
+/// buffer's only owner, which the hot paths learn from the window word
+/// alone, without loading the owner count.
+const MAYBE_SHARED: u32 = 0x8000;
+
+/// The offset bits of the window word.
+const OFF_MASK: u32 = 0x7fff;
+
+/// Buffers must be smaller than this for the offset to fit its 15 bits.
+pub(crate) const MAX_BUF_SIZE: usize = OFF_MASK as usize + 1;
 
 // SAFETY: the handle owns (or co-owns, read-only) its buffer; the pool and
 // the owner count are Sync, and shared data is never written.
@@ -65,7 +77,7 @@ impl Mbuf {
     }
     #[inline(always)]
     fn off(&self) -> u16 {
-        self.win as u16
+        (self.win & OFF_MASK) as u16
     }
     #[inline(always)]
     fn len16(&self) -> u16 {
@@ -90,7 +102,7 @@ impl Mbuf {
     /// More than one handle refers to this buffer (multicast fan-out).
     #[inline]
     pub fn is_shared(&self) -> bool {
-        self.rc().load(Ordering::Acquire) > 1
+        self.win & MAYBE_SHARED != 0 && self.rc().load(Ordering::Acquire) > 1
     }
 
     #[inline]
@@ -144,15 +156,9 @@ impl Mbuf {
     /// returns them; `None` without headroom or when shared.
     #[inline]
     pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
-        if n > self.off() as usize || self.is_shared() {
-            return None;
-        }
-        // off - n, len + n (n <= off, and off + len fits the buffer).
-        self.win = self
-            .win
-            .wrapping_add(((n as u32) << 16).wrapping_sub(n as u32));
-        // SAFETY: sole owner (checked once above); the new front is inside the buffer.
-        Some(unsafe { self.bytes_mut(self.off() as usize, n) })
+        let (front, _) = self.prepend_raw(u16::try_from(n).ok()?)?;
+        // SAFETY: sole owner (checked by `prepend_raw`); the new front is inside the buffer.
+        Some(unsafe { std::slice::from_raw_parts_mut(front, n) })
     }
 
     /// For the TX fast path: as `prepend`, but returns the address of the
@@ -162,14 +168,18 @@ impl Mbuf {
     #[inline(always)]
     pub(crate) fn prepend_raw(&mut self, n: u16) -> Option<(*mut u8, usize)> {
         let win = self.win;
-        if n > win as u16 || self.is_shared() {
+        // Offset >= n and never shared, in one compare: the offset with
+        // the MAYBE_SHARED bit, minus n, is at most OFF_MASK - n.
+        let fast = n <= OFF_MASK as u16 && (win as u16).wrapping_sub(n) <= OFF_MASK as u16 - n;
+        if !fast && (n > self.off() || self.is_shared()) {
             return None;
         }
-        // off - n, len + n (n <= off, and off + len fits the buffer).
+        // off - n, len + n (n <= off, and off + len fits the buffer; the
+        // MAYBE_SHARED bit is left as it is).
         let win = win.wrapping_add(((n as u32) << 16).wrapping_sub(n as u32));
         self.win = win;
         // SAFETY: the new front is inside the buffer.
-        let front = unsafe { self.buf.as_ptr().add(win as u16 as usize) };
+        let front = unsafe { self.buf.as_ptr().add((win & OFF_MASK) as usize) };
         Some((front, (win >> 16) as usize))
     }
 
@@ -188,7 +198,7 @@ impl Mbuf {
     pub(crate) fn data_raw(&self) -> (*const u8, usize) {
         let win = self.win;
         // SAFETY: the window is inside the buffer.
-        let front = unsafe { self.buf.as_ptr().add(win as u16 as usize) };
+        let front = unsafe { self.buf.as_ptr().add((win & OFF_MASK) as usize) };
         (front, (win >> 16) as usize)
     }
 
@@ -240,13 +250,15 @@ impl Mbuf {
     /// Empties the window and restores the full headroom (for reuse).
     #[inline]
     pub fn reset(&mut self) {
-        self.win = window(HEADROOM as u16, 0);
+        self.win = (self.win & MAYBE_SHARED) | window(HEADROOM as u16, 0);
     }
 
-    /// Another handle to the same bytes (refcount + 1), for multicast fan-out.
+    /// Another handle to the same bytes (refcount + 1), for multicast
+    /// fan-out. Both handles are marked as maybe shared from now on.
     #[inline]
-    pub fn share(&self) -> Mbuf {
+    pub fn share(&mut self) -> Mbuf {
         self.rc().fetch_add(1, Ordering::Relaxed);
+        self.win |= MAYBE_SHARED;
         Mbuf {
             buf: self.buf,
             idx: self.idx,

@@ -46,9 +46,10 @@ impl Mempool {
         if cfg.count == 0 {
             return Err(MemError::Geometry("a pool needs at least one buffer"));
         }
-        if (cfg.buf_size as usize) <= HEADROOM || cfg.buf_size > u16::MAX as u32 {
+        if (cfg.buf_size as usize) <= HEADROOM || cfg.buf_size as usize >= super::mbuf::MAX_BUF_SIZE
+        {
             return Err(MemError::Geometry(
-                "buffer size must exceed the 128-byte headroom and fit in 16 bits",
+                "buffer size must exceed the 128-byte headroom and be below 32768 bytes",
             ));
         }
         let stride = META + (cfg.buf_size as usize).next_multiple_of(META);

@@ -28,8 +28,9 @@ pub struct NullProvider {
     /// Sink mode: sent buffers waiting for `reap` (fixed capacity).
     sent: Vec<Mbuf>,
     depth: usize,
-    /// QPN and LID looped-back messages claim to come from.
-    loop_src: (u32, u16),
+    /// QPN and LID looped-back messages claim to come from, as the
+    /// completion tail they are written with.
+    loop_tail: u64,
     /// Sends refused because the loopback queue was full.
     pub overflows: u64,
 }
@@ -38,7 +39,7 @@ impl NullProvider {
     /// `cache` receives the freed mbufs in sink mode; `depth` bounds the
     /// loopback queue (allocated now, never grown).
     pub fn new(port: PortAttr, mode: NullMode, cache: LcoreCache, depth: usize) -> Self {
-        let loop_src = (port.qpn, port.lid);
+        let loop_tail = RecvCompletion::tail(port.qpn, port.lid, false, false);
         NullProvider {
             port,
             mode,
@@ -46,7 +47,7 @@ impl NullProvider {
             looped: Vec::with_capacity(depth),
             sent: Vec::with_capacity(SENT_STASH),
             depth,
-            loop_src,
+            loop_tail,
             overflows: 0,
         }
     }
@@ -55,7 +56,7 @@ impl NullProvider {
     /// instead of this one, so the receive path delivers them (decapsulation
     /// included) rather than dropping its own traffic.
     pub fn with_loopback_peer(mut self, qpn: u32, lid: u16) -> Self {
-        self.loop_src = (qpn, lid);
+        self.loop_tail = RecvCompletion::tail(qpn, lid, false, false);
         self
     }
 }
@@ -93,8 +94,7 @@ impl Provider for NullProvider {
             NullMode::Loopback => {
                 let take = n.min(self.depth - self.looped.len());
                 self.overflows += (n - take) as u64;
-                let (src_qpn, slid) = self.loop_src;
-                let tail = RecvCompletion::tail(src_qpn, slid, false, false);
+                let tail = self.loop_tail;
                 let len = self.looped.len();
                 let dst = self.looped.as_mut_ptr();
                 let src = wrs.as_mut_ptr();
