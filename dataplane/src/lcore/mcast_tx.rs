@@ -55,7 +55,20 @@ impl<A: Copy> McastTx<A> {
 
     /// Called once per burst: picks up a newly published table. Returns true
     /// when some group has packets ready to go out (see `drain_ready`).
+    /// Without groups there is nothing to pick up (a group's first packet
+    /// reads the table itself), and unicast bursts skip the table load.
+    #[inline(always)]
     pub fn refresh(
+        &mut self,
+        make_ah: impl FnMut(&McastRoute) -> Option<A>,
+        cache: &mut LcoreCache,
+        counts: &mut BurstCounts,
+    ) -> bool {
+        !self.groups.is_empty() && self.refresh_groups(make_ah, cache, counts)
+    }
+
+    #[inline(never)]
+    fn refresh_groups(
         &mut self,
         mut make_ah: impl FnMut(&McastRoute) -> Option<A>,
         cache: &mut LcoreCache,
