@@ -304,28 +304,36 @@ fn rx_general<A>(
     Some(m)
 }
 
-/// The TX fast path: a run of packets to one destination (the neighbour or
-/// the joined IPv4 group sent to last), taken in a loop of its own, so that
-/// its state stays in registers (the general path's calls would otherwise
-/// push it to the stack).
+/// The TX fast path: runs of packets to the last two destinations found
+/// (neighbours or joined IPv4 groups: a flow, or a unicast and a multicast
+/// flow interleaved), taken in a loop of its own, so that its state stays
+/// in registers (the general path's calls would otherwise push it to the
+/// stack).
 struct FastRun<A> {
     next: *mut Mbuf,
     end: *mut Mbuf,
     /// Where the next request goes.
     wr: *mut SendWr<A>,
     bytes: u64,
-    /// Packets taken since the destination was set.
-    taken: u64,
-    /// The destination's IPv4 address as stored in packets (network
-    /// order); meaningful only when `tmpl` is written.
-    dest_be: u32,
-    /// A request to the destination, all but its mbuf (uninitialised when
-    /// there is no destination yet).
-    tmpl: MaybeUninit<SendWr<A>>,
+    /// Multicast requests the run wrote.
+    mcast: u64,
+    /// The destinations, the one found last first; none yet when `has_dest`
+    /// is false, and the same one twice when only one is known.
+    dest: [FastDest<A>; 2],
     has_dest: bool,
     /// IPv4 packets of 20..=mtu bytes take the run: mtu - 20 (config
     /// keeps mtu >= 68).
     span: usize,
+}
+
+/// A destination of the TX fast run. Plain bytes (nothing to drop): it is
+/// duplicated with `ptr::read`.
+struct FastDest<A> {
+    /// Its IPv4 address as stored in packets (network order).
+    addr_be: u32,
+    multicast: bool,
+    /// A request to it, all but the mbuf.
+    tmpl: MaybeUninit<SendWr<A>>,
 }
 
 /// The bytes of a request after its mbuf, which comes first (`SendWr` is
@@ -333,74 +341,130 @@ struct FastRun<A> {
 const WR_TAIL: usize = std::mem::size_of::<Mbuf>();
 
 impl<A: Copy> FastRun<A> {
+    fn new(first: *mut Mbuf, taken: usize, wr: *mut SendWr<A>, mtu: usize) -> Self {
+        let none = || FastDest {
+            addr_be: 0,
+            multicast: false,
+            tmpl: MaybeUninit::uninit(),
+        };
+        FastRun {
+            // SAFETY (of the add): the caller passes a run of `taken` packets.
+            end: first.wrapping_add(taken),
+            next: first,
+            wr,
+            bytes: 0,
+            mcast: 0,
+            dest: [none(), none()],
+            has_dest: false,
+            span: mtu.saturating_sub(20),
+        }
+    }
+
     /// Makes packets to `a` (host order) go out as `ah`, `qpn`, `qkey`;
-    /// returns how many the run took for the previous destination.
-    fn set_dest(&mut self, a: u32, ah: A, qpn: u32, qkey: u32) -> u64 {
-        let t = self.tmpl.as_mut_ptr();
+    /// the destination found before it stays second.
+    fn set_dest(&mut self, a: u32, ah: A, qpn: u32, qkey: u32) {
+        let mut tmpl = MaybeUninit::<SendWr<A>>::uninit();
+        let t = tmpl.as_mut_ptr();
         // SAFETY: field writes into our own template.
         unsafe {
             std::ptr::addr_of_mut!((*t).ah).write(ah);
             std::ptr::addr_of_mut!((*t).remote_qpn).write(qpn);
             std::ptr::addr_of_mut!((*t).remote_qkey).write(qkey);
         }
-        self.dest_be = a.to_be();
+        let d = FastDest {
+            addr_be: a.to_be(),
+            multicast: qpn == MCAST_QPN,
+            tmpl,
+        };
+        // SAFETY: bitwise copies of plain data (`MaybeUninit` drops nothing).
+        let second = unsafe {
+            if self.has_dest && self.dest[0].addr_be != d.addr_be {
+                std::ptr::read(&self.dest[0])
+            } else {
+                std::ptr::read(&d)
+            }
+        };
+        self.dest = [d, second];
         self.has_dest = true;
-        std::mem::take(&mut self.taken)
     }
 
     /// Encapsulates packets while they are IPv4 without options, 20..=mtu
-    /// bytes, to the run's destination, with header room and unshared,
-    /// writing their requests; returns the first other packet, untouched
-    /// (and moved past), or `None` at the end of the run.
+    /// bytes, to one of the run's destinations, with header room and
+    /// unshared, writing their requests; stops at the first other packet,
+    /// untouched (`next` then points at it), or at the end of the run.
     ///
     /// # Safety
     /// `next..end` are initialised packets nobody else owns or touches while
-    /// this runs, each moved out at most once (by this or by the caller for
-    /// the returned one); `wr` has room for a request per packet.
+    /// this runs, each moved out at most once (by this, or by the caller at
+    /// `next` after it); `wr` has room for a request per packet.
     #[inline(never)]
-    unsafe fn run(&mut self) -> Option<*mut Mbuf> {
-        let (mut next, end, mut wr) = (self.next, self.end, self.wr);
+    unsafe fn run(&mut self) {
         if !self.has_dest {
-            if next == end {
-                return None;
-            }
-            self.next = next.add(1);
-            return Some(next);
+            return;
         }
-        let (mut bytes, dest_be, span) = (self.bytes, self.dest_be, self.span);
-        let first_wr = wr;
-        let tail = self.tmpl.as_ptr().cast::<u8>().add(WR_TAIL);
+        let (mut next, end, mut wr) = (self.next, self.end, self.wr);
+        let (mut bytes, span) = (self.bytes, self.span);
+        let [d0, d1] = &self.dest;
+        let (a0, a1) = (d0.addr_be, d1.addr_be);
+        let tail0 = d0.tmpl.as_ptr().cast::<u8>().add(WR_TAIL);
+        let tail1 = d1.tmpl.as_ptr().cast::<u8>().add(WR_TAIL);
         let tail_len = std::mem::size_of::<SendWr<A>>() - WR_TAIL;
-        let stop = loop {
-            if next == end {
-                break None;
-            }
+        let first_wr = wr;
+        // Packets to the second destination (the first needs no count).
+        let mut to1 = 0u64;
+        while next != end {
             let m = &mut *next;
-            next = next.add(1);
             let (d, len) = m.data_raw();
             // One compare for 20 <= len <= mtu. SAFETY: the reads are
             // inside the data when it passes.
-            if len.wrapping_sub(20) > span
-                || *d != 0x45
-                || d.add(16).cast::<u32>().read_unaligned() != dest_be
-            {
-                break Some(m as *mut Mbuf);
+            let beyond20 = len.wrapping_sub(20);
+            if beyond20 > span || *d != 0x45 {
+                break;
             }
-            let Some((w, len)) = m.prepend_raw(HEADER_LEN as u16) else {
-                break Some(m as *mut Mbuf);
+            let a = d.add(16).cast::<u32>().read_unaligned();
+            let tail = if a == a0 {
+                tail0
+            } else if a == a1 {
+                to1 += 1;
+                tail1
+            } else {
+                break;
             };
-            // SAFETY: the header room is ours now; the template is written
-            // (`has_dest`).
-            w.cast::<[u8; HEADER_LEN]>().write_unaligned(IPV4_HDR);
-            bytes += len as u64;
+            if !m.grow_front(HEADER_LEN as u16) {
+                to1 -= (a != a0) as u64;
+                break;
+            }
+            // SAFETY: the header room in front of the data is ours now; the
+            // templates are written (`has_dest`).
+            d.sub(HEADER_LEN)
+                .cast_mut()
+                .cast::<[u8; HEADER_LEN]>()
+                .write_unaligned(IPV4_HDR);
+            // The 20 + HEADER_LEN bytes each are added once, below.
+            bytes += beyond20 as u64;
             std::ptr::addr_of_mut!((*wr).mbuf).write(std::ptr::read(m));
             std::ptr::copy_nonoverlapping(tail, wr.cast::<u8>().add(WR_TAIL), tail_len);
             wr = wr.add(1);
-        };
+            next = next.add(1);
+        }
         // Counted once per run, not per packet.
-        self.taken += wr.offset_from(first_wr) as u64;
+        let n = wr.offset_from(first_wr) as u64;
+        bytes += n * (20 + HEADER_LEN) as u64;
+        let to0 = n - to1;
+        self.mcast += d0.multicast as u64 * to0 + (a1 != a0 && d1.multicast) as u64 * to1;
         (self.next, self.wr, self.bytes) = (next, wr, bytes);
-        stop
+    }
+
+    /// The packet the run stopped at, moved past; `None` at the end.
+    #[inline(always)]
+    fn take_stopped(&mut self) -> Option<*mut Mbuf> {
+        if self.next == self.end {
+            return None;
+        }
+        let m = self.next;
+        // SAFETY: next < end.
+        self.next = unsafe { m.add(1) };
+        Some(m)
     }
 }
 
@@ -797,23 +861,11 @@ impl<P: Provider> Iface<P> {
         // The neighbour the last burst sent to, found again in this burst's
         // table (which also sets its accessed bit): a flow's next burst
         // starts on the fast run.
-        let mut run = FastRun {
-            // SAFETY: one past the last packet of the run.
-            end: unsafe { first.add(taken) },
-            next: first,
-            wr,
-            bytes: 0,
-            taken: 0,
-            dest_be: 0,
-            tmpl: MaybeUninit::uninit(),
-            has_dest: false,
-            span: mtu.saturating_sub(20),
-        };
+        let mut run = FastRun::new(first, taken, wr, mtu);
         // The run starts on the neighbour the last burst sent to, found
         // again in this burst's table (which also sets its accessed bit),
         // else on the joined group sent to last.
         let mut last_a = u32::MAX;
-        let mut dest_is_group = false;
         match self.tx_last {
             (version, a) if version == neigh.version() && a != u32::MAX => {
                 if let Some(e) = v4.lookup(a) {
@@ -826,14 +878,14 @@ impl<P: Provider> Iface<P> {
         if !run.has_dest {
             if let Some((ah, gqkey)) = slow.mcast.joined_last(slow.last_v4_group.1) {
                 run.set_dest(slow.last_v4_group.0, ah, MCAST_QPN, gqkey);
-                dest_is_group = true;
             }
         }
         loop {
             // SAFETY: the run's packets are initialised and owned by nobody
             // else (neither the ring nor `pkts` touches them while it runs);
             // `wr` has room for each (see above).
-            let Some(m) = (unsafe { run.run() }) else {
+            unsafe { run.run() };
+            let Some(m) = run.take_stopped() else {
                 break;
             };
             // SAFETY: the mbuf moves out once (see above).
@@ -849,8 +901,8 @@ impl<P: Provider> Iface<P> {
                 Class::Unicast4(a) => match v4.lookup(a) {
                     Some(e) => {
                         // Its flow's next packets stay on the run.
-                        mcast_n += dest_is_group as u64 * run.set_dest(a, e.ah, e.qpn, qkey);
-                        (last_a, dest_is_group) = (a, false);
+                        run.set_dest(a, e.ah, e.qpn, qkey);
+                        last_a = a;
                         SendWr {
                             mbuf: with_ipv4_header(m),
                             ah: e.ah,
@@ -874,10 +926,7 @@ impl<P: Provider> Iface<P> {
                     };
                     if slow.mcast.joined_last(mgid).is_some() {
                         // The group's next packets stay on the run.
-                        let a = slow.last_v4_group.0;
-                        mcast_n +=
-                            dest_is_group as u64 * run.set_dest(a, ah, MCAST_QPN, remote_qkey);
-                        dest_is_group = true;
+                        run.set_dest(slow.last_v4_group.0, ah, MCAST_QPN, remote_qkey);
                     }
                     SendWr {
                         mbuf,
@@ -902,7 +951,7 @@ impl<P: Provider> Iface<P> {
         }
         let wr = run.wr;
         bytes += run.bytes;
-        mcast_n += dest_is_group as u64 * run.taken;
+        mcast_n += run.mcast;
         self.tx_last = (neigh.version(), last_a);
         if peeked.is_some() {
             // SAFETY: every packet of the run was moved out above.

@@ -167,20 +167,31 @@ impl Mbuf {
     /// bounds checks.
     #[inline(always)]
     pub(crate) fn prepend_raw(&mut self, n: u16) -> Option<(*mut u8, usize)> {
+        if !self.grow_front(n) {
+            return None;
+        }
+        let win = self.win;
+        // SAFETY: the new front is inside the buffer.
+        let front = unsafe { self.buf.as_ptr().add((win & OFF_MASK) as usize) };
+        Some((front, (win >> 16) as usize))
+    }
+
+    /// For the TX fast path, which knows where its data starts: grows the
+    /// window by `n` bytes at the front (the caller writes them at the
+    /// data's address minus `n`); false without room or when shared.
+    #[inline(always)]
+    pub(crate) fn grow_front(&mut self, n: u16) -> bool {
         let win = self.win;
         // Offset >= n and never shared, in one compare: the offset with
         // the MAYBE_SHARED bit, minus n, is at most OFF_MASK - n.
         let fast = n <= OFF_MASK as u16 && (win as u16).wrapping_sub(n) <= OFF_MASK as u16 - n;
         if !fast && (n > self.off() || self.is_shared()) {
-            return None;
+            return false;
         }
         // off - n, len + n (n <= off, and off + len fits the buffer; the
         // MAYBE_SHARED bit is left as it is).
-        let win = win.wrapping_add(((n as u32) << 16).wrapping_sub(n as u32));
-        self.win = win;
-        // SAFETY: the new front is inside the buffer.
-        let front = unsafe { self.buf.as_ptr().add((win & OFF_MASK) as usize) };
-        Some((front, (win >> 16) as usize))
+        self.win = win.wrapping_add(((n as u32) << 16).wrapping_sub(n as u32));
+        true
     }
 
     /// As `prepend`, but returns the whole new window (the `n` new bytes,
