@@ -29,6 +29,11 @@ impl Drop for EventChannel {
 /// What happened to a join (or to the id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmEventKind {
+    AddrResolved,
+    /// Address resolution failed (e.g. no route to the address).
+    AddrError,
+    RouteResolved,
+    RouteError,
     MulticastJoin,
     MulticastError,
     AddrChange,
@@ -49,6 +54,8 @@ pub struct CmEvent {
     pub mgid: Gid,
     /// The group's LID on InfiniBand (0 on RoCE).
     pub mlid: u16,
+    /// The service level to send to the group with (InfiniBand).
+    pub sl: u8,
     pub qkey: u32,
     pub qpn: u32,
 }
@@ -101,6 +108,10 @@ impl EventChannel {
         let out = unsafe {
             let e = &*ev;
             let kind = match e.event {
+                RDMA_CM_EVENT_ADDR_RESOLVED => CmEventKind::AddrResolved,
+                RDMA_CM_EVENT_ADDR_ERROR => CmEventKind::AddrError,
+                RDMA_CM_EVENT_ROUTE_RESOLVED => CmEventKind::RouteResolved,
+                RDMA_CM_EVENT_ROUTE_ERROR => CmEventKind::RouteError,
                 RDMA_CM_EVENT_MULTICAST_JOIN => CmEventKind::MulticastJoin,
                 RDMA_CM_EVENT_MULTICAST_ERROR => CmEventKind::MulticastError,
                 RDMA_CM_EVENT_ADDR_CHANGE => CmEventKind::AddrChange,
@@ -115,6 +126,7 @@ impl EventChannel {
                 context: ud.private_data as u64,
                 mgid: ud.ah_attr.grh.dgid.raw,
                 mlid: ud.ah_attr.dlid,
+                sl: ud.ah_attr.sl,
                 qkey: ud.qkey,
                 qpn: ud.qp_num,
             }
@@ -142,10 +154,72 @@ impl Drop for CmId {
     }
 }
 
+/// An address rdma_cm binds to or joins: an IP address (RoCE, or an IB
+/// port with a kernel IPoIB netdev), or an InfiniBand GID with its P_Key
+/// (`AF_IB`: on IB the group is the IPoIB MGID itself, and an id binds to
+/// the port's GID without any netdev).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CmAddr {
+    Ip(IpAddr),
+    Ib { gid: Gid, pkey: u16 },
+}
+
+impl CmAddr {
+    /// The port space an id for this address lives in: UDP for IP
+    /// addresses, IB for `AF_IB` ones.
+    pub fn port_space(&self) -> rdma_port_space {
+        match self {
+            CmAddr::Ip(_) => RDMA_PS_UDP,
+            CmAddr::Ib { .. } => RDMA_PS_IB,
+        }
+    }
+}
+
+impl std::fmt::Display for CmAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CmAddr::Ip(ip) => write!(f, "{ip}"),
+            CmAddr::Ib { gid, pkey } => {
+                write!(f, "{} pkey {pkey:#06x}", std::net::Ipv6Addr::from(*gid))
+            }
+        }
+    }
+}
+
+/// `AF_IB` (linux/socket.h).
+pub const AF_IB: libc::sa_family_t = 27;
+
+/// `struct sockaddr_ib` (rdma/ib.h): not in the generated bindings.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SockaddrIb {
+    sib_family: libc::sa_family_t,
+    sib_pkey: u16,
+    sib_flowinfo: u32,
+    sib_addr: [u8; 16],
+    sib_sid: u64,
+    sib_sid_mask: u64,
+    sib_scope_id: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<SockaddrIb>() == 48);
+const _: () = assert!(std::mem::size_of::<SockaddrIb>() <= std::mem::size_of::<libc::sockaddr_storage>());
+
 /// A socket address as rdma_cm takes it.
-fn sockaddr_of(ip: IpAddr) -> libc::sockaddr_storage {
+fn sockaddr_of(addr: CmAddr) -> libc::sockaddr_storage {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let ip = match addr {
+        CmAddr::Ip(ip) => ip,
+        CmAddr::Ib { gid, pkey } => {
+            // SAFETY: sockaddr_storage is large and aligned enough (asserted above).
+            let sib = unsafe { &mut *(&mut ss as *mut _ as *mut SockaddrIb) };
+            sib.sib_family = AF_IB;
+            sib.sib_pkey = pkey.to_be();
+            sib.sib_addr = gid;
+            return ss;
+        }
+    };
     match SocketAddr::new(ip, 0) {
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
@@ -164,12 +238,18 @@ fn sockaddr_of(ip: IpAddr) -> libc::sockaddr_storage {
 }
 
 impl CmId {
-    /// A UDP-port-space id on `ch`, bound to `local` (which picks the device).
-    pub fn bound(ch: &Arc<EventChannel>, local: IpAddr) -> Result<CmId, VerbsError> {
+    /// An id on `ch` in `local`'s port space, bound to `local` (which
+    /// picks the device and port).
+    pub fn bound(ch: &Arc<EventChannel>, local: CmAddr) -> Result<CmId, VerbsError> {
         let mut raw: *mut rdma_cm_id = std::ptr::null_mut();
         // SAFETY: live channel, valid out-pointer.
         let rc = unsafe {
-            (ch.cm.rdma_create_id)(ch.raw.as_ptr(), &mut raw, std::ptr::null_mut(), RDMA_PS_UDP)
+            (ch.cm.rdma_create_id)(
+                ch.raw.as_ptr(),
+                &mut raw,
+                std::ptr::null_mut(),
+                local.port_space(),
+            )
         };
         VerbsError::check("rdma_create_id", rc)?;
         let raw = NonNull::new(raw).ok_or_else(|| VerbsError::last("rdma_create_id"))?;
@@ -199,7 +279,7 @@ impl CmId {
 
     /// Starts a join of `group`; `context` comes back in its event.
     /// Send-only joins are `RDMA_MC_JOIN_FLAG_SENDONLY_FULLMEMBER`.
-    pub fn join(&self, group: IpAddr, send_only: bool, context: u64) -> Result<(), VerbsError> {
+    pub fn join(&self, group: CmAddr, send_only: bool, context: u64) -> Result<(), VerbsError> {
         let mut ss = sockaddr_of(group);
         let addr = &mut ss as *mut _ as *mut libc::sockaddr;
         let ctx = context as *mut libc::c_void;
@@ -220,7 +300,7 @@ impl CmId {
     }
 
     /// Leaves `group` (joined through this id).
-    pub fn leave(&self, group: IpAddr) -> Result<(), VerbsError> {
+    pub fn leave(&self, group: CmAddr) -> Result<(), VerbsError> {
         let mut ss = sockaddr_of(group);
         // SAFETY: live id.
         let rc = unsafe {
@@ -230,5 +310,30 @@ impl CmId {
             )
         };
         VerbsError::check("rdma_leave_multicast", rc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ib_addresses_are_sockaddr_ib_with_the_gid_and_pkey() {
+        let mgid = [
+            0xff, 0x12, 0x40, 0x1b, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+        ];
+        let ss = sockaddr_of(CmAddr::Ib {
+            gid: mgid,
+            pkey: 0x8001,
+        });
+        // SAFETY: written as a sockaddr_ib above.
+        let sib = unsafe { &*(&ss as *const _ as *const SockaddrIb) };
+        assert_eq!(sib.sib_family, AF_IB);
+        assert_eq!(u16::from_be(sib.sib_pkey), 0x8001);
+        assert_eq!(sib.sib_addr, mgid);
+        assert_eq!(CmAddr::Ib { gid: mgid, pkey: 1 }.port_space(), RDMA_PS_IB);
+        let ip = CmAddr::Ip("239.1.2.3".parse().unwrap());
+        assert_eq!(ip.port_space(), RDMA_PS_UDP);
+        assert_eq!(sockaddr_of(ip).ss_family, libc::AF_INET as libc::sa_family_t);
     }
 }

@@ -149,7 +149,12 @@ impl Engine {
         for (key, mgid, done, deadline) in busy {
             report.waited += 1;
             sh.probe.on(ProbeEvent::FlushWaiting(mgid));
-            if !sh.clock.wait(&done, deadline) {
+            let answered = if sh.service.driven() {
+                wait_driven(sh, &done, deadline)
+            } else {
+                sh.clock.wait(&done, deadline)
+            };
+            if !answered {
                 // No answer by the join deadline: abandon it ourselves.
                 let mut st = sh.lock(LockSite::Flush);
                 let now = sh.clock.now().max(deadline);
@@ -190,6 +195,31 @@ impl Engine {
         report
     }
 }
+
+/// Waits for `done` while reading the service's answers, in short real-time
+/// slices, until `deadline` on the engine's clock.
+fn wait_driven(
+    sh: &super::engine::Shared,
+    done: &crate::sync::Arc<super::Completion>,
+    deadline: std::time::Duration,
+) -> bool {
+    loop {
+        sh.service.progress();
+        if done.is_complete() {
+            return true;
+        }
+        if sh.clock.now() >= deadline {
+            return false;
+        }
+        done.wait_with({
+            let mut once = Some(DRIVEN_SLICE);
+            move || once.take()
+        });
+    }
+}
+
+/// How long a driven flush sleeps between two reads of its service's answers.
+const DRIVEN_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// (Re)creates the broadcast group and the desired full-member groups.
 fn populate(st: &mut super::engine::State, now: std::time::Duration) {

@@ -111,4 +111,15 @@ pub trait MulticastService: Send + Sync {
     /// Abandons a join that has not answered in time. The service will not call
     /// its callback afterwards; if the join had in fact succeeded, this leaves it.
     fn cancel(&self, membership: Membership);
+    /// Services whose answers the caller's thread reads (rdma_cm's event
+    /// channel, read by the control thread) run the callbacks of the
+    /// answers that arrived here, without blocking; returns how many.
+    fn progress(&self) -> usize {
+        0
+    }
+    /// Whether answers come only through `progress`: a flush waiting for a
+    /// join then calls it while it waits, or it would wait for itself.
+    fn driven(&self) -> bool {
+        false
+    }
 }

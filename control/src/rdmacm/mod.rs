@@ -1,44 +1,43 @@
 //! The multicast service of the `verbs` provider: joins through rdma_cm.
 //!
-//! Each membership is its own rdma_cm id (UDP port space) bound to the
-//! interface's address, so a leave is exactly `rdma_leave_multicast` on the
-//! id that joined and rdma_cm's books balance with ours. Full members are
+//! Each membership is its own rdma_cm id bound to the interface's address,
+//! so a leave is exactly `rdma_leave_multicast` on the id that joined and
+//! rdma_cm's books balance with ours. Full members are
 //! `rdma_join_multicast`; send-only members are `rdma_join_multicast_ex`
 //! with `RDMA_MC_JOIN_FLAG_SENDONLY_FULLMEMBER` (no IGMP report on RoCE).
+//! Which group an IPoIB MGID is, and what its record holds, depends on the
+//! port's link layer ([`link`]).
 //!
-//! On RoCE the group of an IPoIB MGID is the IPv4 group the rocev2
-//! provider maps it to (`ff12:401b:PKEY::a.b.c.d` → 224.0.0.0 | low 28
-//! bits), and rdma_cm's MGID for it is `::ffff:a.b.c.d`: a verbs host and a
-//! rocev2 host meet in the same groups. The IPoIB QP keeps its own Q_Key
-//! (the broadcast group's record, 0x0B1B); rdma_cm's UD Q_Key is its own.
-//!
-//! As an SA answers, the answers come asynchronously: a reader thread
-//! takes rdma_cm's events from the channel and calls each join's callback
-//! outside the service's lock (the callback takes the engine's mutex, which
-//! the thread that called `join` holds).
+//! Answers come asynchronously on rdma_cm's event channel. Nothing reads
+//! it on its own thread: the control thread calls [`RdmaCmService::progress`]
+//! when the channel's fd is readable (and a flush waiting for a join calls
+//! it through [`MulticastService::progress`]). Each answer's callback runs
+//! outside the service's lock, since the callback takes the engine's mutex.
 
 mod attach;
+mod backend;
+pub mod link;
 mod port_events;
+#[cfg(test)]
+mod tests;
 
 pub use attach::VerbsAttach;
-pub use port_events::{flush_level, PortEventWatcher};
+pub use backend::{CmBackend, RdmaCmBackend};
+pub use link::{LinkLayer, PathSource};
+pub use port_events::{flush_level, PortEvents};
 
 use crate::igmp::IgmpDefaults;
 use crate::mcast::{
     JoinCallback, JoinError, JoinParams, JoinState, McastRecord, Membership, MulticastService,
 };
-use ipoib_dataplane::provider::rocev2::addr;
-use ipoib_dataplane::provider::MLID_BASE;
-use rdma_sys::cm::{CmError, CmEvent, CmEventKind, CmId, EventChannel};
+use rdma_sys::cm::{CmAddr, CmError, CmEvent, CmEventKind};
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::os::fd::RawFd;
+use std::sync::{Mutex, MutexGuard};
 
 /// Counters of the service; `joins + sendonly_joins == leaves` once every
-/// membership has been left.
+/// membership has been left, and `ids_created == ids_destroyed` once the
+/// service is shut down.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RdmaCmStats {
     pub joins: u64,
@@ -48,6 +47,10 @@ pub struct RdmaCmStats {
     pub cancels: u64,
     /// Memberships rdma_cm reported broken after joining.
     pub errors: u64,
+    /// Events for no membership we hold (answers after a leave or a cancel).
+    pub late_events: u64,
+    pub ids_created: u64,
+    pub ids_destroyed: u64,
 }
 
 impl RdmaCmStats {
@@ -64,85 +67,103 @@ enum HandleState {
     Cancelled,
 }
 
-struct Handle {
-    group: IpAddr,
+struct Handle<I> {
+    group: CmAddr,
     full: bool,
     params: JoinParams,
     state: HandleState,
-    id: CmId,
+    id: I,
+    id_addr: usize,
     callback: Option<JoinCallback>,
 }
 
-#[derive(Default)]
-struct State {
+struct State<I> {
     next: u64,
-    handles: HashMap<u64, Handle>,
+    handles: HashMap<u64, Handle<I>>,
     stats: RdmaCmStats,
 }
 
-struct Inner {
-    channel: Arc<EventChannel>,
-    local: IpAddr,
-    defaults: IgmpDefaults,
-    state: Mutex<State>,
-}
-
 /// A `MulticastService` over rdma_cm, for one interface's address.
-pub struct RdmaCmService {
-    inner: Arc<Inner>,
-    stop: Arc<AtomicBool>,
-    reader: Mutex<Option<JoinHandle<()>>>,
+pub struct RdmaCmService<B: CmBackend = RdmaCmBackend> {
+    backend: B,
+    link: LinkLayer,
+    local: CmAddr,
+    /// P_Key an InfiniBand group address carries.
+    pkey: u16,
+    defaults: IgmpDefaults,
+    state: Mutex<State<B::Id>>,
+    /// Held while events are read: one reader at a time keeps each id's
+    /// answers in order.
+    reading: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl RdmaCmService {
-    /// A service joining from `local` (an address of the RDMA device's netdev).
-    pub fn new(local: IpAddr, defaults: IgmpDefaults) -> Result<Self, CmError> {
-        let channel = EventChannel::new()?;
-        // Binding once up front reports a wrong address now, not at the first join.
-        drop(CmId::bound(&channel, local)?);
-        let inner = Arc::new(Inner {
-            channel,
+/// An answer to run once the service's lock is released.
+type Answer = (JoinCallback, Result<McastRecord, JoinError>);
+
+impl RdmaCmService<RdmaCmBackend> {
+    /// A service joining from `local`: an address of the RDMA device's
+    /// netdev on RoCE, the port's GID on InfiniBand.
+    pub fn new(local: CmAddr, link: LinkLayer, defaults: IgmpDefaults) -> Result<Self, CmError> {
+        Ok(Self::with_backend(
+            RdmaCmBackend::new(local)?,
             local,
+            link,
             defaults,
-            state: Mutex::new(State::default()),
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let inner = inner.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("rdmacm-events".into())
-                .spawn(move || inner.read_events(&stop))
-                .map_err(|e| {
-                    CmError::Verbs(rdma_sys::VerbsError::new(
-                        "rdma_cm reader thread",
-                        e.raw_os_error().unwrap_or(libc::EAGAIN),
-                    ))
-                })?
-        };
-        Ok(RdmaCmService {
-            inner,
-            stop,
-            reader: Mutex::new(Some(reader)),
-        })
+        ))
+    }
+}
+
+impl<B: CmBackend> RdmaCmService<B> {
+    pub fn with_backend(backend: B, local: CmAddr, link: LinkLayer, defaults: IgmpDefaults) -> Self {
+        RdmaCmService {
+            backend,
+            link,
+            local,
+            pkey: defaults.pkey,
+            defaults,
+            state: Mutex::new(State {
+                next: 0,
+                handles: HashMap::new(),
+                stats: RdmaCmStats::default(),
+            }),
+            reading: Mutex::new(()),
+        }
     }
 
     pub fn stats(&self) -> RdmaCmStats {
-        lock(&self.inner.state).stats
+        lock(&self.state).stats
     }
 
     /// The address joins are made from.
-    pub fn local(&self) -> IpAddr {
-        self.inner.local
+    pub fn local(&self) -> CmAddr {
+        self.local
+    }
+
+    pub fn link(&self) -> LinkLayer {
+        self.link
+    }
+
+    /// Whether this interface can join `mgid` at all.
+    pub fn can_join(&self, mgid: ipoib_dataplane::wire::Gid) -> bool {
+        link::cm_group(self.link, self.local, mgid, self.pkey).is_some()
+    }
+
+    /// The event channel's descriptor, for the control thread's poll.
+    pub fn fd(&self) -> Option<RawFd> {
+        self.backend.fd()
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// Groups with a full membership, and with a send-only one.
-    pub fn joined_groups(&self) -> (Vec<IpAddr>, Vec<IpAddr>) {
-        let st = lock(&self.inner.state);
+    pub fn joined_groups(&self) -> (Vec<CmAddr>, Vec<CmAddr>) {
+        let st = lock(&self.state);
         let mut full = Vec::new();
         let mut sendonly = Vec::new();
         for h in st.handles.values() {
@@ -154,118 +175,90 @@ impl RdmaCmService {
                 }
             }
         }
-        full.sort();
         full.dedup();
-        sendonly.sort();
         sendonly.dedup();
         (full, sendonly)
     }
 
-    /// Stops the reader; joins still unanswered are answered `Shutdown`,
-    /// and their ids destroyed.
-    pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = lock(&self.reader).take() {
-            let _ = t.join();
+    /// Reads every pending event and answers the joins they concern;
+    /// returns how many events were read. Never blocks; another thread
+    /// already reading makes this a no-op.
+    pub fn progress(&self) -> usize {
+        let Ok(_reading) = self.reading.try_lock() else {
+            return 0;
+        };
+        let mut n = 0;
+        loop {
+            match self.backend.next_event() {
+                Ok(Some(ev)) => {
+                    n += 1;
+                    self.on_event(ev);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rdma_cm event channel");
+                    break;
+                }
+            }
         }
+        n
+    }
+
+    /// Joins still unanswered are answered `Shutdown` and their ids
+    /// destroyed; joined memberships stay until left.
+    pub fn shutdown(&self) {
         let callbacks: Vec<JoinCallback> = {
-            let mut st = lock(&self.inner.state);
+            let mut st = lock(&self.state);
             let pending: Vec<u64> = st
                 .handles
                 .iter()
                 .filter(|(_, h)| h.state != HandleState::Joined)
                 .map(|(k, _)| *k)
                 .collect();
-            pending
-                .into_iter()
-                .filter_map(|k| st.handles.remove(&k).and_then(|h| h.callback))
-                .collect()
+            let mut cbs = Vec::new();
+            for k in pending {
+                if let Some(h) = st.handles.remove(&k) {
+                    st.stats.ids_destroyed += 1;
+                    cbs.extend(h.callback);
+                }
+            }
+            cbs
         };
         for cb in callbacks {
             cb(Err(JoinError::Shutdown));
         }
     }
-}
-
-impl Drop for RdmaCmService {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// A stand-in MLID for a RoCE group: stable, in the multicast range.
-fn mlid_of(group: IpAddr) -> u16 {
-    let low = match group {
-        IpAddr::V4(v4) => u32::from(v4),
-        IpAddr::V6(v6) => u128::from(v6) as u32,
-    };
-    MLID_BASE | (low as u16 & 0x3FFF)
-}
-
-impl Inner {
-    fn read_events(&self, stop: &AtomicBool) {
-        let fd = self.channel.fd();
-        while !stop.load(Ordering::Relaxed) {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd. The timeout bounds how long a stop waits.
-            let rc = unsafe { libc::poll(&mut pfd, 1, 50) };
-            if rc <= 0 {
-                continue;
-            }
-            loop {
-                match self.channel.next_event() {
-                    Ok(Some(ev)) => self.on_event(ev),
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rdma_cm event channel");
-                        std::thread::sleep(Duration::from_millis(50));
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    fn record(&self, h: &Handle, ev: &CmEvent) -> McastRecord {
-        let d = self.defaults;
-        let (qkey, mtu, sl, rate, pkey) = match h.params.template {
-            Some(t) => (t.qkey, t.mtu, t.sl, t.rate, t.pkey),
-            None => (d.qkey, d.mtu, d.sl, d.rate, d.pkey),
-        };
-        McastRecord {
-            mgid: h.params.mgid,
-            mlid: if ev.mlid != 0 {
-                ev.mlid
-            } else {
-                mlid_of(h.group)
-            },
-            qkey,
-            mtu,
-            sl,
-            rate,
-            pkey,
-        }
-    }
 
     fn on_event(&self, ev: CmEvent) {
-        let key = ev.context;
         let answer = {
             let mut st = lock(&self.state);
             match ev.kind {
                 CmEventKind::MulticastJoin | CmEventKind::MulticastError => {
                     let ok = ev.kind == CmEventKind::MulticastJoin && ev.status == 0;
-                    self.on_join_event(&mut st, key, ok, &ev)
+                    self.on_join_event(&mut st, ev.context, ok, &ev)
+                }
+                CmEventKind::AddrError | CmEventKind::RouteError => {
+                    // Not an answer to a join, but it ends one on that id.
+                    let key = st
+                        .handles
+                        .iter()
+                        .find(|(_, h)| h.id_addr == ev.id)
+                        .map(|(k, _)| *k);
+                    tracing::warn!(kind = ?ev.kind, status = ev.status, "rdma_cm address error");
+                    match key {
+                        Some(k) => self.on_join_event(&mut st, k, false, &ev),
+                        None => {
+                            st.stats.late_events += 1;
+                            None
+                        }
+                    }
                 }
                 CmEventKind::AddrChange | CmEventKind::DeviceRemoval => {
                     tracing::warn!(kind = ?ev.kind, "rdma_cm: the device or its address changed");
                     None
                 }
-                CmEventKind::Other(k) => {
-                    tracing::debug!(kind = k, "rdma_cm: event ignored");
+                CmEventKind::AddrResolved | CmEventKind::RouteResolved | CmEventKind::Other(_) => {
+                    tracing::debug!(kind = ?ev.kind, "rdma_cm: event ignored");
                     None
                 }
             }
@@ -276,21 +269,29 @@ impl Inner {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn on_join_event(
         &self,
-        st: &mut State,
+        st: &mut State<B::Id>,
         key: u64,
         ok: bool,
         ev: &CmEvent,
-    ) -> Option<(JoinCallback, Result<McastRecord, JoinError>)> {
-        let state = st.handles.get(&key)?.state;
+    ) -> Option<Answer> {
+        let Some(state) = st.handles.get(&key).map(|h| h.state) else {
+            // Left, cancelled and answered, or never ours.
+            st.stats.late_events += 1;
+            return None;
+        };
         match (state, ok) {
             (HandleState::Pending, true) => {
+                let h = st.handles.get(&key)?;
+                let Some(rec) = link::join_record(self.link, h.group, &h.params, &self.defaults, ev)
+                else {
+                    tracing::warn!(group = %h.group, mlid = ev.mlid, "rdma_cm join answered without a multicast LID");
+                    return self.fail(st, key, JoinError::Failed);
+                };
                 let h = st.handles.get_mut(&key)?;
                 h.state = HandleState::Joined;
                 let full = h.full;
-                let rec = self.record(h, ev);
                 let cb = h.callback.take()?;
                 if full {
                     st.stats.joins += 1;
@@ -300,56 +301,70 @@ impl Inner {
                 Some((cb, Ok(rec)))
             }
             (HandleState::Pending, false) => {
-                let h = st.handles.remove(&key)?;
-                st.stats.failed += 1;
-                tracing::warn!(group = %h.group, status = ev.status, "rdma_cm join failed");
+                tracing::warn!(status = ev.status, kind = ?ev.kind, "rdma_cm join failed");
                 let err = if ev.status == -libc::ENETRESET {
                     JoinError::Reset
                 } else {
                     JoinError::Failed
                 };
-                Some((h.callback?, Err(err)))
+                self.fail(st, key, err)
             }
             (HandleState::Cancelled, joined) => {
                 // Abandoned by the engine: a join that made it is left at once.
                 if let Some(h) = st.handles.remove(&key) {
                     if joined {
-                        let _ = h.id.leave(h.group);
+                        let _ = self.backend.leave(&h.id, h.group);
                     }
+                    st.stats.ids_destroyed += 1;
                 }
                 None
             }
             (HandleState::Joined, false) => {
+                // The membership stays ours until the engine leaves it (a
+                // port event flush rejoins); rdma_cm's leave then balances.
                 st.stats.errors += 1;
                 tracing::warn!(status = ev.status, "rdma_cm: a joined membership broke");
                 None
             }
-            (HandleState::Joined, true) => None,
+            (HandleState::Joined, true) => {
+                st.stats.late_events += 1;
+                None
+            }
         }
+    }
+
+    /// A pending join that failed: its id is destroyed and its callback
+    /// answers `err`.
+    fn fail(&self, st: &mut State<B::Id>, key: u64, err: JoinError) -> Option<Answer> {
+        let h = st.handles.remove(&key)?;
+        st.stats.failed += 1;
+        st.stats.ids_destroyed += 1;
+        Some((h.callback?, Err(err)))
     }
 }
 
-impl MulticastService for RdmaCmService {
+impl<B: CmBackend> MulticastService for RdmaCmService<B> {
     fn join(&self, params: JoinParams, callback: JoinCallback) -> Result<Membership, JoinError> {
-        let group = addr::ip_of(params.mgid);
-        if !group.is_multicast() || group.is_ipv4() != self.inner.local.is_ipv4() {
-            return Err(JoinError::InvalidArgument);
-        }
+        let group = link::cm_group(self.link, self.local, params.mgid, self.pkey)
+            .ok_or(JoinError::InvalidArgument)?;
         let full = params.join_state == JoinState::Full;
-        // Held until the handle is in the table: the reader cannot see the
-        // answer before it can find the join.
-        let mut st = lock(&self.inner.state);
-        st.next += 1;
-        let key = st.next;
-        let id = CmId::bound(&self.inner.channel, self.inner.local).map_err(|e| {
+        // Held until the handle is in the table: an answer read by another
+        // thread finds the join.
+        let mut st = lock(&self.state);
+        let id = self.backend.create_id().map_err(|e| {
             tracing::warn!(error = %e, "rdma_cm id");
             JoinError::Failed
         })?;
-        if let Err(e) = id.join(group, !full, key) {
+        st.stats.ids_created += 1;
+        st.next += 1;
+        let key = st.next;
+        if let Err(e) = self.backend.join(&id, group, !full, key) {
             tracing::warn!(%group, error = %e, "rdma_cm join not sent");
             st.stats.failed += 1;
+            st.stats.ids_destroyed += 1;
             return Err(JoinError::Failed);
         }
+        let id_addr = self.backend.id_addr(&id);
         st.handles.insert(
             key,
             Handle {
@@ -358,6 +373,7 @@ impl MulticastService for RdmaCmService {
                 params,
                 state: HandleState::Pending,
                 id,
+                id_addr,
                 callback: Some(callback),
             },
         );
@@ -365,14 +381,15 @@ impl MulticastService for RdmaCmService {
     }
 
     fn leave(&self, membership: Membership) {
-        let mut st = lock(&self.inner.state);
+        let mut st = lock(&self.state);
         match st.handles.get(&membership.0).map(|h| h.state) {
             Some(HandleState::Joined) => {
                 if let Some(h) = st.handles.remove(&membership.0) {
-                    if let Err(e) = h.id.leave(h.group) {
+                    if let Err(e) = self.backend.leave(&h.id, h.group) {
                         tracing::warn!(group = %h.group, error = %e, "rdma_cm leave");
                     }
                     st.stats.leaves += 1;
+                    st.stats.ids_destroyed += 1;
                 }
             }
             _ => tracing::warn!(%membership, "leave of a membership that is not joined"),
@@ -380,10 +397,12 @@ impl MulticastService for RdmaCmService {
     }
 
     fn cancel(&self, membership: Membership) {
-        let mut st = lock(&self.inner.state);
+        let mut st = lock(&self.state);
         st.stats.cancels += 1;
         match st.handles.get(&membership.0).map(|h| h.state) {
             Some(HandleState::Pending) => {
+                // The id stays until its answer comes (then it is left if it
+                // joined) or the service shuts down.
                 if let Some(h) = st.handles.get_mut(&membership.0) {
                     h.state = HandleState::Cancelled;
                     h.callback = None;
@@ -391,11 +410,20 @@ impl MulticastService for RdmaCmService {
             }
             Some(HandleState::Joined) => {
                 if let Some(h) = st.handles.remove(&membership.0) {
-                    let _ = h.id.leave(h.group);
+                    let _ = self.backend.leave(&h.id, h.group);
                     st.stats.leaves += 1;
+                    st.stats.ids_destroyed += 1;
                 }
             }
             _ => {}
         }
+    }
+
+    fn progress(&self) -> usize {
+        RdmaCmService::progress(self)
+    }
+
+    fn driven(&self) -> bool {
+        true
     }
 }

@@ -2,10 +2,8 @@
 //! as the kernel's IPoIB driver maps them (ipoib_event).
 
 use crate::mcast::FlushLevel;
-use rdma_sys::{AsyncEventKind, Context};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use rdma_sys::{AsyncEvent, AsyncEventKind, Context};
+use std::os::fd::RawFd;
 
 /// The flush an event asks for; `None` for events that change nothing
 /// about memberships.
@@ -22,80 +20,65 @@ pub fn flush_level(kind: AsyncEventKind) -> Option<FlushLevel> {
     }
 }
 
-/// Reads a device's async events and asks for the flush each one needs
-/// (`on_flush` runs on the watcher's thread: it should hand the flush to
-/// the control thread).
-pub struct PortEventWatcher {
-    stop: Arc<AtomicBool>,
-    flushes: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+/// The flush one async event asks of the interfaces on `port`: `None`
+/// for another port's events and for events that change no membership.
+pub fn flush_for(ev: &AsyncEvent, port: u8) -> Option<FlushLevel> {
+    if ev.port != 0 && ev.port != port {
+        return None;
+    }
+    flush_level(ev.kind)
 }
 
-impl PortEventWatcher {
-    pub fn start(
-        ctx: Context,
-        port: u8,
-        on_flush: Box<dyn Fn(FlushLevel) + Send>,
-    ) -> std::io::Result<Self> {
+/// A device's async event queue, read without blocking by the control
+/// thread when its fd is readable.
+pub struct PortEvents {
+    ctx: Context,
+    port: u8,
+    flushes: u64,
+}
+
+impl PortEvents {
+    pub fn new(ctx: Context, port: u8) -> std::io::Result<Self> {
         ctx.set_async_nonblocking()
             .map_err(|e| std::io::Error::from_raw_os_error(e.errno))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flushes = Arc::new(AtomicU64::new(0));
-        let thread = {
-            let stop = stop.clone();
-            let flushes = flushes.clone();
-            std::thread::Builder::new()
-                .name("port-events".into())
-                .spawn(move || {
-                    let fd = ctx.async_fd();
-                    while !stop.load(Ordering::Relaxed) {
-                        let mut pfd = libc::pollfd {
-                            fd,
-                            events: libc::POLLIN,
-                            revents: 0,
-                        };
-                        // SAFETY: one valid pollfd; the timeout bounds a stop's wait.
-                        if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
-                            continue;
-                        }
-                        while let Ok(Some(ev)) = ctx.next_async_event() {
-                            if ev.port != 0 && ev.port != port {
-                                continue;
-                            }
-                            let Some(level) = flush_level(ev.kind) else {
-                                tracing::warn!(kind = ?ev.kind, "device event");
-                                continue;
-                            };
-                            tracing::info!(kind = ?ev.kind, port = ev.port, ?level, "port event: flush");
-                            on_flush(level);
-                            flushes.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })?
-        };
-        Ok(PortEventWatcher {
-            stop,
-            flushes,
-            thread: Some(thread),
+        Ok(PortEvents {
+            ctx,
+            port,
+            flushes: 0,
         })
     }
 
-    /// Flushes done so far.
-    pub fn flushes(&self) -> u64 {
-        self.flushes.load(Ordering::Relaxed)
+    /// Readable while an event is pending.
+    pub fn fd(&self) -> RawFd {
+        self.ctx.async_fd()
     }
 
-    pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// The flushes the pending events ask for, in order (never blocks).
+    pub fn read(&mut self) -> Vec<FlushLevel> {
+        let mut out = Vec::new();
+        loop {
+            match self.ctx.next_async_event() {
+                Ok(Some(ev)) => match flush_for(&ev, self.port) {
+                    Some(level) => {
+                        tracing::info!(kind = ?ev.kind, port = ev.port, ?level, "port event: flush");
+                        out.push(level);
+                    }
+                    None => tracing::warn!(kind = ?ev.kind, port = ev.port, "device event"),
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "device async events");
+                    break;
+                }
+            }
         }
+        self.flushes += out.len() as u64;
+        out
     }
-}
 
-impl Drop for PortEventWatcher {
-    fn drop(&mut self) {
-        self.stop();
+    /// Flushes asked for so far.
+    pub fn flushes(&self) -> u64 {
+        self.flushes
     }
 }
 
@@ -130,5 +113,17 @@ mod tests {
             Some(FlushLevel::Heavy(None))
         );
         assert_eq!(flush_level(AsyncEventKind::Fatal), None);
+    }
+
+    #[test]
+    fn another_ports_events_flush_nothing() {
+        let ev = |port| AsyncEvent {
+            kind: AsyncEventKind::PortError,
+            port,
+        };
+        assert_eq!(flush_for(&ev(1), 1), Some(FlushLevel::Normal));
+        assert_eq!(flush_for(&ev(2), 1), None);
+        // Device-wide events (port 0) concern every port.
+        assert_eq!(flush_for(&ev(0), 1), Some(FlushLevel::Normal));
     }
 }
