@@ -6,9 +6,9 @@ use crate::resolution::{HostResolver, PingSummary};
 use crate::wiring::HostInfo;
 use ipoib_control::igmp::{IgmpService, SocketAttach};
 use ipoib_control::neigh::NeighInfo;
-use ipoib_control::rdmacm::{RdmaCmService, VerbsAttach};
+use ipoib_control::rdmacm::{PortEvents, RdmaCmService, VerbsAttach};
 use ipoib_control::{
-    Engine, EngineConfig, FaultSpec, GroupFlags, GroupStatus, GroupsTable, McastAttach,
+    Engine, EngineConfig, FaultSpec, FlushLevel, GroupFlags, GroupStatus, GroupsTable, McastAttach,
     MulticastService, SaStats, SoftSa, SoftSaConfig,
 };
 use ipoib_dataplane::provider::fabric::Fabric;
@@ -57,9 +57,7 @@ impl McastBackend {
         match self {
             McastBackend::Fabric(_) => true,
             McastBackend::Igmp(_) => ip_of(mgid).is_ipv4() == ip_of(h.port.gid).is_ipv4(),
-            McastBackend::RdmaCm(services) => services
-                .iter()
-                .any(|(s, _)| ip_of(mgid).is_ipv4() == s.local().is_ipv4()),
+            McastBackend::RdmaCm(services) => services.iter().any(|(s, _)| s.can_join(mgid)),
         }
     }
 
@@ -90,6 +88,73 @@ impl McastBackend {
     }
 }
 
+/// The descriptors the control thread reads itself, without blocking,
+/// once per pass: each interface's rdma_cm event channel and the device's
+/// async events (verbs). Answers run the engines' callbacks on this thread;
+/// port events flush every engine here, and a flush waiting for a join
+/// reads that join's answer itself (`MulticastService::progress`).
+#[derive(Default)]
+pub struct ChannelEvents {
+    pub cm: Vec<Arc<RdmaCmService>>,
+    pub port: Option<PortEvents>,
+}
+
+impl ChannelEvents {
+    fn is_empty(&self) -> bool {
+        self.cm.is_empty() && self.port.is_none()
+    }
+
+    /// One look at every descriptor (poll with no timeout), then the
+    /// readable ones are read. Returns the flushes done.
+    pub fn pass(&mut self, engines: &[(String, Arc<Engine>)]) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut fds: Vec<libc::pollfd> = self
+            .cm
+            .iter()
+            .map(|s| s.fd().unwrap_or(-1))
+            .chain(self.port.as_ref().map(PortEvents::fd))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: a valid array of pollfds; timeout 0 never blocks.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        if n <= 0 {
+            return 0;
+        }
+        for (s, fd) in self.cm.iter().zip(&fds) {
+            if fd.revents != 0 {
+                s.progress();
+            }
+        }
+        let levels = match (&mut self.port, fds.last()) {
+            (Some(p), Some(fd)) if fd.revents != 0 => p.read(),
+            _ => Vec::new(),
+        };
+        for &level in &levels {
+            flush_all(engines, level);
+        }
+        levels.len()
+    }
+
+    /// Flushes the port events asked for (None without a device).
+    pub fn port_flushes(&self) -> Option<u64> {
+        self.port.as_ref().map(PortEvents::flushes)
+    }
+}
+
+/// A port event's flush on every interface.
+fn flush_all(engines: &[(String, Arc<Engine>)], level: FlushLevel) {
+    for (name, e) in engines {
+        let r = e.flush(level);
+        tracing::info!(interface = %name, ?level, left = r.left, "flush on a port event");
+    }
+}
+
 /// What a job on the control thread may touch: the engines, the resolvers
 /// (they live on that thread) and the full-member groups each interface
 /// wants, in the order of `engines`.
@@ -113,7 +178,7 @@ pub struct ControlPlane {
     pub sa: Arc<SoftSa>,
     stop: Arc<AtomicBool>,
     jobs: mpsc::SyncSender<ControlJob>,
-    thread: Option<JoinHandle<Vec<HostResolver>>>,
+    thread: Option<JoinHandle<(Vec<HostResolver>, ChannelEvents)>>,
 }
 
 /// What shutting the control plane down found.
@@ -128,6 +193,8 @@ pub struct ControlReport {
     pub pings: Vec<PingSummary>,
     /// What address resolution did, one line per interface.
     pub resolution: Vec<String>,
+    /// Flushes the device's port events asked for (verbs only).
+    pub port_flushes: Option<u64>,
 }
 
 impl ControlReport {
@@ -140,8 +207,11 @@ impl ControlPlane {
     /// Builds one engine per host, brings every interface up and starts
     /// the control thread (join task passes; it also drains the lcores' send-only
     /// requests). `faults` apply to the soft SA, which only the fabric uses.
+    /// `port_events` (verbs) are read and acted on by the control thread.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         backend: &McastBackend,
+        port_events: Option<PortEvents>,
         hosts: &[HostInfo],
         mut resolvers: Vec<HostResolver>,
         join_timeout: Duration,
@@ -189,6 +259,13 @@ impl ControlPlane {
             wanted.push(desired);
             engines.push((h.name.clone(), Arc::new(engine)));
         }
+        let mut channels = ChannelEvents {
+            cm: match backend {
+                McastBackend::RdmaCm(services) => services.iter().map(|(s, _)| s.clone()).collect(),
+                _ => Vec::new(),
+            },
+            port: port_events,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (jobs, job_rx) = mpsc::sync_channel::<ControlJob>(JOB_QUEUE);
         let thread = {
@@ -201,6 +278,7 @@ impl ControlPlane {
                 .spawn(move || {
                     let mut next_touch = Duration::from_secs(1);
                     while !stop.load(Ordering::Relaxed) {
+                        channels.pass(&named);
                         for e in &engines {
                             e.join_task();
                         }
@@ -226,7 +304,7 @@ impl ControlPlane {
                         // poll their queues on a short tick.
                         engines[0].wait_for_work(Duration::from_millis(1));
                     }
-                    resolvers
+                    (resolvers, channels)
                 })
                 .map_err(|e| format!("cannot start the control thread: {e}"))?
         };
@@ -280,7 +358,7 @@ impl ControlPlane {
     /// joins in flight, leave every valid membership) and checks the SA's books.
     pub fn shutdown(mut self) -> ControlReport {
         self.stop.store(true, Ordering::Relaxed);
-        let resolvers = self
+        let (resolvers, channels) = self
             .thread
             .take()
             .and_then(|t| t.join().ok())
@@ -305,6 +383,7 @@ impl ControlPlane {
             neighbours,
             pings,
             resolution,
+            port_flushes: channels.port_flushes(),
         }
     }
 }

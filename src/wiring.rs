@@ -4,7 +4,7 @@
 use crate::resolution::{HostResolver, LcoreSide, ResolverSpec, StaticNeighbour};
 use ipoib_config::{Config, Hugepages, Interface};
 use ipoib_control::igmp::{IgmpDefaults, IgmpService};
-use ipoib_control::rdmacm::{RdmaCmService, VerbsAttach};
+use ipoib_control::rdmacm::{LinkLayer, RdmaCmService, VerbsAttach};
 use ipoib_dataplane::capture::{self, Capture};
 use ipoib_dataplane::lcore::{
     FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, RateControl,
@@ -21,6 +21,7 @@ use ipoib_dataplane::stats::IfaceStats;
 use ipoib_dataplane::tables::{published, JoinRequestQueue, McastTable, Published};
 use ipoib_dataplane::tun::{TunDevice, TunSpec};
 use ipoib_dataplane::wire::Gid;
+use rdma_sys::cm::CmAddr;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -351,7 +352,16 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
                 dev.pkey()
             ));
         }
-        let local = verbs_local_ip(icfg, &dev)?;
+        // RoCE: rdma_cm binds to the interface's IP address; InfiniBand: to
+        // the port's GID (AF_IB), and joins the IPoIB MGIDs themselves.
+        let link = LinkLayer::from_raw(dev.port_info().link_layer);
+        let local = match link {
+            LinkLayer::Ethernet => CmAddr::Ip(verbs_local_ip(icfg, &dev)?),
+            LinkLayer::InfiniBand => CmAddr::Ib {
+                gid: dev.gid().0,
+                pkey: dev.pkey(),
+            },
+        };
         let p = VerbsProvider::new(
             &dev,
             VerbsQpConfig {
@@ -368,7 +378,7 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
             pkey: icfg.pkey,
             ..IgmpDefaults::default()
         };
-        let service = RdmaCmService::new(local, defaults)
+        let service = RdmaCmService::new(local, link, defaults)
             .map_err(|e| format!("interface {}: rdma_cm on {local}: {e}", icfg.name))?;
         let attach = VerbsAttach::new(vec![p.mcast_handle()]);
         mcast.push((Arc::new(service), Arc::new(attach)));

@@ -203,7 +203,8 @@ struct SockaddrIb {
 }
 
 const _: () = assert!(std::mem::size_of::<SockaddrIb>() == 48);
-const _: () = assert!(std::mem::size_of::<SockaddrIb>() <= std::mem::size_of::<libc::sockaddr_storage>());
+const _: () =
+    assert!(std::mem::size_of::<SockaddrIb>() <= std::mem::size_of::<libc::sockaddr_storage>());
 
 /// A socket address as rdma_cm takes it.
 fn sockaddr_of(addr: CmAddr) -> libc::sockaddr_storage {
@@ -334,6 +335,9 @@ mod tests {
         assert_eq!(CmAddr::Ib { gid: mgid, pkey: 1 }.port_space(), RDMA_PS_IB);
         let ip = CmAddr::Ip("239.1.2.3".parse().unwrap());
         assert_eq!(ip.port_space(), RDMA_PS_UDP);
-        assert_eq!(sockaddr_of(ip).ss_family, libc::AF_INET as libc::sa_family_t);
+        assert_eq!(
+            sockaddr_of(ip).ss_family,
+            libc::AF_INET as libc::sa_family_t
+        );
     }
 }

@@ -284,9 +284,22 @@ fn run_built<P: Provider + 'static>(
         (None, None) if !igmp.is_empty() => Some(McastBackend::Igmp(igmp)),
         (None, None) => None,
     };
+    // The device's port events (link down/up, LID, P_Key, SM, GID) are
+    // read by the control thread, which flushes every engine.
+    let port_events = match &verbs {
+        Some(v) => Some(
+            ipoib_control::rdmacm::PortEvents::new(
+                v.device.context().clone(),
+                v.device.config().port,
+            )
+            .map_err(|e| format!("verbs: port events: {e}"))?,
+        ),
+        None => None,
+    };
     let control = match &backend {
         Some(b) => Some(ControlPlane::start(
             b,
+            port_events,
             &hosts,
             resolvers,
             cfg.control.join_timeout(),
@@ -320,32 +333,6 @@ fn run_built<P: Provider + 'static>(
             Some(m)
         }
         None => None,
-    };
-    // Port events (link down/up, LID, P_Key, SM, GID) flush every engine,
-    // on the control thread like a flush from the control socket.
-    let mut port_events = match (&verbs, &control) {
-        (Some(v), Some(c)) => {
-            let jobs = c.jobs();
-            let on_flush = Box::new(move |level: ipoib_control::FlushLevel| {
-                let job: ipoib_app::control_plane::ControlJob = Box::new(move |ctx| {
-                    for (name, e) in ctx.engines {
-                        let r = e.flush(level);
-                        tracing::info!(interface = %name, ?level, left = r.left, "flush on a port event");
-                    }
-                });
-                if jobs.try_send(job).is_err() {
-                    tracing::warn!(?level, "control thread busy: port event flush dropped");
-                }
-            });
-            let w = ipoib_control::rdmacm::PortEventWatcher::start(
-                v.device.context().clone(),
-                v.device.config().port,
-                on_flush,
-            )
-            .map_err(|e| format!("verbs: port events: {e}"))?;
-            Some(w)
-        }
-        _ => None,
     };
     let server = match ctl {
         Some(l) => {
@@ -500,11 +487,10 @@ fn run_built<P: Provider + 'static>(
         for p in &r.pings {
             println!("{}", report::ping_line(p));
         }
+        if let Some(f) = r.port_flushes {
+            println!("port events: {f} flush(es)");
+        }
         ok &= r.is_ok();
-    }
-    if let Some(w) = port_events.as_mut() {
-        w.stop();
-        println!("port events: {} flush(es)", w.flushes());
     }
     if let Some(v) = &verbs {
         // rdma_cm's books: every membership joined was left.

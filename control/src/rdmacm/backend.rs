@@ -60,7 +60,13 @@ impl CmBackend for RdmaCmBackend {
     fn id_addr(&self, id: &CmId) -> usize {
         id.raw_addr()
     }
-    fn join(&self, id: &CmId, group: CmAddr, send_only: bool, context: u64) -> Result<(), VerbsError> {
+    fn join(
+        &self,
+        id: &CmId,
+        group: CmAddr,
+        send_only: bool,
+        context: u64,
+    ) -> Result<(), VerbsError> {
         id.join(group, send_only, context)
     }
     fn leave(&self, id: &CmId, group: CmAddr) -> Result<(), VerbsError> {

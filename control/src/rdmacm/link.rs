@@ -76,7 +76,9 @@ pub fn cm_group(link: LinkLayer, local: CmAddr, mgid: Gid, pkey: u16) -> Option<
             let ip = addr::ip_of(mgid);
             (ip.is_multicast() && ip.is_ipv4() == me.is_ipv4()).then_some(CmAddr::Ip(ip))
         }
-        (LinkLayer::InfiniBand, _) => (mgid.0[0] == 0xff).then_some(CmAddr::Ib { gid: mgid.0, pkey }),
+        (LinkLayer::InfiniBand, _) => {
+            (mgid.0[0] == 0xff).then_some(CmAddr::Ib { gid: mgid.0, pkey })
+        }
         (LinkLayer::Ethernet, CmAddr::Ib { .. }) => None,
     }
 }

@@ -118,7 +118,12 @@ impl RdmaCmService<RdmaCmBackend> {
 }
 
 impl<B: CmBackend> RdmaCmService<B> {
-    pub fn with_backend(backend: B, local: CmAddr, link: LinkLayer, defaults: IgmpDefaults) -> Self {
+    pub fn with_backend(
+        backend: B,
+        local: CmAddr,
+        link: LinkLayer,
+        defaults: IgmpDefaults,
+    ) -> Self {
         RdmaCmService {
             backend,
             link,
@@ -284,7 +289,8 @@ impl<B: CmBackend> RdmaCmService<B> {
         match (state, ok) {
             (HandleState::Pending, true) => {
                 let h = st.handles.get(&key)?;
-                let Some(rec) = link::join_record(self.link, h.group, &h.params, &self.defaults, ev)
+                let Some(rec) =
+                    link::join_record(self.link, h.group, &h.params, &self.defaults, ev)
                 else {
                     tracing::warn!(group = %h.group, mlid = ev.mlid, "rdma_cm join answered without a multicast LID");
                     return self.fail(st, key, JoinError::Failed);

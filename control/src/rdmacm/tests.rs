@@ -60,7 +60,13 @@ impl CmBackend for Arc<Fake> {
     fn id_addr(&self, id: &FakeId) -> usize {
         id.n
     }
-    fn join(&self, id: &FakeId, group: CmAddr, send_only: bool, context: u64) -> Result<(), VerbsError> {
+    fn join(
+        &self,
+        id: &FakeId,
+        group: CmAddr,
+        send_only: bool,
+        context: u64,
+    ) -> Result<(), VerbsError> {
         let errno = self.join_errno.swap(0, Ordering::SeqCst);
         if errno != 0 {
             return Err(VerbsError::new("rdma_join_multicast", errno as i32));
@@ -169,7 +175,9 @@ fn recorder() -> (Answers, impl Fn() -> JoinCallback) {
 fn full_and_send_only_joins_use_their_flags_and_balance_with_leaves() {
     let (fake, s) = roce();
     let (answers, cb) = recorder();
-    let full = s.join(params(mgid("239.1.2.3"), JoinState::Full), cb()).unwrap();
+    let full = s
+        .join(params(mgid("239.1.2.3"), JoinState::Full), cb())
+        .unwrap();
     let so = s
         .join(params(mgid("239.1.2.4"), JoinState::SendOnly), cb())
         .unwrap();
@@ -207,14 +215,38 @@ fn full_and_send_only_joins_use_their_flags_and_balance_with_leaves() {
 fn error_events_fail_the_join_and_destroy_its_id() {
     let (fake, s) = roce();
     let (answers, cb) = recorder();
-    s.join(params(mgid("239.1.1.1"), JoinState::Full), cb()).unwrap();
-    s.join(params(mgid("239.1.1.2"), JoinState::Full), cb()).unwrap();
-    s.join(params(mgid("239.1.1.3"), JoinState::Full), cb()).unwrap();
+    s.join(params(mgid("239.1.1.1"), JoinState::Full), cb())
+        .unwrap();
+    s.join(params(mgid("239.1.1.2"), JoinState::Full), cb())
+        .unwrap();
+    s.join(params(mgid("239.1.1.3"), JoinState::Full), cb())
+        .unwrap();
     let j = fake.joins();
-    fake.answer(CmEventKind::MulticastError, -libc::ENETRESET, j[0].0, j[0].3, 0, 0);
-    fake.answer(CmEventKind::MulticastError, -libc::EINVAL, j[1].0, j[1].3, 0, 0);
+    fake.answer(
+        CmEventKind::MulticastError,
+        -libc::ENETRESET,
+        j[0].0,
+        j[0].3,
+        0,
+        0,
+    );
+    fake.answer(
+        CmEventKind::MulticastError,
+        -libc::EINVAL,
+        j[1].0,
+        j[1].3,
+        0,
+        0,
+    );
     // ADDR_ERROR carries no join context: it is found by its id.
-    fake.answer(CmEventKind::AddrError, -libc::EHOSTUNREACH, j[2].0, 0xdead, 0, 0);
+    fake.answer(
+        CmEventKind::AddrError,
+        -libc::EHOSTUNREACH,
+        j[2].0,
+        0xdead,
+        0,
+        0,
+    );
     s.progress();
     assert_eq!(
         *lock(&answers),
@@ -226,7 +258,10 @@ fn error_events_fail_the_join_and_destroy_its_id() {
     );
     let st = s.stats();
     assert_eq!((st.failed, st.joins, st.outstanding()), (3, 0, 0));
-    assert!(fake.leaves().is_empty(), "no leave of a membership never joined");
+    assert!(
+        fake.leaves().is_empty(),
+        "no leave of a membership never joined"
+    );
     assert_eq!(fake.ids_alive(), 0);
     assert_eq!(st.ids_created, st.ids_destroyed);
 }
@@ -235,7 +270,8 @@ fn error_events_fail_the_join_and_destroy_its_id() {
 fn a_join_not_sent_has_no_callback_and_no_id_left() {
     let (fake, s) = roce();
     let (answers, cb) = recorder();
-    fake.join_errno.store(libc::ENODEV as usize, Ordering::SeqCst);
+    fake.join_errno
+        .store(libc::ENODEV as usize, Ordering::SeqCst);
     let r = s.join(params(mgid("239.1.1.1"), JoinState::Full), cb());
     assert_eq!(r, Err(JoinError::Failed));
     assert_eq!(s.progress(), 0);
@@ -251,25 +287,39 @@ fn a_join_not_sent_has_no_callback_and_no_id_left() {
 fn late_events_after_a_leave_or_a_cancel_change_nothing() {
     let (fake, s) = roce();
     let (answers, cb) = recorder();
-    let m = s.join(params(mgid("239.1.1.1"), JoinState::Full), cb()).unwrap();
+    let m = s
+        .join(params(mgid("239.1.1.1"), JoinState::Full), cb())
+        .unwrap();
     let j = fake.joins()[0];
     fake.answer(CmEventKind::MulticastJoin, 0, j.0, j.3, 0, 0);
     s.progress();
     s.leave(m);
     // A duplicate answer and an error for the membership just left.
     fake.answer(CmEventKind::MulticastJoin, 0, j.0, j.3, 0, 0);
-    fake.answer(CmEventKind::MulticastError, -libc::ENETRESET, j.0, j.3, 0, 0);
+    fake.answer(
+        CmEventKind::MulticastError,
+        -libc::ENETRESET,
+        j.0,
+        j.3,
+        0,
+        0,
+    );
     s.progress();
     assert_eq!(lock(&answers).len(), 1, "one answer per join");
     let st = s.stats();
-    assert_eq!((st.joins, st.leaves, st.errors, st.late_events), (1, 1, 0, 2));
+    assert_eq!(
+        (st.joins, st.leaves, st.errors, st.late_events),
+        (1, 1, 0, 2)
+    );
     // A second leave of the same membership is refused, not sent.
     s.leave(m);
     assert_eq!(fake.leaves().len(), 1);
 
     // Cancelled while pending: a success that comes later is left at once,
     // and its callback never runs.
-    let m2 = s.join(params(mgid("239.1.1.2"), JoinState::SendOnly), cb()).unwrap();
+    let m2 = s
+        .join(params(mgid("239.1.1.2"), JoinState::SendOnly), cb())
+        .unwrap();
     let j2 = fake.joins()[1];
     s.cancel(m2);
     assert_eq!(fake.ids_alive(), 1, "the id waits for its answer");
@@ -286,10 +336,19 @@ fn late_events_after_a_leave_or_a_cancel_change_nothing() {
 fn a_broken_membership_is_counted_and_still_left_once() {
     let (fake, s) = roce();
     let (_answers, cb) = recorder();
-    let m = s.join(params(mgid("239.1.1.1"), JoinState::Full), cb()).unwrap();
+    let m = s
+        .join(params(mgid("239.1.1.1"), JoinState::Full), cb())
+        .unwrap();
     let j = fake.joins()[0];
     fake.answer(CmEventKind::MulticastJoin, 0, j.0, j.3, 0, 0);
-    fake.answer(CmEventKind::MulticastError, -libc::ENETRESET, j.0, j.3, 0, 0);
+    fake.answer(
+        CmEventKind::MulticastError,
+        -libc::ENETRESET,
+        j.0,
+        j.3,
+        0,
+        0,
+    );
     s.progress();
     assert_eq!(s.stats().errors, 1);
     s.leave(m);
@@ -302,8 +361,11 @@ fn a_broken_membership_is_counted_and_still_left_once() {
 fn shutdown_answers_unanswered_joins_and_destroys_their_ids() {
     let (fake, s) = roce();
     let (answers, cb) = recorder();
-    s.join(params(mgid("239.1.1.1"), JoinState::Full), cb()).unwrap();
-    let cancelled = s.join(params(mgid("239.1.1.2"), JoinState::Full), cb()).unwrap();
+    s.join(params(mgid("239.1.1.1"), JoinState::Full), cb())
+        .unwrap();
+    let cancelled = s
+        .join(params(mgid("239.1.1.2"), JoinState::Full), cb())
+        .unwrap();
     s.cancel(cancelled);
     s.shutdown();
     assert_eq!(*lock(&answers), vec![Err(JoinError::Shutdown)]);
@@ -397,7 +459,13 @@ fn on_infiniband_the_group_is_the_ipoib_mgid() {
     assert_eq!(g.to_string(), "ff12:401b:8001::f01:203");
     s.join(params(g, JoinState::SendOnly), cb()).unwrap();
     let j = fake.joins()[0];
-    assert_eq!(j.1, CmAddr::Ib { gid: g.0, pkey: 0x8001 });
+    assert_eq!(
+        j.1,
+        CmAddr::Ib {
+            gid: g.0,
+            pkey: 0x8001
+        }
+    );
     assert!(j.2, "send-only flag");
     // IPv6 groups too: IB has no address family to match.
     assert!(s.can_join(mgid_for_ip("ff02::1".parse().unwrap(), 0x8001, 2).unwrap()));
@@ -433,20 +501,41 @@ fn link_layer_decisions() {
     );
     assert_eq!(cm_group(LinkLayer::Ethernet, ip4, g6, 0xFFFF), None);
     assert_eq!(cm_group(LinkLayer::Ethernet, ip4, port, 0xFFFF), None);
-    assert_eq!(cm_local(LinkLayer::Ethernet, Some(LOCAL), port, 0xFFFF), Some(ip4));
+    assert_eq!(
+        cm_local(LinkLayer::Ethernet, Some(LOCAL), port, 0xFFFF),
+        Some(ip4)
+    );
     assert_eq!(cm_local(LinkLayer::Ethernet, None, port, 0xFFFF), None);
     // InfiniBand: the MGID with the P_Key, bound to the port GID.
     let ibl = cm_local(LinkLayer::InfiniBand, Some(LOCAL), port, 0xFFFF).unwrap();
-    assert_eq!(ibl, CmAddr::Ib { gid: port.0, pkey: 0xFFFF });
+    assert_eq!(
+        ibl,
+        CmAddr::Ib {
+            gid: port.0,
+            pkey: 0xFFFF
+        }
+    );
     assert_eq!(
         cm_group(LinkLayer::InfiniBand, ibl, g6, 0xFFFF),
-        Some(CmAddr::Ib { gid: g6.0, pkey: 0xFFFF })
+        Some(CmAddr::Ib {
+            gid: g6.0,
+            pkey: 0xFFFF
+        })
     );
     assert_eq!(cm_group(LinkLayer::InfiniBand, ibl, port, 0xFFFF), None);
-    assert_eq!(path_source(LinkLayer::InfiniBand), PathSource::SubnetAdministrator);
+    assert_eq!(
+        path_source(LinkLayer::InfiniBand),
+        PathSource::SubnetAdministrator
+    );
     assert_eq!(path_source(LinkLayer::Ethernet), PathSource::Local);
-    assert_eq!(LinkLayer::from_raw(rdma_sys::LINK_LAYER_ETHERNET), LinkLayer::Ethernet);
-    assert_eq!(LinkLayer::from_raw(rdma_sys::LINK_LAYER_INFINIBAND), LinkLayer::InfiniBand);
+    assert_eq!(
+        LinkLayer::from_raw(rdma_sys::LINK_LAYER_ETHERNET),
+        LinkLayer::Ethernet
+    );
+    assert_eq!(
+        LinkLayer::from_raw(rdma_sys::LINK_LAYER_INFINIBAND),
+        LinkLayer::InfiniBand
+    );
     assert_eq!(LinkLayer::from_raw(0), LinkLayer::InfiniBand);
 }
 
@@ -478,7 +567,10 @@ fn records_copy_the_broadcast_template_and_take_lid_and_sl_per_link() {
     let d = IgmpDefaults::default();
     let group = CmAddr::Ip("239.1.2.3".parse().unwrap());
     let r = join_record(LinkLayer::Ethernet, group, &p, &d, &ev(0, 7)).unwrap();
-    assert_eq!((r.qkey, r.mtu, r.sl, r.rate, r.pkey), (0x1234, 2048, 1, 6, 0x8001));
+    assert_eq!(
+        (r.qkey, r.mtu, r.sl, r.rate, r.pkey),
+        (0x1234, 2048, 1, 6, 0x8001)
+    );
     assert_eq!(r.mlid, roce_mlid(group));
     let r = join_record(LinkLayer::InfiniBand, group, &p, &d, &ev(0xC001, 7)).unwrap();
     assert_eq!((r.mlid, r.sl, r.qkey), (0xC001, 7, 0x1234));
