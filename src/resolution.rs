@@ -186,6 +186,8 @@ impl AhFactory for VerbsAhFactory {
 /// What the lcore side of resolution needs (hand to `Iface::with_control`).
 pub struct LcoreSide<A = FabricAh> {
     pub ctrl: CtrlChannels<A>,
+    /// One per queue of the interface beyond the first.
+    pub extra: Vec<CtrlChannels<A>>,
 }
 
 /// Round trips of one ping target.
@@ -230,6 +232,10 @@ struct Core<F: AhFactory, S: PathService> {
     requests: Arc<RequestQueue<(IpAddr, Mbuf)>>,
     from_lcore: spsc::Consumer<Mbuf>,
     to_lcore: spsc::Producer<CtrlSend<F::Ah>>,
+    /// The interface's other queues: what they pass up is read like the
+    /// first's; what control sends goes through the first queue only.
+    from_queues: Vec<spsc::Consumer<Mbuf>>,
+    _to_queues: Vec<spsc::Producer<CtrlSend<F::Ah>>>,
     statics: Vec<(IpAddr, NeighEntry<F::Ah>)>,
     /// The static neighbours as configured, for `ipoibctl neigh`.
     static_list: Vec<StaticNeighbour>,
@@ -265,6 +271,8 @@ pub struct ResolverSpec<'a, A = FabricAh> {
     pub stack_tx: spsc::Producer<Mbuf>,
     pub mtu: u16,
     pub prefixes: Vec<(IpAddr, u8)>,
+    /// Queues of the interface beyond the first (verbs `queues`).
+    pub extra_queues: usize,
 }
 
 impl<F, S> Core<F, S>
@@ -308,6 +316,20 @@ where
         let requests = Arc::new(RequestQueue::new(spec.request_queue));
         let (up_tx, up_rx) = spsc::channel(spec.ring);
         let (down_tx, down_rx) = spsc::channel(spec.ring);
+        let mut from_queues = Vec::new();
+        let mut to_queues = Vec::new();
+        let mut extra = Vec::new();
+        for _ in 0..spec.extra_queues {
+            let (up, from) = spsc::channel(spec.ring);
+            let (to, down) = spsc::channel(spec.ring);
+            from_queues.push(from);
+            to_queues.push(to);
+            extra.push(CtrlChannels {
+                resolve: requests.clone(),
+                to_control: up,
+                from_control: down,
+            });
+        }
         let mut h = Core {
             name: spec.name.to_string(),
             stack,
@@ -317,6 +339,8 @@ where
             requests: requests.clone(),
             from_lcore: up_rx,
             to_lcore: down_tx,
+            from_queues,
+            _to_queues: to_queues,
             statics: spec.statics,
             static_list: spec.static_list,
             lcore_table: spec.lcore_table,
@@ -341,6 +365,7 @@ where
                     to_control: up_tx,
                     from_control: down_rx,
                 },
+                extra,
             },
         ))
     }
@@ -389,7 +414,11 @@ where
     fn step(&mut self, now: Duration) {
         let mut out = self.resolver.drain_requests(&self.requests, 1024, now);
         for _ in 0..1024 {
-            let Some(m) = self.from_lcore.pop() else {
+            let Some(m) = self
+                .from_lcore
+                .pop()
+                .or_else(|| self.from_queues.iter_mut().find_map(|q| q.pop()))
+            else {
                 break;
             };
             let frame = m.data();

@@ -38,7 +38,10 @@ pub struct HostInfo {
     pub name: String,
     pub port: PortAttr,
     pub fabric_port: Option<usize>,
+    /// Per queue (one in all but a verbs interface with `queues`).
     pub stats: Vec<Arc<IfaceStats>>,
+    /// The lcore index each queue runs on, as `stats`.
+    pub queue_lcores: Vec<usize>,
     pub mcast: Published<McastTable>,
     pub join_requests: Arc<JoinRequestQueue>,
     pub groups: Vec<IpAddr>,
@@ -176,14 +179,19 @@ fn add_resolvers<P: Provider>(
                 queue_len: cfg.control.neigh_queue as usize,
                 request_queue: cfg.control.request_queue as usize,
                 ring: 1024,
+                extra_queues: built.hosts[i].queue_lcores.len().saturating_sub(1),
             },
         )?;
-        let iface = built.lcores[icfg.lcore]
-            .ifaces_mut()
-            .iter_mut()
-            .find(|f| f.config().name == icfg.name)
-            .ok_or_else(|| format!("interface {} is not on lcore {}", icfg.name, icfg.lcore))?;
-        iface.set_control(side.ctrl);
+        let lcores = built.hosts[i].queue_lcores.clone();
+        let sides = std::iter::once(side.ctrl).chain(side.extra);
+        for (lcore, ctrl) in lcores.into_iter().zip(sides) {
+            let iface = built.lcores[lcore]
+                .ifaces_mut()
+                .iter_mut()
+                .find(|f| f.config().name == icfg.name)
+                .ok_or_else(|| format!("interface {} is not on lcore {lcore}", icfg.name))?;
+            iface.set_control(ctrl);
+        }
         built.resolvers.push(resolver);
     }
     Ok(())
@@ -380,11 +388,27 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
         };
         let service = RdmaCmService::new(local, link, defaults)
             .map_err(|e| format!("interface {}: rdma_cm on {local}: {e}", icfg.name))?;
+        // Only the first queue is attached: its QPN is the hardware address
+        // groups deliver to; the others receive what is sent to their QPN.
         let attach = VerbsAttach::new(vec![p.mcast_handle()]);
         mcast.push((Arc::new(service), Arc::new(attach)));
-        providers.push(p);
+        let mut queues = vec![p];
+        for q in 1..icfg.queues {
+            queues.push(
+                VerbsProvider::new(
+                    &dev,
+                    VerbsQpConfig {
+                        qkey: icfg.qkey,
+                        rx_depth: cfg.dataplane.rx_ring_size,
+                    },
+                    pool.cache(cfg.dataplane.mempool_cache as usize),
+                )
+                .map_err(|e| format!("interface {} queue {q}: verbs: {e}", icfg.name))?,
+            );
+        }
+        providers.push(queues);
     }
-    let mut built = build_with_pool(cfg, providers, pool)?;
+    let mut built = build_queues(cfg, providers, pool)?;
     let ahs = dev.ah_table();
     add_resolvers(cfg, &mut built, |pool, spec| {
         HostResolver::verbs(ib_mtu, ahs.clone(), pool, spec, Duration::ZERO)
@@ -469,9 +493,14 @@ pub fn make_pool(cfg: &Config) -> Result<&'static Mempool, String> {
     let d = &cfg.dataplane;
     Mempool::new(MempoolConfig {
         name: "ipoib".into(),
-        count: d
-            .mempool_size
-            .saturating_mul(cfg.interfaces.len().max(1) as u32),
+        // Every queue keeps its own receive buffers posted.
+        count: d.mempool_size.saturating_mul(
+            cfg.interfaces
+                .iter()
+                .map(|i| u32::from(i.queues))
+                .sum::<u32>()
+                .max(1),
+        ),
         buf_size: d.buf_size,
         hugepages: hugepage_mode(d.hugepages),
     })
@@ -485,7 +514,24 @@ fn build<P: Provider>(cfg: &Config, providers: Vec<P>) -> Result<Built<P>, Strin
 
 fn build_with_pool<P: Provider>(
     cfg: &Config,
-    mut providers: Vec<P>,
+    providers: Vec<P>,
+    pool: &'static Mempool,
+) -> Result<Built<P>, String> {
+    build_queues(cfg, providers.into_iter().map(|p| vec![p]).collect(), pool)
+}
+
+/// The lcore index of an interface's queue `q`: queues go round the lcores
+/// from the interface's own.
+pub fn queue_lcore(icfg: &Interface, q: usize, lcores: usize) -> usize {
+    (icfg.lcore + q) % lcores.max(1)
+}
+
+/// As `build_with_pool`, with each interface's queues (its first, then one
+/// per further lcore): the first is the interface (hardware address,
+/// multicast attach, TUN, its own IP stack); flows are spread over all.
+fn build_queues<P: Provider>(
+    cfg: &Config,
+    queues: Vec<Vec<P>>,
     pool: &'static Mempool,
 ) -> Result<Built<P>, String> {
     let d = &cfg.dataplane;
@@ -496,7 +542,16 @@ fn build_with_pool<P: Provider>(
     let mut neigh_wiring = Vec::new();
     let mut rates = vec![None; cfg.traffic.len()];
     let mut taps = Vec::new();
-    for (idx, (icfg, mut provider)) in cfg.interfaces.iter().zip(providers.drain(..)).enumerate() {
+    let n_lcores = lcores.len();
+    for (idx, (icfg, queues)) in cfg.interfaces.iter().zip(queues).enumerate() {
+        let mut queues = queues.into_iter();
+        let mut provider = queues
+            .next()
+            .ok_or_else(|| format!("interface {}: no queue pair", icfg.name))?;
+        let extra: Vec<P> = queues.collect();
+        let nq = 1 + extra.len();
+        let lcore_of = |q: usize| queue_lcore(icfg, q, n_lcores);
+        let mut tx_in_q: Vec<Vec<spsc::Consumer<Mbuf>>> = (0..nq).map(|_| Vec::new()).collect();
         let mut entries = Vec::new();
         for n in &icfg.neighbours {
             let ah = provider
@@ -512,13 +567,14 @@ fn build_with_pool<P: Provider>(
         let mcast = published(McastTable::default());
         let join_requests = Arc::new(JoinRequestQueue::new(cfg.control.request_queue as usize));
         let stats = Arc::new(IfaceStats::default());
-        let mut tx_in = Vec::new();
-        for (t_idx, t) in cfg
+        for (k, (t_idx, t)) in cfg
             .traffic
             .iter()
             .enumerate()
             .filter(|(_, t)| t.from == icfg.name)
+            .enumerate()
         {
+            let q = k % nq;
             let (prod, cons) = spsc::channel::<Mbuf>(d.tx_ring_size as usize);
             let src = icfg
                 .ipv4
@@ -547,9 +603,10 @@ fn build_with_pool<P: Provider>(
             };
             let source = TrafficSource::new(&flow, prod)?;
             rates[t_idx] = Some(source.rate_control());
-            lcores[icfg.lcore].add_source(source);
-            tx_in.push(cons);
+            lcores[lcore_of(q)].add_source(source);
+            tx_in_q[q].push(cons);
         }
+        let mut tx_in = std::mem::take(&mut tx_in_q[0]);
         // The host's own IP stack (ping, ICMP errors) sends like any producer.
         let (stack_tx, stack_cons) = spsc::channel::<Mbuf>(256);
         tx_in.push(stack_cons);
@@ -564,6 +621,9 @@ fn build_with_pool<P: Provider>(
             None => (None, None),
         };
         let port = provider.port();
+        let qpns: Vec<u32> = std::iter::once(port.qpn)
+            .chain(extra.iter().map(|p| p.port().qpn))
+            .collect();
         let neigh_for_control = neigh.clone();
         let mut iface = Iface::new(
             IfaceConfig {
@@ -588,7 +648,35 @@ fn build_with_pool<P: Provider>(
         taps.push(reader);
         // The kernel behind the TUN device answers echo for the addresses.
         iface.set_kernel_icmp(tun.is_some());
+        iface.set_siblings(&qpns);
         lcores[icfg.lcore].add_iface(iface);
+        let mut all_stats = vec![stats];
+        let mut queue_lcores = vec![icfg.lcore];
+        for (q, p) in extra.into_iter().enumerate().map(|(i, p)| (i + 1, p)) {
+            let qstats = Arc::new(IfaceStats::default());
+            let mut qi = Iface::new(
+                IfaceConfig {
+                    name: icfg.name.clone(),
+                    ifindex: idx as u16,
+                    mtu: icfg.mtu,
+                    pkey: icfg.pkey,
+                    scope: 2,
+                },
+                p,
+                IfaceWiring {
+                    tx_in: std::mem::take(&mut tx_in_q[q]),
+                    rx_out: None,
+                    neigh: neigh.clone(),
+                    mcast: mcast.clone(),
+                    join_requests: join_requests.clone(),
+                    stats: qstats.clone(),
+                },
+            );
+            qi.set_siblings(&qpns);
+            lcores[lcore_of(q)].add_iface(qi);
+            all_stats.push(qstats);
+            queue_lcores.push(lcore_of(q));
+        }
         neigh_wiring.push(NeighWiring {
             table: neigh_for_control,
             statics: entries,
@@ -598,7 +686,8 @@ fn build_with_pool<P: Provider>(
             name: icfg.name.clone(),
             port,
             fabric_port: None,
-            stats: vec![stats],
+            stats: all_stats,
+            queue_lcores,
             mcast,
             join_requests,
             groups: icfg.groups.clone(),

@@ -6,7 +6,8 @@
 # through rdma_cm) and pings. Both daemons stop cleanly: exit 0, every
 # membership left (rdma_cm ids gone), no mbuf leaked. Mid-traffic, b's link
 # goes down and up: the port events flush, the groups are joined again and
-# the flows resume.
+# the flows resume. Each daemon runs two lcores with one UD QP each (the
+# interface's `queues = 2`): b's flows leave through both.
 # Then guest c (verbs) and an ipoibd on the rocev2 provider in the
 # namespace exchange IPoIB both ways: flows each way, c's multicast to a
 # group the rocev2 host joined with IGMP, c's pings answered.
@@ -85,9 +86,9 @@ if [[ " ${RXE_VERBS_PHASES:-1 2} " == *" 1 "* ]]; then
 booted() { tr -d '\r' <"$WORK/$1.log" 2>/dev/null | grep -q "^RXE-VM: ready "; }
 for attempt in 1 2; do
     start=$(date +%s)
-    boot a 10.99.0.2 tap0 recv IPOIB_ADDR=10.50.0.2 &
+    boot a 10.99.0.2 tap0 recv IPOIB_ADDR=10.50.0.2 IPOIB_QUEUES=2 &
     PIDS+=($!)
-    boot b 10.99.0.3 tap1 send IPOIB_ADDR=10.50.0.3 PEER_IPOIB=10.50.0.2 IPOIB_FLAP=1 IPOIB_SECONDS=20 &
+    boot b 10.99.0.3 tap1 send IPOIB_ADDR=10.50.0.3 PEER_IPOIB=10.50.0.2 IPOIB_FLAP=1 IPOIB_SECONDS=20 IPOIB_QUEUES=2 &
     PIDS+=($!)
     status=0
     for p in "${PIDS[@]}"; do wait "$p" || status=$?; done
@@ -106,6 +107,7 @@ for g in a b; do
     if tr -d '\r' <"$WORK/$g.log" | grep -q "^IPOIB-TEST: fail "; then fail "guest $g reported a failure"; fi
 done
 [ "$status" = 0 ] || fail "a guest exited with status $status"
+tr -d '\r' <"$WORK/b.log" | grep -q "^IPOIB-TEST: ok queues " || fail "b did not report traffic through both queues"
 
 # What the daemons saw.
 b_out=$(section "$WORK/b.log" ipoibd.out)

@@ -87,6 +87,7 @@ fn write_interface(out: &mut String, iface: &Interface) -> fmt::Result {
         writeln!(out, "parent = {}", quote(parent))?;
     }
     writeln!(out, "lcore = {}", iface.lcore)?;
+    writeln!(out, "queues = {}", iface.queues)?;
     writeln!(out, "pkey = 0x{:04X}", iface.pkey)?;
     writeln!(out, "qkey = 0x{:04X}", iface.qkey)?;
     writeln!(out, "mtu = {}", iface.mtu)?;

@@ -244,6 +244,10 @@ pub struct Interface {
     pub child_index: u8,
     /// Index into `dataplane.lcores` of the lcore that polls this interface; default 0.
     pub lcore: usize,
+    /// UD queue pairs of the interface, each on its own lcore: queue q on
+    /// lcore index `(lcore + q) % lcores`; 1..=16 and at most the number
+    /// of lcores; more than one needs the verbs provider. Default 1.
+    pub queues: u16,
     /// Partition key, 1..=0xFFFF with the low 15 bits non-zero; default 0xFFFF.
     pub pkey: u16,
     /// Queue key, 0..=0x7FFFFFFF (the high bit marks controlled Q_Keys); default 0x0B1B.

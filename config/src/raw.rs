@@ -92,6 +92,8 @@ pub(crate) struct RawInterface {
     #[serde(default)]
     pub lcore: Option<Int>,
     #[serde(default)]
+    pub queues: Option<Int>,
+    #[serde(default)]
     pub pkey: Option<Int>,
     #[serde(default)]
     pub qkey: Option<Int>,

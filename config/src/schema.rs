@@ -62,6 +62,8 @@ pub(crate) const PORT: IntRange = IntRange::hex(1, 0xBFFF);
 pub(crate) const PKEY: IntRange = IntRange::hex(1, 0xFFFF);
 pub(crate) const QKEY: IntRange = IntRange::hex(0, 0x7FFF_FFFF);
 pub(crate) const MTU: IntRange = IntRange::dec(68, 4092);
+/// UD queue pairs per interface.
+pub(crate) const QUEUES: IntRange = IntRange::dec(1, 16);
 pub(crate) const QPN: IntRange = IntRange::hex(1, 0xFF_FFFF);
 pub(crate) const NAME_MAX: usize = 15;
 pub(crate) const PACKET_MIN_V4: i64 = 20 + 8;
@@ -136,6 +138,7 @@ pub(crate) fn expected_for(pattern: &str) -> Option<String> {
         "interface.port" => int(PORT),
         "interface.parent" => Some("the name of a configured interface that is not a child".into()),
         "interface.lcore" => Some("an index into dataplane.lcores".into()),
+        "interface.queues" => int(QUEUES),
         "interface.pkey" => Some(pkey_expected()),
         "interface.qkey" => Some(qkey_expected()),
         "interface.mtu" => int(MTU),
@@ -221,6 +224,7 @@ pub(crate) const ALL_KEYS: &[&str] = &[
     "interface.port",
     "interface.parent",
     "interface.lcore",
+    "interface.queues",
     "interface.pkey",
     "interface.qkey",
     "interface.mtu",

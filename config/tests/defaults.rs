@@ -104,6 +104,7 @@ fn minimal_file_gets_every_default() {
             parent: None,
             child_index: 0,
             lcore: 0,
+            queues: 1,
             pkey: 0xFFFF,
             qkey: 0x0B1B,
             mtu: 2044,

@@ -828,3 +828,29 @@ fn verbs_keys_are_checked() {
         ("netdev:eth0", 1)
     );
 }
+
+#[test]
+fn queues_need_an_lcore_each_and_the_verbs_provider() {
+    let verbs = "[provider]\nkind = \"verbs\"\n";
+    let src = format!("[dataplane]\nlcores = [0, 1]\n{verbs}{IFACE}queues = 3\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "3",
+        0,
+        "interface[0].queues",
+        &["1..=2", "dataplane.lcores has 2", "got 3"],
+    );
+    let src = format!("[dataplane]\nlcores = [0, 1]\n{IFACE}queues = 2\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "2",
+        0,
+        "interface[0].queues",
+        &["provider.kind = \"verbs\""],
+    );
+    let ok = format!("[dataplane]\nlcores = [0, 1]\n{verbs}{IFACE}queues = 2\n");
+    let c = ipoib_config::from_str(&ok, "q.toml").unwrap();
+    assert_eq!(c.interfaces[0].queues, 2);
+}

@@ -228,6 +228,12 @@ fn build_interface(
         parent: None,
         child_index: 0,
         lcore: seed.lcore % dp.lcores.len(),
+        // Several queues only on verbs, at most one per lcore.
+        queues: if p.kind == ProviderKind::Verbs {
+            1 + (seed.pkey % dp.lcores.len() as u16)
+        } else {
+            1
+        },
         pkey: seed.pkey,
         qkey: seed.qkey,
         mtu: 68 + seed.mtu % (max_mtu - 67),

@@ -32,6 +32,8 @@ struct Iface {
     /// The interface a P_Key child belongs to.
     parent: Option<String>,
     lcore: usize,
+    /// The lcore of each queue, as `stats`.
+    queue_lcores: Vec<usize>,
     gid: Gid,
     qpn: u32,
     addresses: Vec<String>,
@@ -100,6 +102,7 @@ impl DaemonBackend {
                     port: c.port,
                     parent: c.parent.clone(),
                     lcore: c.lcore,
+                    queue_lcores: h.queue_lcores.clone(),
                     gid: h.port.gid,
                     qpn: h.port.qpn,
                     addresses: c
@@ -237,6 +240,7 @@ impl DaemonBackend {
                     "gid": i.gid.to_string(),
                     "qpn": format!("{:#x}", i.qpn),
                     "lcore": i.lcore,
+                    "queues": i.queue_lcores.len(),
                     "addresses": i.addresses,
                 })
             })
@@ -249,7 +253,7 @@ impl DaemonBackend {
                 let names: Vec<&str> = self
                     .ifaces
                     .iter()
-                    .filter(|i| i.lcore == id)
+                    .filter(|i| i.queue_lcores.contains(&id))
                     .map(|i| i.name.as_str())
                     .collect();
                 json!({"id": id, "core": core, "interfaces": names})
@@ -328,8 +332,13 @@ impl DaemonBackend {
             .enumerate()
             .map(|(id, core)| {
                 let mut s = StatsSnapshot::default();
-                for i in self.ifaces.iter().filter(|i| i.lcore == id) {
-                    for b in &i.stats {
+                for i in &self.ifaces {
+                    for (b, _) in i
+                        .stats
+                        .iter()
+                        .zip(&i.queue_lcores)
+                        .filter(|(_, l)| **l == id)
+                    {
                         s += b.snapshot();
                     }
                 }

@@ -12,6 +12,9 @@
 # With IPOIB_FLAP=1 the sender takes its link down and up mid-traffic: the
 # port events flush every membership, the broadcast group and the send-only
 # group are joined again and the flows resume.
+# With IPOIB_QUEUES=2 the interface has two UD QPs on two lcores: the
+# sender's unicast flow leaves through the first, its multicast flow
+# through the second, and both lcores must have sent.
 # Lines "IPOIB-TEST: ok|fail NAME detail" are what the host checks.
 cd /extra || exit 2
 ROLE=${IPOIB_ROLE:?}
@@ -47,12 +50,14 @@ wait_line() { # FILE PATTERN SECONDS
     done
 }
 
+QUEUES=${IPOIB_QUEUES:-1}
 config() {
-    local rate=2000 size=64
+    local rate=2000 size=64 lcores="[0]"
+    [ "$QUEUES" = 2 ] && lcores="[0, 1]"
     [ "$ROLE" = bench-send ] && rate=0 size=$((BENCH_SIZE - 4))
     cat <<CONF
 [dataplane]
-lcores = [0]
+lcores = $lcores
 mempool_size = 4096
 hugepages = "off"
 
@@ -68,6 +73,7 @@ name = "ib0"
 port = 1
 mtu = $((RXE_VM_MTU - 4))
 ipv4 = ["${IPOIB_ADDR:?}/24"]
+queues = $QUEUES
 CONF
     case $ROLE in
     recv) echo "groups = [\"$GROUP\"]" ;;
@@ -194,6 +200,15 @@ send)
     timeout 20 ./ipoibctl stats --socket $SOCK >stats.out 2>&1
     timeout 20 ./ipoibctl groups --socket $SOCK >groups.out 2>&1
     timeout 20 ./ipoibctl neigh --socket $SOCK >neigh.out 2>&1
+    if [ "$QUEUES" = 2 ]; then
+        # The per-lcore table is the second tx_good_packets row.
+        per=$(awk '$1 == "tx_good_packets" {n++; if (n == 2) {print $2, $3; exit}}' stats.out)
+        set -- $per
+        [ "${1:-0}" -gt 100 ] && [ "${2:-0}" -gt 100 ] \
+            && ok "queues both lcores sent (lcore0 $1, lcore1 $2)" \
+            || bad "queues an lcore sent nothing (lcore0 ${1:-none}, lcore1 ${2:-none})"
+        timeout 20 ./ipoibctl status --socket $SOCK >status.out 2>&1
+    fi
     # A daemon that does not stop is a failure: show where its threads wait.
     n=0
     while kill -0 $pid 2>/dev/null && [ $n -lt $(((${IPOIB_SECONDS:-6} + 60) * 10)) ]; do

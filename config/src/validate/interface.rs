@@ -243,6 +243,29 @@ fn interface(
             ctx.int_with(v, &key("lcore"), IntRange::dec(0, last), &expected)?
         }
     };
+    let queues = match &raw.queues {
+        None => 1,
+        Some(v) => {
+            let lcores = dataplane.lcores.len() as i64;
+            let most = lcores.min(schema::QUEUES.hi);
+            let queues: u16 = ctx.int_with(
+                v,
+                &key("queues"),
+                IntRange::dec(schema::QUEUES.lo, most),
+                &format!(
+                    "an integer in 1..={most} (one lcore per queue: dataplane.lcores has {lcores})"
+                ),
+            )?;
+            if queues > 1 && provider.kind != ProviderKind::Verbs {
+                return Err(ctx.invalid(
+                    &v.span(),
+                    &key("queues"),
+                    "1 (several queues need provider.kind = \"verbs\")",
+                ));
+            }
+            queues
+        }
+    };
     let pkey = match &raw.pkey {
         // A child is there for its partition: the P_Key is not defaulted.
         None if parent.is_some() => {
@@ -332,6 +355,7 @@ fn interface(
         parent: parent.map(|p| p.name.clone()),
         child_index: 0,
         lcore,
+        queues,
         pkey,
         qkey,
         mtu,

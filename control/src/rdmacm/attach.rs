@@ -4,7 +4,9 @@ use crate::mcast::McastAttach;
 use ipoib_dataplane::provider::verbs::VerbsMcastHandle;
 use ipoib_dataplane::wire::Gid;
 
-/// Attaches every QP of one interface (one per lcore) to a group.
+/// Attaches an interface's QPs to a group: the daemon gives it only the
+/// first queue's (the QPN of the hardware address), so a group's packets
+/// arrive once, as Linux IPoIB attaches only its main QP.
 pub struct VerbsAttach {
     qps: Vec<VerbsMcastHandle>,
 }

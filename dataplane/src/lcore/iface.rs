@@ -87,6 +87,9 @@ pub struct Iface<P: Provider> {
     /// burst ended on (u32::MAX: none).
     tx_last: (u64, u32),
     ctrl: Option<CtrlChannels<P::Ah>>,
+    /// QPNs of the interface's other queues (same port, same LID): their
+    /// multicast looped back to this QP is our own, as ours is.
+    siblings: Box<[u32]>,
     /// Misses already handed to control since the table last changed, so a
     /// flow to an unresolved neighbour sends its first few packets up, not
     /// every packet (the resolver would only queue a few anyway).
@@ -658,6 +661,7 @@ impl<P: Provider> Iface<P> {
             last_v4_group: (0, Gid::default()),
             tx_last: (0, u32::MAX),
             ctrl: None,
+            siblings: Box::new([]),
             misses: MissFilter::new(),
             kernel_icmp: false,
             capture: None,
@@ -685,13 +689,30 @@ impl<P: Provider> Iface<P> {
     /// The burst just polled, to a running capture (not our own multicast
     /// looped back, which the stack never sees).
     #[inline(always)]
-    fn tap_rx(capture: &mut Option<Tap>, me: (u32, u16), rxc: &[RecvCompletion]) {
+    fn tap_rx(
+        capture: &mut Option<Tap>,
+        me: (u32, u16),
+        siblings: &[u32],
+        rxc: &[RecvCompletion],
+    ) {
         if let Some(tap) = capture.as_mut() {
             let session = tap.session();
             if session != 0 {
-                tap.record_rx(session, rxc, |c| (c.src_qpn, c.slid) == me);
+                tap.record_rx(session, rxc, |c| {
+                    c.slid == me.1 && (c.src_qpn == me.0 || siblings.contains(&c.src_qpn))
+                });
             }
         }
+    }
+
+    /// The QPNs of the interface's other queues, whose packets looped back
+    /// here are dropped as our own.
+    pub fn set_siblings(&mut self, qpns: &[u32]) {
+        self.siblings = qpns
+            .iter()
+            .copied()
+            .filter(|&q| q != self.port.qpn)
+            .collect();
     }
 
     /// Delivers ICMP (but not ARP or neighbour discovery) to the application
@@ -1007,7 +1028,7 @@ impl<P: Provider> Iface<P> {
         let me = (self.port.qpn, self.port.lid);
         // SAFETY: `polled` initialised completions from `rxc`, untouched
         // until the loop below moves them out.
-        Self::tap_rx(&mut self.capture, me, unsafe {
+        Self::tap_rx(&mut self.capture, me, &self.siblings, unsafe {
             std::slice::from_raw_parts(rxc, polled)
         });
         let mut counts = BurstCounts::default();
@@ -1025,6 +1046,7 @@ impl<P: Provider> Iface<P> {
         let mut o = out;
         let (mut bytes, mut mcast) = (0u64, 0u64);
         let ctrl = &mut self.ctrl;
+        let siblings = &*self.siblings;
         // ICMP goes up to the IP stack unless a TUN device's kernel answers it.
         let all_icmp = !self.kernel_icmp;
         // SAFETY: one past the last completion.
@@ -1041,8 +1063,9 @@ impl<P: Provider> Iface<P> {
             // Fast path: IPv4 from another QP, not ICMP (control frames go the
             // general way, which delivers them when there is no control
             // plane). The ethertype is compared in network order, as stored.
+            let own = c.slid == me.1 && (c.src_qpn == me.0 || siblings.contains(&c.src_qpn));
             // SAFETY: the reads are inside the data (len > HEADER_LEN + 9).
-            let fast = (c.src_qpn, c.slid) != me
+            let fast = !own
                 && len > HEADER_LEN + 9
                 && unsafe {
                     d.cast::<[u8; 2]>().read() == ETHERTYPE_IPV4.to_be_bytes()
@@ -1061,7 +1084,7 @@ impl<P: Provider> Iface<P> {
                 }
                 continue;
             }
-            let self_loop = (c.src_qpn, c.slid) == me;
+            let self_loop = own;
             // SAFETY: moved out once; `rxc` no longer owns it.
             let m = unsafe { std::ptr::read(&c.mbuf) };
             if let Some(m) = rx_general(ctrl, all_icmp, m, self_loop, multicast, cache, &mut counts)
