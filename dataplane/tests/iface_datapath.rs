@@ -1,13 +1,18 @@
 //! The IPoIB datapath of an interface: encapsulation, neighbour and multicast
 //! routing, the pending queue of unjoined groups, self-loop drops, and no leak.
 
+use arrayvec::ArrayVec;
 use ipoib_dataplane::lcore::{
     build_udp_packet, FlowSpec, Iface, IfaceConfig, IfaceWiring, NeighEntry, NeighTable,
     PENDING_PER_GROUP,
 };
 use ipoib_dataplane::mem::{HugepageMode, LcoreCache, Mbuf, Mempool, MempoolConfig};
-use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
-use ipoib_dataplane::provider::{AhAttr, Provider};
+use ipoib_dataplane::provider::fabric::{
+    Fabric, FabricAh, FabricConfig, FabricQp, Injection, PortSpec,
+};
+use ipoib_dataplane::provider::{
+    AhAttr, PortAttr, Provider, ProviderError, RecvCompletion, SendWr,
+};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::{DpDrop, IfaceStats};
 use ipoib_dataplane::tables::{
@@ -500,4 +505,124 @@ fn with_a_kernel_behind_tun_echo_goes_to_the_application_and_nd_to_control() {
         drop(down_tx);
         assert_eq!(pool.available(), pool.capacity());
     }
+}
+
+/// A fabric QP that reports one more port's LID as its own: the fabric
+/// gives every port its own LID, while an interface's queues share one.
+struct SharedLid {
+    qp: FabricQp,
+    lid: u16,
+    sibling_lid: u16,
+}
+
+impl Provider for SharedLid {
+    type Ah = FabricAh;
+    fn port(&self) -> PortAttr {
+        PortAttr {
+            lid: self.lid,
+            ..self.qp.port()
+        }
+    }
+    fn create_ah(&mut self, attr: &AhAttr) -> Result<FabricAh, ProviderError> {
+        self.qp.create_ah(attr)
+    }
+    fn post_send<const N: usize>(&mut self, wrs: &mut ArrayVec<SendWr<FabricAh>, N>) -> usize {
+        self.qp.post_send(wrs)
+    }
+    fn poll_recv<const N: usize>(&mut self, out: &mut ArrayVec<RecvCompletion, N>) -> usize {
+        let before = out.len();
+        let n = self.qp.poll_recv(out);
+        for c in &mut out[before..] {
+            if c.slid == self.sibling_lid {
+                c.slid = self.lid;
+            }
+        }
+        n
+    }
+    fn reap(&mut self, cache: &mut LcoreCache) {
+        self.qp.reap(cache)
+    }
+}
+
+#[test]
+fn a_sibling_queues_multicast_looped_back_is_our_own() {
+    // Hosts 1 and 2 of the fabric stand for two queues of one interface
+    // (QPNs 0x101 and 0x102 on LID 1); the first is attached to the group.
+    let (pool, fabric, mut hosts) = setup(3);
+    let mut cache = pool.cache(32);
+    let group = ip("239.1.1.2");
+    let mgid = mgid_for_ip(group, 0xffff, 2).unwrap();
+    fabric.attach_mcast(0, mgid).unwrap();
+    fabric.attach_mcast(2, mgid).unwrap();
+    let route = McastRoute {
+        mgid,
+        mlid: 0xc002,
+        qkey: 0x0B1B,
+        sl: 0,
+        mtu: 2048,
+    };
+    let table = Arc::new(McastTable::new(1, vec![(mgid, McastState::Joined(route))]));
+    hosts[1].mcast.store(table.clone());
+    // The first queue, rebuilt over a QP that shares its LID with the second.
+    let first = hosts.remove(0);
+    drop(first);
+    let qp = SharedLid {
+        qp: fabric.open(0).unwrap(),
+        lid: 1,
+        sibling_lid: 2,
+    };
+    let (_tx, tx_in) = spsc::channel::<Mbuf>(16);
+    let (rx_out, mut rx) = spsc::channel::<Mbuf>(256);
+    let stats = Arc::new(IfaceStats::default());
+    let mut q0 = Iface::new(
+        IfaceConfig {
+            name: "ib1".into(),
+            ifindex: 1,
+            mtu: 2044,
+            pkey: 0xffff,
+            scope: 2,
+        },
+        qp,
+        IfaceWiring {
+            tx_in: vec![tx_in],
+            rx_out: Some(rx_out),
+            neigh: published(NeighTable::new(Vec::new())),
+            mcast: published((*table).clone()),
+            join_requests: Arc::new(JoinRequestQueue::new(16)),
+            stats: stats.clone(),
+        },
+    );
+    q0.set_siblings(&[0x101, 0x102]);
+    let src = hosts[0].ip;
+    let mut send = |hosts: &mut Vec<Host>, q0: &mut Iface<SharedLid>, n: usize| {
+        for _ in 0..n {
+            hosts[0].tx.push(udp(pool, src, group, 100)).unwrap();
+        }
+        for _ in 0..4 {
+            pump(hosts, &mut cache);
+            q0.rx_burst(&mut cache);
+        }
+    };
+    send(&mut hosts, &mut q0, 4);
+    // The peer gets them; the first queue drops them as its own.
+    let mut peer = 0;
+    while hosts[1].rx.pop().is_some() {
+        peer += 1;
+    }
+    assert_eq!(peer, 4);
+    assert!(rx.pop().is_none());
+    assert_eq!(stats.snapshot().drop_count(DpDrop::RxSelfLoop), 4);
+    // Without siblings the same copies would be taken for a peer's.
+    q0.set_siblings(&[]);
+    send(&mut hosts, &mut q0, 3);
+    let mut delivered = 0;
+    while rx.pop().is_some() {
+        delivered += 1;
+    }
+    assert_eq!(delivered, 3);
+    while hosts[1].rx.pop().is_some() {}
+    drop(cache);
+    drop(q0);
+    drop(hosts);
+    assert_eq!(pool.available(), pool.capacity());
 }
