@@ -367,7 +367,7 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
             LinkLayer::Ethernet => CmAddr::Ip(verbs_local_ip(icfg, &dev)?),
             LinkLayer::InfiniBand => CmAddr::Ib {
                 gid: dev.gid().0,
-                pkey: dev.pkey(),
+                pkey: icfg.pkey | 0x8000,
             },
         };
         let p = VerbsProvider::new(
@@ -400,6 +400,7 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
                     VerbsQpConfig {
                         qkey: icfg.qkey,
                         rx_depth: cfg.dataplane.rx_ring_size,
+                        pkey,
                     },
                     pool.cache(cfg.dataplane.mempool_cache as usize),
                 )
