@@ -689,12 +689,7 @@ impl<P: Provider> Iface<P> {
     /// The burst just polled, to a running capture (not our own multicast
     /// looped back, which the stack never sees).
     #[inline(always)]
-    fn tap_rx(
-        capture: &mut Option<Tap>,
-        me: (u32, u16),
-        siblings: &[u32],
-        rxc: &[RecvCompletion],
-    ) {
+    fn tap_rx(capture: &mut Option<Tap>, me: (u32, u16), siblings: &[u32], rxc: &[RecvCompletion]) {
         if let Some(tap) = capture.as_mut() {
             let session = tap.session();
             if session != 0 {
