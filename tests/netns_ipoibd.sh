@@ -6,6 +6,11 @@
 # mbuf back in the pool, the neighbour resolved and echo replies received.
 # Host a sends with UDP GSO and receives with UDP GRO, host b with neither:
 # the two must not tell the difference.
+# Each host also has a P_Key 0x8001 child interface on the same address
+# (its own QP, steered by QPN in the kernel): the children resolve each
+# other and exchange a flow, kept apart from the parents' partition; a's
+# child also sends to b's parent QP (a static neighbour in the wrong
+# partition), which b must drop.
 # Namespaces and processes are always removed, also on failure. Skips
 # (exit 0) with a reason without root or `ip`.
 #   tests/netns_ipoibd.sh            builds ipoibd, then runs
@@ -33,14 +38,38 @@ mtu = 1020
 local_ip = "10.81.0.$1"
 ipv4 = ["10.0.0.$1/24"]
 
+[[interface]]
+name = "ib0.8001"
+parent = "ib0"
+pkey = 0x8001
+ipv4 = ["10.1.0.$1/24"]
+$4
+
 [[traffic]]
 from = "ib0"
 to = "10.0.0.$2"
 rate_pps = 1000
+
+[[traffic]]
+from = "ib0.8001"
+to = "10.1.0.$2"
+rate_pps = 1000
+$5
 CONF
 }
-config 1 2 true >"$WORK/a.toml"
-config 2 1 false >"$WORK/b.toml"
+# a's child: a static neighbour 10.1.0.99 that is b's parent QP (0x100 +
+# port), in the other partition, and a flow to it.
+cross_neighbour='[[interface.neighbour]]
+ip = "10.1.0.99"
+qpn = 0x102
+gid = "::ffff:10.81.0.2"'
+cross_flow='[[traffic]]
+from = "ib0.8001"
+to = "10.1.0.99"
+rate_pps = 1000'
+
+config 1 2 true "$cross_neighbour" "$cross_flow" >"$WORK/a.toml"
+config 2 1 false "" "" >"$WORK/b.toml"
 "$IPOIBD" check-config "$WORK/a.toml" | grep -qx "gro = true" || fail "a: gro not in effect"
 
 # Both daemons run at once; each pings the other's IPoIB address.
@@ -67,7 +96,16 @@ for h in a b; do
     # The peer's 1000 pps flow arrived (most of its 3 s; resolution takes a few ms).
     rx=$(awk '$1 == "ib0" && $3 ~ /^[0-9]+$/ { print $3; exit }' "$out")
     [ "${rx:-0}" -ge 1500 ] || fail "$h: received ${rx:-no} packets of the peer's flow"
-    echo "== host $h: $rx packets received"
-    grep -E "\(no leak\)|^  $peer |^ping " "$out"
+    # The child's partition: resolved by its own ARP, its peer's flow arrived.
+    child_peer=10.1.0.$([ "$h" = a ] && echo 2 || echo 1)
+    grep -Eq "^  $child_peer +reachable" "$out" || fail "$h: child's neighbour $child_peer not resolved"
+    crx=$(awk '$1 == "ib0.8001" && $3 ~ /^[0-9]+$/ { print $3; exit }' "$out")
+    [ "${crx:-0}" -ge 1500 ] || fail "$h: child received ${crx:-no} packets of the peer child's flow"
+    echo "== host $h: $rx packets received, child $crx"
+    grep -E "\(no leak\)|^  $peer |^  $child_peer |^ping " "$out"
 done
+# b's parent got its peer's flow and nothing of a's child's 1000 pps to it
+# (dropped by its P_Key check): well under two flows' worth.
+rx=$(awk '$1 == "ib0" && $3 ~ /^[0-9]+$/ { print $3; exit }' "$WORK/b.out")
+[ "$rx" -le 3600 ] || fail "b: its parent received $rx packets: the other partition's flow got through"
 echo "ipoibd over rocev2 in two namespaces: ok"

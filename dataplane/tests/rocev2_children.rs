@@ -5,7 +5,9 @@
 
 mod rocev2_common;
 
+use arrayvec::ArrayVec;
 use ipoib_dataplane::provider::rocev2::{steer_unicast, Rocev2Config, Rocev2Provider};
+use ipoib_dataplane::provider::{Provider, SendWr};
 use rocev2_common::*;
 use std::time::Duration;
 
@@ -98,4 +100,59 @@ fn steering_needs_one_address() {
         "{err}"
     );
     steer_unicast(&[]).unwrap();
+}
+
+/// A GSO sender batches equal-sized messages to one address; a receiver's
+/// kernel may pick one socket for a whole batch, by its first BTH. So a
+/// batch holds messages to one QP only, and interleaved messages to a
+/// parent and its child still each reach their own QP.
+#[test]
+fn a_gso_sender_keeps_each_batch_to_one_qp() {
+    let port = free_port("127.0.7.5");
+    let mut a = Rocev2Provider::new(
+        Rocev2Config {
+            port,
+            gso: true,
+            multicast: false,
+            ..Rocev2Config::new(ip("127.0.7.5"), 0x10105)
+        },
+        cache(),
+    )
+    .expect("GSO sender");
+    let (mut b, mut b_child) = host("127.0.7.6", port, 6);
+    let to_b = ah_to(&mut a, ip("127.0.7.6"));
+    let msgs: Vec<Vec<u8>> = (0..32).map(|i| payload(i, 100)).collect();
+    let mut cache = cache();
+    let mut wrs: ArrayVec<SendWr<_>, 32> = ArrayVec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let mut buf = cache.alloc().expect("mbuf");
+        buf.append(m.len()).expect("room").copy_from_slice(m);
+        wrs.push(SendWr {
+            mbuf: buf,
+            ah: to_b,
+            // Both partitions' QPs, alternately; the sender's P_Key is 0xFFFF.
+            remote_qpn: if i % 4 < 2 { 0x106 } else { 0x10106 },
+            remote_qkey: QKEY,
+        });
+    }
+    assert_eq!(a.post_send(&mut wrs), 32);
+    assert_eq!(
+        a.counters.tx_gso_sends, 16,
+        "pairs to one QP: {:?}",
+        a.counters
+    );
+    assert_eq!(
+        recv_n(&mut b, 16, WAIT).len(),
+        16,
+        "parent: {:?}",
+        b.counters
+    );
+    // The child's QP got its 16, each dropped by its P_Key check, none lost
+    // to the parent's socket.
+    assert!(
+        poll_until(&mut b_child, WAIT, |p| p.counters.rx_pkey_mismatch == 16),
+        "child: {:?}",
+        b_child.counters
+    );
+    assert_eq!(b.counters.rx_drops(), 0, "{:?}", b.counters);
 }

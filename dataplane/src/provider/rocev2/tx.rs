@@ -65,17 +65,20 @@ impl Rocev2Provider {
             return dropped;
         }
         // Runs of messages that leave as one send: one message each, or
-        // with GSO equal-sized messages to one destination.
+        // with GSO equal-sized messages to one destination QP (a receiver
+        // may pick the socket for a whole GSO datagram by its first BTH:
+        // P_Key children share an address).
         let mut runs: ArrayVec<(usize, usize), MAX_BURST> = ArrayVec::new();
         let mut at = 0;
         while at < n {
             let mut count = 1;
             if self.cfg.gso {
-                let (dst, len) = (wrs[at].ah.dst, wrs[at].mbuf.len());
+                let (dst, qpn, len) = (wrs[at].ah.dst, wrs[at].remote_qpn, wrs[at].mbuf.len());
                 while at + count < n
                     && count < MAX_GSO_SEGMENTS
                     && (count + 1) * (len + ICRC_LEN) <= MAX_GSO_BYTES
                     && wrs[at + count].ah.dst == dst
+                    && wrs[at + count].remote_qpn == qpn
                     && wrs[at + count].mbuf.len() == len
                 {
                     count += 1;
