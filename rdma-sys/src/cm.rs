@@ -137,6 +137,19 @@ impl EventChannel {
     }
 }
 
+/// The essentials of a resolved route's SA path record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CmPath {
+    pub dgid: Gid,
+    pub dlid: u16,
+    pub sl: u8,
+    /// Path MTU in bytes (0 when the code is unknown).
+    pub mtu: u16,
+    /// IBA rate code.
+    pub rate: u8,
+    pub pkey: u16,
+}
+
 /// An rdma_cm id in the UDP port space, bound to a local address.
 pub struct CmId {
     ch: Arc<EventChannel>,
@@ -239,25 +252,75 @@ fn sockaddr_of(addr: CmAddr) -> libc::sockaddr_storage {
 }
 
 impl CmId {
+    /// An unbound id on `ch` in port space `ps`.
+    pub fn new(ch: &Arc<EventChannel>, ps: rdma_port_space) -> Result<CmId, VerbsError> {
+        let mut raw: *mut rdma_cm_id = std::ptr::null_mut();
+        // SAFETY: live channel, valid out-pointer.
+        let rc =
+            unsafe { (ch.cm.rdma_create_id)(ch.raw.as_ptr(), &mut raw, std::ptr::null_mut(), ps) };
+        VerbsError::check("rdma_create_id", rc)?;
+        let raw = NonNull::new(raw).ok_or_else(|| VerbsError::last("rdma_create_id"))?;
+        Ok(CmId {
+            ch: ch.clone(),
+            raw,
+        })
+    }
+
+    /// Starts resolving `dst` from `src` (`RDMA_CM_EVENT_ADDR_RESOLVED` or
+    /// `ADDR_ERROR` follows), which also binds the id.
+    pub fn resolve_addr(
+        &self,
+        src: CmAddr,
+        dst: CmAddr,
+        timeout_ms: i32,
+    ) -> Result<(), VerbsError> {
+        let mut s = sockaddr_of(src);
+        let mut d = sockaddr_of(dst);
+        // SAFETY: live id; rdma_cm copies the addresses.
+        let rc = unsafe {
+            (self.ch.cm.rdma_resolve_addr)(
+                self.raw.as_ptr(),
+                &mut s as *mut _ as *mut libc::sockaddr,
+                &mut d as *mut _ as *mut libc::sockaddr,
+                timeout_ms,
+            )
+        };
+        VerbsError::check("rdma_resolve_addr", rc)
+    }
+
+    /// Asks the SA for the path to the resolved address
+    /// (`RDMA_CM_EVENT_ROUTE_RESOLVED` or `ROUTE_ERROR` follows).
+    pub fn resolve_route(&self, timeout_ms: i32) -> Result<(), VerbsError> {
+        // SAFETY: live id.
+        let rc = unsafe { (self.ch.cm.rdma_resolve_route)(self.raw.as_ptr(), timeout_ms) };
+        VerbsError::check("rdma_resolve_route", rc)
+    }
+
+    /// The first path record of a resolved route.
+    pub fn path(&self) -> Option<CmPath> {
+        // SAFETY: live id; after ROUTE_RESOLVED `path_rec` holds `num_paths` records.
+        unsafe {
+            let route = &self.raw.as_ref().route;
+            if route.num_paths < 1 || route.path_rec.is_null() {
+                return None;
+            }
+            let p = &*route.path_rec;
+            Some(CmPath {
+                dgid: p.dgid.raw,
+                dlid: u16::from_be(p.dlid),
+                sl: p.sl,
+                mtu: crate::mtu_bytes(u32::from(p.mtu)),
+                rate: p.rate,
+                pkey: u16::from_be(p.pkey),
+            })
+        }
+    }
+
     /// An id on `ch` in `local`'s port space, bound to `local` (which
     /// picks the device and port).
     pub fn bound(ch: &Arc<EventChannel>, local: CmAddr) -> Result<CmId, VerbsError> {
-        let mut raw: *mut rdma_cm_id = std::ptr::null_mut();
-        // SAFETY: live channel, valid out-pointer.
-        let rc = unsafe {
-            (ch.cm.rdma_create_id)(
-                ch.raw.as_ptr(),
-                &mut raw,
-                std::ptr::null_mut(),
-                local.port_space(),
-            )
-        };
-        VerbsError::check("rdma_create_id", rc)?;
-        let raw = NonNull::new(raw).ok_or_else(|| VerbsError::last("rdma_create_id"))?;
-        let id = CmId {
-            ch: ch.clone(),
-            raw,
-        };
+        let id = CmId::new(ch, local.port_space())?;
+        let raw = id.raw;
         let mut ss = sockaddr_of(local);
         // SAFETY: live id, a valid address.
         let rc = unsafe {

@@ -22,7 +22,7 @@ pub mod ops;
 mod resources;
 
 pub use bindings::types as ffi;
-pub use cm::{CmAddr, CmError, CmEvent, CmEventKind, CmId, EventChannel};
+pub use cm::{CmAddr, CmError, CmEvent, CmEventKind, CmId, CmPath, EventChannel};
 pub use device::{
     devices, find_device, format_guid, mtu_bytes, netdevs_of, Context, DeviceInfo, DeviceSelector,
     Gid, OpenError, PortInfo, LINK_LAYER_ETHERNET, LINK_LAYER_INFINIBAND,

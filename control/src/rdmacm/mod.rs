@@ -18,6 +18,7 @@ mod attach;
 mod backend;
 pub mod link;
 mod port_events;
+pub mod route;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +26,7 @@ pub use attach::VerbsAttach;
 pub use backend::{CmBackend, RdmaCmBackend};
 pub use link::{LinkLayer, PathSource};
 pub use port_events::{flush_level, PortEvents};
+pub use route::{RdmaCmRoutes, RouteBackend, SaPathService};
 
 use crate::igmp::IgmpDefaults;
 use crate::mcast::{

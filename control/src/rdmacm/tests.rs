@@ -7,7 +7,7 @@ use super::*;
 use crate::mcast::{Engine, EngineConfig, GroupTemplate, JoinResult};
 use ipoib_dataplane::wire::{mgid_for_ip, Gid};
 use rdma_sys::VerbsError;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -575,4 +575,163 @@ fn records_copy_the_broadcast_template_and_take_lid_and_sl_per_link() {
     let r = join_record(LinkLayer::InfiniBand, group, &p, &d, &ev(0xC001, 7)).unwrap();
     assert_eq!((r.mlid, r.sl, r.qkey), (0xC001, 7, 0x1234));
     assert!(join_record(LinkLayer::InfiniBand, group, &p, &d, &ev(5, 0)).is_none());
+}
+
+// Unicast paths on InfiniBand: address, then route, then the path record.
+
+struct FakeRouteId {
+    n: usize,
+    destroyed: Arc<AtomicU64>,
+}
+
+impl Drop for FakeRouteId {
+    fn drop(&mut self) {
+        self.destroyed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Default)]
+struct FakeRoutes {
+    next: AtomicUsize,
+    destroyed: Arc<AtomicU64>,
+    resolving: Mutex<Vec<(usize, CmAddr, CmAddr)>>,
+    routes: Mutex<Vec<usize>>,
+    paths: Mutex<HashMap<usize, rdma_sys::CmPath>>,
+    events: Mutex<VecDeque<CmEvent>>,
+}
+
+impl route::RouteBackend for Arc<FakeRoutes> {
+    type Id = FakeRouteId;
+    fn resolve_addr(&self, src: CmAddr, dst: CmAddr) -> Result<FakeRouteId, VerbsError> {
+        let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        lock(&self.resolving).push((n, src, dst));
+        Ok(FakeRouteId {
+            n,
+            destroyed: self.destroyed.clone(),
+        })
+    }
+    fn resolve_route(&self, id: &FakeRouteId) -> Result<(), VerbsError> {
+        lock(&self.routes).push(id.n);
+        Ok(())
+    }
+    fn path(&self, id: &FakeRouteId) -> Option<rdma_sys::CmPath> {
+        lock(&self.paths).get(&id.n).copied()
+    }
+    fn id_addr(&self, id: &FakeRouteId) -> usize {
+        id.n
+    }
+    fn next_event(&self) -> Result<Option<CmEvent>, VerbsError> {
+        Ok(lock(&self.events).pop_front())
+    }
+}
+
+impl FakeRoutes {
+    fn event(&self, kind: CmEventKind, status: i32, id: usize) {
+        lock(&self.events).push_back(CmEvent {
+            kind,
+            status,
+            id,
+            context: 0,
+            mgid: [0; 16],
+            mlid: 0,
+            sl: 0,
+            qkey: 0,
+            qpn: 0,
+        });
+    }
+}
+
+#[test]
+fn infiniband_paths_come_from_the_sa_through_address_and_route_resolution() {
+    use crate::path::{PathError, PathService, QueryId};
+    use std::time::Duration;
+    let fake = Arc::new(FakeRoutes::default());
+    let mut svc = route::SaPathService::new(fake.clone(), 0xFFFF);
+    let me = Gid([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 2, 0xc9, 3, 0, 0, 0, 1]);
+    let peer = Gid([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 2, 0xc9, 3, 0, 0, 0, 2]);
+    let gone = Gid([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 2, 0xc9, 3, 0, 0, 0, 9]);
+    let t = Duration::ZERO;
+    svc.query(QueryId(1), me, peer, t);
+    svc.query(QueryId(2), me, gone, t);
+    let r = lock(&fake.resolving).clone();
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        r[0].1,
+        CmAddr::Ib {
+            gid: me.0,
+            pkey: 0xFFFF
+        }
+    );
+    assert_eq!(
+        r[0].2,
+        CmAddr::Ib {
+            gid: peer.0,
+            pkey: 0xFFFF
+        }
+    );
+    assert!(svc.poll(t).is_empty(), "nothing before rdma_cm answers");
+    assert_eq!(svc.poll_timeout(), Some(Duration::ZERO));
+    // The address resolves: the route (an SA PathRecord query) is asked next.
+    fake.event(CmEventKind::AddrResolved, 0, r[0].0);
+    fake.event(CmEventKind::AddrError, -libc::EHOSTUNREACH, r[1].0);
+    let answers = svc.poll(t);
+    assert_eq!(answers, vec![(QueryId(2), Err(PathError::NoPath))]);
+    assert_eq!(*lock(&fake.routes), vec![r[0].0]);
+    lock(&fake.paths).insert(
+        r[0].0,
+        rdma_sys::CmPath {
+            dgid: peer.0,
+            dlid: 0x0012,
+            sl: 4,
+            mtu: 2048,
+            rate: 7,
+            pkey: 0xFFFF,
+        },
+    );
+    fake.event(CmEventKind::RouteResolved, 0, r[0].0);
+    let answers = svc.poll(t);
+    let rec = answers[0].1.unwrap();
+    assert_eq!(answers[0].0, QueryId(1));
+    assert_eq!(
+        (rec.dgid, rec.dlid, rec.sl, rec.mtu, rec.rate),
+        (peer, 0x12, 4, 2048, 7)
+    );
+    // The address handle of that path: LID-routed, the path's SL, no GRH.
+    let ah = rec.ah_attr();
+    assert_eq!((ah.dlid, ah.sl, ah.dgid), (0x12, 4, None));
+    // Every id is gone once answered; a late event changes nothing.
+    assert_eq!(svc.in_flight(), 0);
+    assert_eq!(fake.destroyed.load(Ordering::SeqCst), 2);
+    fake.event(CmEventKind::RouteResolved, 0, r[0].0);
+    assert!(svc.poll(t).is_empty());
+    let st = svc.stats();
+    assert_eq!(
+        (st.queries, st.answered, st.failed, st.late_events),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(svc.poll_timeout(), None);
+}
+
+#[test]
+fn a_route_without_a_lid_or_with_an_error_is_no_path() {
+    use crate::path::{PathError, PathService, QueryId};
+    use std::time::Duration;
+    let fake = Arc::new(FakeRoutes::default());
+    let mut svc = route::SaPathService::new(fake.clone(), 0x8001);
+    let g = Gid([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]);
+    svc.query(QueryId(7), g, g, Duration::ZERO);
+    svc.query(QueryId(8), g, g, Duration::ZERO);
+    fake.event(CmEventKind::AddrResolved, 0, 1);
+    fake.event(CmEventKind::RouteResolved, 0, 1);
+    fake.event(CmEventKind::AddrResolved, 0, 2);
+    fake.event(CmEventKind::RouteError, -libc::ETIMEDOUT, 2);
+    let answers = svc.poll(Duration::ZERO);
+    assert_eq!(
+        answers,
+        vec![
+            (QueryId(7), Err(PathError::NoPath)),
+            (QueryId(8), Err(PathError::NoPath))
+        ]
+    );
+    assert_eq!(fake.destroyed.load(Ordering::SeqCst), 2);
 }

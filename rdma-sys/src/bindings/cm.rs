@@ -24,6 +24,8 @@ pub struct RdmaCm {
         dst_addr: *mut sockaddr,
         timeout_ms: libc::c_int,
     ) -> libc::c_int,
+    pub rdma_resolve_route:
+        unsafe extern "C" fn(id: *mut rdma_cm_id, timeout_ms: libc::c_int) -> libc::c_int,
     pub rdma_join_multicast: unsafe extern "C" fn(
         id: *mut rdma_cm_id,
         addr: *mut sockaddr,
@@ -66,6 +68,7 @@ impl RdmaCm {
         let rdma_destroy_id = __library.get(b"rdma_destroy_id\0").map(|sym| *sym)?;
         let rdma_bind_addr = __library.get(b"rdma_bind_addr\0").map(|sym| *sym)?;
         let rdma_resolve_addr = __library.get(b"rdma_resolve_addr\0").map(|sym| *sym)?;
+        let rdma_resolve_route = __library.get(b"rdma_resolve_route\0").map(|sym| *sym)?;
         let rdma_join_multicast = __library.get(b"rdma_join_multicast\0").map(|sym| *sym)?;
         let rdma_leave_multicast = __library.get(b"rdma_leave_multicast\0").map(|sym| *sym)?;
         let rdma_join_multicast_ex = __library.get(b"rdma_join_multicast_ex\0").map(|sym| *sym)?;
@@ -80,6 +83,7 @@ impl RdmaCm {
             rdma_destroy_id,
             rdma_bind_addr,
             rdma_resolve_addr,
+            rdma_resolve_route,
             rdma_join_multicast,
             rdma_leave_multicast,
             rdma_join_multicast_ex,
@@ -117,6 +121,13 @@ impl RdmaCm {
         timeout_ms: libc::c_int,
     ) -> libc::c_int {
         (self.rdma_resolve_addr)(id, src_addr, dst_addr, timeout_ms)
+    }
+    pub unsafe fn rdma_resolve_route(
+        &self,
+        id: *mut rdma_cm_id,
+        timeout_ms: libc::c_int,
+    ) -> libc::c_int {
+        (self.rdma_resolve_route)(id, timeout_ms)
     }
     pub unsafe fn rdma_join_multicast(
         &self,
