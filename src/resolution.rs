@@ -9,6 +9,7 @@ use ipoib_control::neigh::{LocalLink, NeighInfo, NeighState, Output};
 use ipoib_control::path::{
     AhError, PathInfo, PathRecord, PathResult, PathStats, QueryId, SoftPathConfig,
 };
+use ipoib_control::rdmacm::SaPathService;
 use ipoib_control::stack::{IpStack, StackConfig};
 use ipoib_control::{
     AhFactory, NeighCache, NeighConfig, PathCache, PathConfig, PathService, Resolver,
@@ -156,21 +157,26 @@ impl AhFactory for RoceAhFactory {
     fn destroy_ah(&mut self, _ah: Rocev2Ah) {}
 }
 
-/// Address handles on a verbs device, from its shared table. Paths are
-/// local (no SA on RoCE): the LID a `LocalPathService` gave maps back to
-/// the destination GID. Handles live as long as the device (a published
-/// table may still hold one), so nothing is destroyed here.
+/// Address handles on a verbs device, from its shared table. On RoCE
+/// paths are local (no SA): the LID a `LocalPathService` gave maps back to
+/// the destination GID. On InfiniBand (`paths` is `None`) a path is the
+/// SA's record: its DLID and SL go into the handle as they are. Handles
+/// live as long as the device (a published table may still hold one), so
+/// nothing is destroyed here.
 pub struct VerbsAhFactory {
-    paths: LocalPaths,
+    paths: Option<LocalPaths>,
     ahs: Arc<AhTable>,
 }
 
 impl AhFactory for VerbsAhFactory {
     type Ah = VerbsAh;
     fn create_ah(&mut self, attr: &AhAttr) -> Result<VerbsAh, AhError> {
+        let Some(paths) = &self.paths else {
+            return self.ahs.get(attr).map_err(|e| AhError(e.to_string()));
+        };
         let gid = attr
             .dgid
-            .or_else(|| self.paths.gid_for(attr.dlid))
+            .or_else(|| paths.gid_for(attr.dlid))
             .ok_or_else(|| AhError(format!("no destination GID for LID {:#x}", attr.dlid)))?;
         self.ahs
             .get(&AhAttr {
@@ -777,7 +783,24 @@ impl HostResolver {
     ) -> Result<(HostResolver, LcoreSide<VerbsAh>), String> {
         let paths = LocalPaths::default();
         let service = LocalPathService::new(paths.clone(), ib_mtu);
-        Self::with(VerbsAhFactory { paths, ahs }, service, pool, spec, now)
+        let factory = VerbsAhFactory {
+            paths: Some(paths),
+            ahs,
+        };
+        Self::with(factory, service, pool, spec, now)
+    }
+
+    /// Resolution on a verbs device's InfiniBand port: path records from
+    /// the SA through rdma_cm (DLID, SL, MTU, rate), LID-routed handles.
+    pub fn verbs_ib(
+        routes: SaPathService,
+        ahs: Arc<AhTable>,
+        pool: &'static Mempool,
+        spec: ResolverSpec<'_, VerbsAh>,
+        now: Duration,
+    ) -> Result<(HostResolver, LcoreSide<VerbsAh>), String> {
+        let factory = VerbsAhFactory { paths: None, ahs };
+        Self::with(factory, routes, pool, spec, now)
     }
 
     fn with<F, S>(

@@ -4,7 +4,10 @@
 use crate::resolution::{HostResolver, LcoreSide, ResolverSpec, StaticNeighbour};
 use ipoib_config::{Config, Hugepages, Interface};
 use ipoib_control::igmp::{IgmpDefaults, IgmpService};
-use ipoib_control::rdmacm::{LinkLayer, RdmaCmService, VerbsAttach};
+use ipoib_control::rdmacm::link::path_source;
+use ipoib_control::rdmacm::{
+    LinkLayer, PathSource, RdmaCmRoutes, RdmaCmService, SaPathService, VerbsAttach,
+};
 use ipoib_dataplane::capture::{self, Capture};
 use ipoib_dataplane::lcore::{
     FlowSpec, Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable, RateControl,
@@ -411,8 +414,16 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
     }
     let mut built = build_queues(cfg, providers, pool)?;
     let ahs = dev.ah_table();
-    add_resolvers(cfg, &mut built, |pool, spec| {
-        HostResolver::verbs(ib_mtu, ahs.clone(), pool, spec, Duration::ZERO)
+    // Unicast paths: the SA's records on InfiniBand, the GID alone on RoCE.
+    let link = LinkLayer::from_raw(dev.port_info().link_layer);
+    add_resolvers(cfg, &mut built, |pool, spec| match path_source(link) {
+        PathSource::Local => HostResolver::verbs(ib_mtu, ahs.clone(), pool, spec, Duration::ZERO),
+        PathSource::SubnetAdministrator => {
+            let routes = RdmaCmRoutes::new()
+                .map_err(|e| format!("interface {}: rdma_cm paths: {e}", spec.name))?;
+            let sa = SaPathService::new(routes, spec.pkey | 0x8000);
+            HostResolver::verbs_ib(sa, ahs.clone(), pool, spec, Duration::ZERO)
+        }
     })?;
     built.verbs = Some(VerbsWiring { device: dev, mcast });
     Ok(built)
