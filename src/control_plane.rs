@@ -52,11 +52,14 @@ pub enum McastBackend {
 impl McastBackend {
     /// Whether host `h` can join `mgid` at all: an IGMP socket joins only
     /// groups of its own address family (IPv6 ND groups need an IPv6
-    /// `local_ip`); the fabric joins anything.
+    /// `local_ip`, or on IPv4 `provider.rocev2.ipv6_group_range`); the
+    /// fabric joins anything.
     fn can_join(&self, h: &HostInfo, mgid: Gid) -> bool {
         match self {
             McastBackend::Fabric(_) => true,
-            McastBackend::Igmp(_) => ip_of(mgid).is_ipv4() == ip_of(h.port.gid).is_ipv4(),
+            McastBackend::Igmp(services) => services
+                .first()
+                .is_some_and(|s| s.can_join(mgid, ip_of(h.port.gid))),
             McastBackend::RdmaCm(services) => services.iter().any(|(s, _)| s.can_join(mgid)),
         }
     }

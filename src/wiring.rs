@@ -200,6 +200,12 @@ fn add_resolvers<P: Provider>(
     Ok(())
 }
 
+/// Where IPv6 groups go on an IPv4 underlay (validated by the config).
+fn v6_groups(cfg: &Config) -> Option<addr::V6GroupRange> {
+    let c = cfg.provider.rocev2.ipv6_group_range?;
+    addr::V6GroupRange::new(c.addr, c.prefix)
+}
+
 /// The rocev2 QP of one interface: bound to `local_ip`, numbered as on the
 /// fabric (so static neighbours keep their numbers).
 pub fn rocev2_provider(
@@ -222,6 +228,7 @@ pub fn rocev2_provider(
     rc.multicast_loop = r.multicast_loop;
     rc.gso = r.gso;
     rc.gro = r.gro;
+    rc.v6_groups = v6_groups(cfg);
     Rocev2Provider::new(rc, pool.cache(cfg.dataplane.mempool_cache as usize)).map_err(|e| {
         format!(
             "interface {}: rocev2 on {local} port {}: {e}",
@@ -270,6 +277,7 @@ pub fn build_rocev2(cfg: &Config) -> Result<Built<Rocev2Provider>, String> {
             qkey: icfg.qkey,
             mtu: icfg.mtu.saturating_add(4),
             pkey: icfg.pkey,
+            v6_groups: v6_groups(cfg),
             ..IgmpDefaults::default()
         };
         let service = IgmpService::new(p.mcast_socket().into_iter().collect(), defaults)

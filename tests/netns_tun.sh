@@ -4,8 +4,10 @@
 # its IPoIB addresses and MTU. The hosts' own kernels and sockets then talk
 # through the dataplane: ICMP echo both ways (a raw-socket pinger that also
 # counts duplicate replies, so exactly one IP stack must answer), UDP echo
-# and TCP transfers checked by hash, both ways. (IPv6 gets its address on
-# the device; IPv6 over rocev2 itself waits for ND groups on the underlay.)
+# and TCP transfers checked by hash, both ways, over IPv4 and IPv6 (the
+# IPv4 underlay carries IPoIB's IPv6 and ND groups as IPv4 groups of
+# provider.rocev2.ipv6_group_range, here its default 239.254.0.0/16, which
+# the bridge's mdb must show).
 # Then SIGTERM: both daemons exit 0 with every mbuf back in the pool, joins
 # and leaves balanced, and packets counted through each TUN device.
 # Skips (exit 0) with a reason without root, `ip` or /dev/net/tun.
@@ -92,10 +94,33 @@ inns a python3 "$TOOLS" tcp-client 10.0.0.2 5003 4000000 || fail "TCP a -> b"
 serve a tcp 10.0.0.1 5004
 inns b python3 "$TOOLS" tcp-client 10.0.0.1 5004 1000000 || fail "TCP b -> a"
 
+# IPv6 through the same IPv4 underlay: the daemons resolve each other with
+# ND (solicitations to the solicited-node group, an IPv4 group of the range).
+inns a python3 "$TOOLS" ping fd00::2 5 || fail "ping fd00::2 a -> b"
+inns b python3 "$TOOLS" ping fd00::1 5 || fail "ping fd00::1 b -> a"
+serve b udp fd00::2 5011
+inns a python3 "$TOOLS" udp-client fd00::2 5011 20 || fail "UDP over IPv6 a -> b"
+serve a udp fd00::1 5012
+inns b python3 "$TOOLS" udp-client fd00::1 5012 20 || fail "UDP over IPv6 b -> a"
+serve b tcp fd00::2 5013
+inns a python3 "$TOOLS" tcp-client fd00::2 5013 1000000 || fail "TCP over IPv6 a -> b"
+# Every group on the bridge is IPv4 (MLD from the TUN devices stays in the
+# hosts: the kernel's own multicast on ipoib0 goes nowhere but the daemon),
+# and both hosts' solicited-node groups are there in 239.254.0.0/16.
+mdb=$(bridge -n "$BR" mdb show 2>/dev/null || true)
+for h in a b; do
+    grep -Eq "port p$h grp 239\.254\.[0-9]+\.[0-9]+" <<<"$mdb" \
+        || fail "no group of 239.254.0.0/16 for $h in the bridge's mdb: $mdb"
+done
+echo "ok: ping, UDP and TCP over IPv6 through the IPv4 underlay"
+
 # The host's own tools, where installed (.ci/run installs them).
 if command -v ping >/dev/null; then
     out=$(inns a ping -c 3 -i 0.2 -w 10 10.0.0.2) || fail "ping: $out"
     [[ $out != *DUP!* ]] || fail "duplicate echo replies: $out"
+    tail -2 <<<"$out"
+    out=$(inns a ping -6 -c 3 -i 0.2 -w 10 fd00::2) || fail "ping -6: $out"
+    [[ $out != *DUP!* ]] || fail "duplicate echo replies over IPv6: $out"
     tail -2 <<<"$out"
 else
     echo "skipped ping: not installed (.ci/run installs iputils-ping)"

@@ -43,6 +43,11 @@ impl Config {
         writeln!(out, "gso = {}", p.rocev2.gso)?;
         writeln!(out, "gro = {}", p.rocev2.gro)?;
         writeln!(out, "ib_mtu = {}", p.rocev2.ib_mtu)?;
+        let range = p
+            .rocev2
+            .ipv6_group_range
+            .map_or(String::new(), |c| format!("{}/{}", c.addr, c.prefix));
+        writeln!(out, "ipv6_group_range = {}", quote(&range))?;
         writeln!(out, "\n[provider.verbs]")?;
         writeln!(out, "device = {}", quote(&p.verbs.device))?;
         writeln!(out, "port = {}", p.verbs.port)?;

@@ -169,6 +169,13 @@ pub struct Rocev2 {
     /// RoCE path MTU: 256, 512, 1024, 2048 or 4096; default 1024 (rxe's on a 1500-byte link).
     /// Every interface's `mtu` must be at most `ib_mtu - 4` (the IPoIB header).
     pub ib_mtu: u16,
+    /// Where IPoIB IPv6 groups (ND's solicited-node and all-nodes groups
+    /// among them) go on an IPv4 underlay: an IPv4 group in this range,
+    /// from a hash of the MGID (between this project's hosts only; rxe has
+    /// no such mapping). A prefix /8../24 inside 239.0.0.0/8 (RFC 2365),
+    /// not holding 239.255.255.255 (the IPoIB broadcast group's); default
+    /// 239.254.0.0/16; `""` (None) refuses IPv6 addresses on IPv4 underlays.
+    pub ipv6_group_range: Option<Ipv4Cidr>,
 }
 
 impl Default for Rocev2 {
@@ -179,6 +186,10 @@ impl Default for Rocev2 {
             gso: false,
             gro: false,
             ib_mtu: 1024,
+            ipv6_group_range: Some(Ipv4Cidr {
+                addr: Ipv4Addr::new(239, 254, 0, 0),
+                prefix: 16,
+            }),
         }
     }
 }

@@ -68,6 +68,7 @@ pub(crate) struct RawRocev2 {
     pub multicast_loop: Option<bool>,
     pub gso: Option<bool>,
     pub gro: Option<bool>,
+    pub ipv6_group_range: Option<Str>,
     pub ib_mtu: Option<Int>,
 }
 

@@ -85,6 +85,9 @@ pub(crate) const DEVICE_MAX: usize = 64;
 pub(crate) const DEVICE_EXPECTED: &str =
     "a device name, a node GUID like \"0002:c903:0000:0001\", or \"netdev:IFACE\" (at most 64 printable characters)";
 
+pub(crate) const IPV6_GROUP_RANGE_EXPECTED: &str =
+    "\"\" (off) or an IPv4 network /8../24 inside 239.0.0.0/8 without 239.255.255.255, like \"239.254.0.0/16\"";
+
 pub(crate) const U64_EXPECTED: &str =
     "an integer >= 0, or a hex string \"0x...\" for values above 0x7FFFFFFFFFFFFFFF";
 pub(crate) const GUID_EXPECTED: &str =
@@ -130,6 +133,7 @@ pub(crate) fn expected_for(pattern: &str) -> Option<String> {
             Some("true or false".into())
         }
         "provider.rocev2.ib_mtu" => Some(ib_mtu_expected()),
+        "provider.rocev2.ipv6_group_range" => Some(IPV6_GROUP_RANGE_EXPECTED.into()),
         "provider.verbs.device" => Some(DEVICE_EXPECTED.into()),
         "provider.verbs.port" => int(VERBS_PORT),
         "provider.verbs.gid_index" => int(GID_INDEX),
@@ -216,6 +220,7 @@ pub(crate) const ALL_KEYS: &[&str] = &[
     "provider.rocev2.gso",
     "provider.rocev2.gro",
     "provider.rocev2.ib_mtu",
+    "provider.rocev2.ipv6_group_range",
     "provider.verbs.device",
     "provider.verbs.port",
     "provider.verbs.gid_index",

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipoib_config::{
-    embedded_default, from_str, Config, Control, Dataplane, Fabric, Hugepages, Interface, LogLevel,
-    ProviderKind, Rocev2, Run, EMBEDDED_DEFAULT,
+    embedded_default, from_str, Config, Control, Dataplane, Fabric, Hugepages, Interface, Ipv4Cidr,
+    LogLevel, ProviderKind, Rocev2, Run, EMBEDDED_DEFAULT,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -152,7 +152,11 @@ fn minimal_file_gets_every_default() {
             multicast_loop: true,
             gso: false,
             gro: false,
-            ib_mtu: 1024
+            ib_mtu: 1024,
+            ipv6_group_range: Some(Ipv4Cidr {
+                addr: Ipv4Addr::new(239, 254, 0, 0),
+                prefix: 16
+            })
         }
     );
     assert_eq!(

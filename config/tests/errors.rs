@@ -854,3 +854,88 @@ fn queues_need_an_lcore_each_and_the_verbs_provider() {
     let c = ipoib_config::from_str(&ok, "q.toml").unwrap();
     assert_eq!(c.interfaces[0].queues, 2);
 }
+
+#[test]
+fn ipv6_group_range_must_be_an_admin_scoped_network_without_the_broadcast_group() {
+    for bad in [
+        "239.255.0.0/16",
+        "10.0.0.0/8",
+        "239.254.0.1/16",
+        "239.1.2.0/25",
+        "239.0.0.0/7",
+        "239.254.0.0",
+        "yes",
+    ] {
+        let src = format!(
+            "{ROCE}[provider.rocev2]\nipv6_group_range = \"{bad}\"\n{IFACE}local_ip = \"10.0.0.1\"\n"
+        );
+        check(
+            &src,
+            ErrorKind::Invalid,
+            &format!("\"{bad}\""),
+            0,
+            "provider.rocev2.ipv6_group_range",
+            &["239.0.0.0/8", "239.255.255.255", "\"\" (off)"],
+        );
+    }
+    let ok = format!(
+        "{ROCE}[provider.rocev2]\nipv6_group_range = \"239.7.0.0/24\"\n{IFACE}local_ip = \"10.0.0.1\"\nipv6 = [\"fd00::1/64\"]\n"
+    );
+    let c = ipoib_config::from_str(&ok, FILE).unwrap();
+    let r = c.provider.rocev2.ipv6_group_range.unwrap();
+    assert_eq!(
+        (r.addr.to_string(), r.prefix),
+        ("239.7.0.0".to_string(), 24)
+    );
+}
+
+#[test]
+fn ipv6_on_an_ipv4_underlay_needs_the_group_range() {
+    let off = format!("{ROCE}[provider.rocev2]\nipv6_group_range = \"\"\n");
+    let src = format!("{off}{IFACE}local_ip = \"10.0.0.1\"\nipv6 = [\"fd00::1/64\"]\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "\"fd00::1/64\"",
+        0,
+        "interface[0].ipv6[0]",
+        &[
+            "IPv4 underlay",
+            "provider.rocev2.ipv6_group_range",
+            "IPv6 address",
+        ],
+    );
+    let src =
+        format!("{off}{IFACE}local_ip = \"10.0.0.1\"\ngroups = [\"239.1.1.1\", \"ff12::9\"]\n");
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "\"ff12::9\"",
+        0,
+        "interface[0].groups[1]",
+        &["IPv4 underlay"],
+    );
+    // An IPv6 underlay, or no IPv6 at all, needs no range.
+    let v6 = format!("{off}{IFACE}local_ip = \"fd01::1\"\nipv6 = [\"fd00::1/64\"]\n");
+    assert!(ipoib_config::from_str(&v6, FILE).is_ok());
+    let v4 = format!("{off}{IFACE}local_ip = \"10.0.0.1\"\nipv4 = [\"10.1.0.1/24\"]\n");
+    assert!(ipoib_config::from_str(&v4, FILE).is_ok());
+}
+
+#[test]
+fn ipv4_groups_may_not_lie_in_the_ipv6_group_range() {
+    let src = format!(
+        "{ROCE}{IFACE}local_ip = \"10.0.0.1\"\ngroups = [\"239.1.1.1\"]\nsendonly = [\"239.254.3.4\"]\n"
+    );
+    check(
+        &src,
+        ErrorKind::Invalid,
+        "\"239.254.3.4\"",
+        0,
+        "interface[0].sendonly[0]",
+        &[
+            "outside provider.rocev2.ipv6_group_range 239.254.0.0/16",
+            "got 239.254.3.4",
+        ],
+    );
+}

@@ -84,6 +84,7 @@ fn provider() -> impl Strategy<Value = Provider> {
             any::<bool>(),
             any::<bool>(),
             select(vec![256u16, 512, 1024, 2048, 4096]),
+            select(vec![None, Some((239u8, 254u8, 16u8)), Some((239, 1, 24))]),
         ),
         (
             select(vec![
@@ -112,6 +113,10 @@ fn provider() -> impl Strategy<Value = Provider> {
                 gso: r.2,
                 gro: r.3,
                 ib_mtu: r.4,
+                ipv6_group_range: r.5.map(|(a, b, prefix)| Ipv4Cidr {
+                    addr: Ipv4Addr::new(a, b, 0, 0),
+                    prefix,
+                }),
             },
             verbs: Verbs {
                 device: v.0.to_string(),
@@ -150,9 +155,10 @@ fn interface_seed() -> impl Strategy<Value = InterfaceSeed> {
         prop::option::of(any::<u64>()),
         prop::collection::vec((any::<[u8; 4]>(), 0u8..=32), 1..3),
         prop::collection::vec((any::<[u8; 16]>(), 0u8..=128), 1..3),
-        // Full groups in 224/5, send-only groups in 232/5: never the same group.
+        // Full groups in 224/5, send-only groups in 232/5 short of 239/8:
+        // never the same group, nor one of provider.rocev2.ipv6_group_range.
         prop::collection::btree_set(0xE000_0000u32..0xE800_0000, 0..3),
-        prop::collection::btree_set(0xE800_0000u32..=0xEFFF_FFFF, 0..3),
+        prop::collection::btree_set(0xE800_0000u32..0xEF00_0000, 0..3),
         prop::option::of(any::<u16>()),
         prop::collection::btree_map(
             1u32..0x00FF_FFFF,
@@ -210,10 +216,12 @@ fn build_interface(
         ProviderKind::Null | ProviderKind::Verbs => 4092,
     };
     // Required with rocev2, optional otherwise: both shapes must round-trip.
-    // The seed's low bits pick which shapes appear.
+    // The seed's low bits pick which shapes appear. (IPv6 on an IPv4
+    // underlay needs the rocev2 IPv6 group range.)
+    let v4_underlay_ok = p.kind != ProviderKind::Rocev2 || p.rocev2.ipv6_group_range.is_some();
     let local_ip =
         (p.kind == ProviderKind::Rocev2 || seed.qkey & 1 == 0).then(|| match seed.ipv4.first() {
-            Some(&(addr, _)) if seed.qkey & 2 == 0 => {
+            Some(&(addr, _)) if seed.qkey & 2 == 0 && v4_underlay_ok => {
                 IpAddr::V4(Ipv4Addr::from(0x0A00_0000 | (u32::from(addr) & 0xFFFF) | 1))
             }
             _ => IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, port)),

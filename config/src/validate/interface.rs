@@ -338,6 +338,9 @@ fn interface(
         },
         None => local_ip(raw, path, provider, ctx)?,
     };
+    if provider.kind == ProviderKind::Rocev2 && local_ip.is_some_and(|ip| ip.is_ipv4()) {
+        ipv6_on_ipv4_underlay(raw, path, &groups, &sendonly, provider, ctx)?;
+    }
     let tun = match &raw.tun {
         None => None,
         Some(t) => Some(Tun {
@@ -445,6 +448,67 @@ fn local_ip(
         )),
         None => Ok(None),
     }
+}
+
+/// On an IPv4 underlay, IPv6 groups (ND's among them) travel as IPv4 groups
+/// of `provider.rocev2.ipv6_group_range`: without it, IPv6 is refused; with
+/// it, an IPv4 group of the interface may not sit in that range.
+fn ipv6_on_ipv4_underlay(
+    raw: &RawInterface,
+    path: &str,
+    groups: &[IpAddr],
+    sendonly: &[IpAddr],
+    provider: &Provider,
+    ctx: &Ctx<'_>,
+) -> Result<()> {
+    const RANGE: &str = "provider.rocev2.ipv6_group_range";
+    let lists = [
+        ("groups", &raw.groups, groups),
+        ("sendonly", &raw.sendonly, sendonly),
+    ];
+    let Some(range) = provider.rocev2.ipv6_group_range else {
+        let v6_group = lists.iter().find_map(|(k, raws, list)| {
+            let i = list.iter().position(IpAddr::is_ipv6)?;
+            Some((format!("{path}.{k}[{i}]"), raws[i].span()))
+        });
+        let first = raw
+            .ipv6
+            .first()
+            .map(|v| (format!("{path}.ipv6[0]"), v.span()))
+            .or(v6_group);
+        return match first {
+            None => Ok(()),
+            Some((key, span)) => Err(ctx.invalid_msg(
+                &span,
+                &key,
+                format!(
+                    "IPv6 on an IPv4 underlay (local_ip is IPv4) needs {RANGE} for its groups \
+                     (ND's solicited-node and all-nodes groups have no IPv4 group): set it, \
+                     e.g. \"239.254.0.0/16\", or give local_ip an IPv6 address"
+                ),
+            )),
+        };
+    };
+    let host = u32::MAX.checked_shr(u32::from(range.prefix)).unwrap_or(0);
+    let net = u32::from(range.addr);
+    for (k, raws, list) in lists {
+        for (i, g) in list.iter().enumerate() {
+            if let IpAddr::V4(v4) = g {
+                if u32::from(*v4) & !host == net {
+                    return Err(ctx.invalid_msg(
+                        &raws[i].span(),
+                        &format!("{path}.{k}[{i}]"),
+                        format!(
+                            "expected a group outside {RANGE} {}/{} (where IPv6 groups map on \
+                             an IPv4 underlay), got {v4}",
+                            range.addr, range.prefix
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn multicast_groups(

@@ -1,8 +1,9 @@
 //! `[provider]`, `[provider.fabric]`, `[provider.rocev2]` and `[provider.verbs]`.
 
+use super::addr;
 use super::{Ctx, Result};
-use crate::model::{Fabric, Provider, Rocev2, Verbs};
-use crate::raw::{Int, RawProvider};
+use crate::model::{Fabric, Ipv4Cidr, Provider, Rocev2, Verbs};
+use crate::raw::{Int, RawProvider, Str};
 use crate::schema::{self, IntRange};
 
 pub(super) fn provider(raw: &RawProvider, ctx: &Ctx<'_>) -> Result<Provider> {
@@ -75,7 +76,31 @@ fn rocev2(raw: &RawProvider, ctx: &Ctx<'_>) -> Result<Rocev2> {
         gso: r.gso.unwrap_or(d.gso),
         gro: r.gro.unwrap_or(d.gro),
         ib_mtu: ib_mtu(&r.ib_mtu, "provider.rocev2.ib_mtu", d.ib_mtu, ctx)?,
+        ipv6_group_range: match &r.ipv6_group_range {
+            None => d.ipv6_group_range,
+            Some(v) => ipv6_group_range(v, ctx)?,
+        },
     })
+}
+
+/// An administratively scoped (RFC 2365) IPv4 network for IPv6 groups on an
+/// IPv4 underlay: whole (no host bits), of /8../24, away from the IPoIB
+/// broadcast group's 239.255.255.255; `""` is none.
+fn ipv6_group_range(v: &Str, ctx: &Ctx<'_>) -> Result<Option<Ipv4Cidr>> {
+    const PATH: &str = "provider.rocev2.ipv6_group_range";
+    if v.get_ref().is_empty() {
+        return Ok(None);
+    }
+    let bad = || ctx.invalid(&v.span(), PATH, schema::IPV6_GROUP_RANGE_EXPECTED);
+    let c = addr::ipv4_cidr(v, PATH, ctx).map_err(|_| bad())?;
+    let net = u32::from(c.addr);
+    let host = u32::MAX.checked_shr(u32::from(c.prefix)).unwrap_or(0);
+    let broadcast = u32::from(std::net::Ipv4Addr::new(239, 255, 255, 255));
+    let ok = (8..=24).contains(&c.prefix)
+        && net >> 24 == 239
+        && net & host == 0
+        && (broadcast & !host) != net;
+    ok.then_some(Some(c)).ok_or_else(bad)
 }
 
 /// One of the InfiniBand MTU sizes.

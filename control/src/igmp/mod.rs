@@ -18,7 +18,8 @@ use crate::mcast::{
     JoinCallback, JoinError, JoinParams, JoinState, McastAttach, McastRecord, Membership,
     MulticastService,
 };
-use ipoib_dataplane::provider::rocev2::{addr, McastSocket};
+use ipoib_dataplane::provider::rocev2::addr::{self, V6GroupRange};
+use ipoib_dataplane::provider::rocev2::McastSocket;
 use ipoib_dataplane::provider::MLID_BASE;
 use ipoib_dataplane::wire::Gid;
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ pub struct IgmpDefaults {
     pub pkey: u16,
     pub sl: u8,
     pub rate: u8,
+    /// On an IPv4 underlay, the range IPv6 groups map into (as the QPs send).
+    pub v6_groups: Option<V6GroupRange>,
 }
 
 impl Default for IgmpDefaults {
@@ -48,6 +51,7 @@ impl Default for IgmpDefaults {
             pkey: 0xFFFF,
             sl: 0,
             rate: 3,
+            v6_groups: None,
         }
     }
 }
@@ -139,6 +143,20 @@ impl IgmpService {
 
     pub fn stats(&self) -> IgmpStats {
         lock(&self.inner.state).stats
+    }
+
+    /// The IP group `mgid` is joined as on these sockets' underlay.
+    pub fn group_of(&self, mgid: Gid) -> IpAddr {
+        match self.inner.sockets.first() {
+            Some(s) => addr::underlay_ip(mgid, s.local(), self.inner.defaults.v6_groups),
+            None => addr::ip_of(mgid),
+        }
+    }
+
+    /// Whether a host at `local` can join `mgid`: its IP group must be of
+    /// `local`'s family (IPv6 groups on an IPv4 underlay need a range).
+    pub fn can_join(&self, mgid: Gid, local: IpAddr) -> bool {
+        addr::underlay_ip(mgid, local, self.inner.defaults.v6_groups).is_ipv4() == local.is_ipv4()
     }
 
     /// Groups with at least one full membership through this service.
@@ -277,7 +295,7 @@ fn mlid_of(group: IpAddr) -> u16 {
 
 impl MulticastService for IgmpService {
     fn join(&self, params: JoinParams, callback: JoinCallback) -> Result<Membership, JoinError> {
-        let group = addr::ip_of(params.mgid);
+        let group = self.group_of(params.mgid);
         if !group.is_multicast() {
             return Err(JoinError::InvalidArgument);
         }

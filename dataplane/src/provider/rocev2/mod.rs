@@ -76,6 +76,10 @@ pub struct Rocev2Config {
     /// one buffer and are cut into messages here (a copy each into an mbuf,
     /// instead of a kernel pass each). Senders see no difference.
     pub gro: bool,
+    /// On an IPv4 underlay, where IPv6 multicast GIDs (IPoIB's IPv6 and ND
+    /// groups) are sent: an IPv4 group of this range ([`addr::underlay_ip`]).
+    /// `None`: such GIDs are refused as addresses of the other family.
+    pub v6_groups: Option<addr::V6GroupRange>,
 }
 
 impl Rocev2Config {
@@ -95,6 +99,7 @@ impl Rocev2Config {
             accept_nonzero_ip_id: true,
             gso: false,
             gro: false,
+            v6_groups: None,
         }
     }
 }
@@ -278,7 +283,7 @@ impl Provider for Rocev2Provider {
         let gid = attr
             .dgid
             .ok_or(ProviderError::InvalidAh("RoCEv2 needs a destination GID"))?;
-        let dst = addr::ip_of(gid);
+        let dst = addr::underlay_ip(gid, self.cfg.local, self.cfg.v6_groups);
         if dst.is_ipv4() != self.cfg.local.is_ipv4() {
             return Err(ProviderError::InvalidAh(
                 "destination and local address differ in IP version",
