@@ -169,6 +169,17 @@ recv)
     rc=$?
     ;;
 send)
+    # A P_Key child needs its P_Key in the port's table; rxe's holds only
+    # 0xFFFF: one line naming what is there, status 2.
+    { config; printf '\n[[interface]]\nname = "ib0.8001"\nparent = "ib0"\npkey = 0x8001\n'; } >child.toml
+    ./ipoibd --config child.toml --no-socket --duration 0.1 >child.out 2>&1
+    rc=$?
+    want="pkey 0x8001 is not in the P_Key table of $RXE_VM_DEV port 1, which has 0xffff (index 0)"
+    if [ $rc = 2 ] && grep -qF "$want" child.out; then
+        ok "child_pkey_missing $(grep -F "$want" child.out)"
+    else
+        bad "child_pkey_missing status $rc: $(tail -n 3 child.out | tr '\n' ' ')"
+    fi
     if wait_for "$FLAG_UP" 120; then ok "peer_up"; else bad "peer_up the receiver never came up"; fi
     ./ipoibd --config verbs.toml --socket $SOCK --duration "${IPOIB_SECONDS:-6}" \
         --ping "$PEER_IPOIB" >ipoibd.out 2>&1 &
