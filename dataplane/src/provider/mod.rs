@@ -123,22 +123,43 @@ impl RecvCompletion {
 /// buffer holds it. False (and nothing written) when the buffer is shared or
 /// has no room.
 pub fn put_grh(m: &mut Mbuf, sgid: Gid, dgid: Gid) -> bool {
-    let payload_len = m.len() as u16;
-    let Some(h) = m.prepend(GRH_LEN) else {
-        return false;
-    };
-    let grh = GrhRepr {
-        traffic_class: 0,
-        flow_label: 0,
-        payload_len,
-        next_header: NEXT_HEADER_IBA,
-        hop_limit: 1,
-        sgid,
-        dgid,
-    };
-    let ok = grh.emit(&mut GrhPacket::new_unchecked(h)).is_ok();
-    m.adj(GRH_LEN);
-    ok
+    GrhTemplate::new(sgid, dgid).put(m)
+}
+
+/// The GRH of messages from one source to one destination, emitted once:
+/// each message then gets a copy with its payload length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrhTemplate([u8; GRH_LEN]);
+
+impl GrhTemplate {
+    pub fn new(sgid: Gid, dgid: Gid) -> Self {
+        let mut bytes = [0u8; GRH_LEN];
+        let grh = GrhRepr {
+            traffic_class: 0,
+            flow_label: 0,
+            payload_len: 0,
+            next_header: NEXT_HEADER_IBA,
+            hop_limit: 1,
+            sgid,
+            dgid,
+        };
+        // 40 bytes always hold a GRH.
+        let _ = grh.emit(&mut GrhPacket::new_unchecked(&mut bytes[..]));
+        GrhTemplate(bytes)
+    }
+
+    /// As `put_grh`.
+    #[inline]
+    pub fn put(&self, m: &mut Mbuf) -> bool {
+        let payload_len = m.len() as u16;
+        let Some(h) = m.prepend(GRH_LEN) else {
+            return false;
+        };
+        h.copy_from_slice(&self.0);
+        GrhPacket::new_unchecked(h).set_payload_len(payload_len);
+        m.adj(GRH_LEN);
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

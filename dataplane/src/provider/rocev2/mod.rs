@@ -131,6 +131,11 @@ pub struct Rocev2Provider {
     rx_bufs: ArrayVec<Mbuf, MAX_BURST>,
     /// Staging buffers when receiving with UDP GRO.
     gro: Option<Box<rx_gro::GroRx>>,
+    /// The ICRC headers of the last flow received from.
+    icrc_headers: pseudo::HeadersCache,
+    /// The BTH and DETH last sent (PSN aside), and what they were made of
+    /// (opcode, destination QPN, Q_Key, pad count).
+    tx_headers: (Option<(u8, u32, u32, u8)>, [u8; tx::HEADERS_LEN]),
     pub counters: Rocev2Counters,
 }
 
@@ -184,6 +189,8 @@ impl Rocev2Provider {
             rx_slots: slots::Slots::new(),
             rx_bufs: ArrayVec::new(),
             gro: cfg.gro.then(|| rx_gro::GroRx::new(cfg.local)),
+            icrc_headers: pseudo::HeadersCache::default(),
+            tx_headers: (None, [0; tx::HEADERS_LEN]),
             counters: Rocev2Counters::default(),
         })
     }

@@ -6,7 +6,7 @@
 //! (TOS, TTL, checksums and the IPv6 traffic class, flow label and hop
 //! limit are masked by the ICRC).
 
-use crate::wire::roce::icrc;
+use crate::wire::roce::IcrcHeaders;
 use std::net::SocketAddr;
 
 const IPV4_HEADER_LEN: usize = 20;
@@ -38,6 +38,15 @@ pub fn icrc_with_ip_id(
     transport: &[u8],
     ip_id: u16,
 ) -> Option<u32> {
+    let mut h = headers(src, dst, udp_payload_len)?;
+    h.set_ipv4_id(ip_id);
+    h.icrc(transport).ok()
+}
+
+/// The headers the ICRC of a UDP payload of `udp_payload_len` bytes (the
+/// ICRC included) from `src` to `dst` covers, IPv4 ID 0: built once for
+/// the messages of one size to one peer. `None` when the families differ.
+pub fn headers(src: SocketAddr, dst: SocketAddr, udp_payload_len: usize) -> Option<IcrcHeaders> {
     let udp_len = u16::try_from(UDP_HEADER_LEN + udp_payload_len).ok()?;
     let mut ip = [0u8; IPV6_HEADER_LEN];
     let ip = match (src, dst) {
@@ -46,7 +55,6 @@ pub fn icrc_with_ip_id(
             let h = &mut ip[..IPV4_HEADER_LEN];
             h[0] = 0x45;
             h[2..4].copy_from_slice(&total.to_be_bytes());
-            h[4..6].copy_from_slice(&ip_id.to_be_bytes());
             h[6..8].copy_from_slice(&IPV4_DF.to_be_bytes());
             h[8] = TTL;
             h[9] = PROTO_UDP;
@@ -69,5 +77,32 @@ pub fn icrc_with_ip_id(
     udp[0..2].copy_from_slice(&src.port().to_be_bytes());
     udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    icrc(ip, &udp, transport).ok()
+    IcrcHeaders::new(ip, &udp).ok()
+}
+
+/// The headers of the flow an ICRC was last checked for: a receiver's
+/// messages mostly come from one sender at one size (a GRO buffer always
+/// does), so they are built once for many.
+#[derive(Debug, Default)]
+pub(super) struct HeadersCache {
+    last: Option<(SocketAddr, SocketAddr, usize, IcrcHeaders)>,
+}
+
+impl HeadersCache {
+    /// The headers for a UDP payload of `udp_payload_len` bytes from `src`
+    /// to `dst` (IPv4 ID as last set); `None` when the families differ.
+    pub(super) fn get(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        udp_payload_len: usize,
+    ) -> Option<&mut IcrcHeaders> {
+        let hit = matches!(&self.last,
+            Some((s, d, l, _)) if *s == src && *d == dst && *l == udp_payload_len);
+        if !hit {
+            let h = headers(src, dst, udp_payload_len)?;
+            self.last = Some((src, dst, udp_payload_len, h));
+        }
+        self.last.as_mut().map(|(_, _, _, h)| h)
+    }
 }

@@ -5,11 +5,11 @@
 use super::counters::DropReason;
 use super::ipid::recover_ipv4_id;
 use super::socket::from_storage;
-use super::{addr, icrc_with_ip_id, Rocev2Provider, MAX_BURST};
+use super::{addr, Rocev2Provider, MAX_BURST};
 use crate::mem::Mbuf;
-use crate::provider::{put_grh, RecvCompletion, MCAST_QPN};
+use crate::provider::{GrhTemplate, RecvCompletion, MCAST_QPN};
 use crate::wire::roce::frame::extension_len;
-use crate::wire::roce::{bth, deth, ICRC_LEN};
+use crate::wire::roce::{bth, deth, IcrcHeaders, ICRC_LEN};
 use arrayvec::ArrayVec;
 use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
@@ -120,14 +120,27 @@ impl Rocev2Provider {
     /// Hands `m` (the message alone) up with its GRH and completion.
     pub(super) fn deliver<const N: usize>(
         &mut self,
-        mut m: Mbuf,
+        m: Mbuf,
         a: &Accepted,
         src: IpAddr,
         dst: IpAddr,
         out: &mut ArrayVec<RecvCompletion, N>,
         imms: Option<&mut ArrayVec<Option<u32>, N>>,
     ) {
-        let has_grh = put_grh(&mut m, addr::gid_of(src), addr::gid_of(dst));
+        let grh = GrhTemplate::new(addr::gid_of(src), addr::gid_of(dst));
+        self.deliver_with(m, a, &grh, out, imms);
+    }
+
+    /// As `deliver`, with the GRH of the source and destination addresses.
+    pub(super) fn deliver_with<const N: usize>(
+        &mut self,
+        mut m: Mbuf,
+        a: &Accepted,
+        grh: &GrhTemplate,
+        out: &mut ArrayVec<RecvCompletion, N>,
+        imms: Option<&mut ArrayVec<Option<u32>, N>>,
+    ) {
+        let has_grh = grh.put(&mut m);
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += m.len() as u64;
         self.counters.rx_multicast += u64::from(a.multicast);
@@ -149,10 +162,27 @@ impl Rocev2Provider {
     /// The checks of a UD QP on one UDP payload from `src` to `dst`; the
     /// ICRC is tried first with IPv4 ID `ip_id` (a GSO segment's index).
     pub(super) fn check(
-        &self,
+        &mut self,
         p: &[u8],
         src: SocketAddr,
         dst: SocketAddr,
+        ip_id: u16,
+    ) -> Result<Accepted, DropReason> {
+        let mut headers = self.icrc_headers.get(src, dst, p.len()).copied();
+        let to = Destination {
+            multicast: dst.ip().is_multicast(),
+            from_ipv4: src.is_ipv4(),
+        };
+        self.check_with(p, headers.as_mut(), to, ip_id)
+    }
+
+    /// As `check`, with the ICRC headers of the payload's flow and size
+    /// already built (`None`: the families differ, a bad ICRC).
+    pub(super) fn check_with(
+        &self,
+        p: &[u8],
+        headers: Option<&mut IcrcHeaders>,
+        to: Destination,
         ip_id: u16,
     ) -> Result<Accepted, DropReason> {
         if p.len() < bth::HEADER_LEN + ICRC_LEN {
@@ -168,14 +198,18 @@ impl Rocev2Provider {
             .ok_or(DropReason::Truncated)?;
         let found =
             u32::from_le_bytes([p[icrc_at], p[icrc_at + 1], p[icrc_at + 2], p[icrc_at + 3]]);
-        let expected =
-            icrc_with_ip_id(src, dst, p.len(), &p[..icrc_at], ip_id).ok_or(DropReason::BadIcrc)?;
+        let expected = headers
+            .and_then(|h| {
+                h.set_ipv4_id(ip_id);
+                h.icrc(&p[..icrc_at]).ok()
+            })
+            .ok_or(DropReason::BadIcrc)?;
         // rxe sends IPv4 IDs other than 0; the socket hides them, the ICRC
         // tells (the difference is linear in the ID, whatever was tried).
         let nonzero_ip_id = if expected == found {
             ip_id != 0
         } else if self.cfg.accept_nonzero_ip_id
-            && src.is_ipv4()
+            && to.from_ipv4
             && recover_ipv4_id(expected ^ found, icrc_at).is_some()
         {
             true
@@ -189,11 +223,11 @@ impl Rocev2Provider {
         if !pkey_matches(b.pkey(), self.cfg.pkey) {
             return Err(DropReason::PkeyMismatch);
         }
-        let multicast = dst.ip().is_multicast();
-        let qpn_ok = if multicast {
-            b.dest_qpn() == MCAST_QPN
+        let dest_qpn = b.dest_qpn();
+        let qpn_ok = if to.multicast {
+            dest_qpn == MCAST_QPN
         } else {
-            b.dest_qpn() == self.cfg.qpn
+            dest_qpn == self.cfg.qpn
         };
         if !qpn_ok {
             return Err(DropReason::WrongQpn);
@@ -210,11 +244,20 @@ impl Rocev2Provider {
             headers_len,
             trailer_len: pad + ICRC_LEN,
             src_qpn: d.src_qpn(),
-            multicast,
+            multicast: to.multicast,
             nonzero_ip_id,
             immediate,
         })
     }
+}
+
+/// What `check_with` needs to know of the addresses a payload came with.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Destination {
+    /// Sent to a group.
+    pub(super) multicast: bool,
+    /// Sent from an IPv4 address.
+    pub(super) from_ipv4: bool,
 }
 
 /// IBA 10.9.3: the low 15 bits match and at least one side is a full member.

@@ -8,9 +8,10 @@
 //! A GSO sender's segments carry IPv4 IDs 0, 1, 2, ...: segment k's ICRC is
 //! tried with ID k first, so the common case costs one CRC.
 
+use super::rx::Destination;
 use super::socket::from_storage;
-use super::{slots::Slots, DropReason, Rocev2Provider};
-use crate::provider::RecvCompletion;
+use super::{addr, slots::Slots, DropReason, Rocev2Provider};
+use crate::provider::{GrhTemplate, RecvCompletion};
 use arrayvec::ArrayVec;
 use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
@@ -130,7 +131,8 @@ impl Rocev2Provider {
         mut imms: Option<&mut ArrayVec<Option<u32>, N>>,
     ) -> bool {
         while g.next < g.count {
-            let st = g.staged[g.next];
+            let i = g.next;
+            let st = g.staged[i];
             if st.off >= st.len {
                 g.next += 1;
                 continue;
@@ -140,35 +142,55 @@ impl Rocev2Provider {
             }
             let Some(src) = st.src.filter(|_| !st.truncated) else {
                 self.counters.drop(DropReason::Truncated);
-                g.staged[g.next].off = st.len;
+                g.staged[i].off = st.len;
                 continue;
             };
-            let seg_len = st.segment.min(st.len - st.off);
-            let at = g.next * GRO_BUF + st.off;
-            let p = &g.buf[at..at + seg_len];
-            let index = u16::try_from(st.off / st.segment).unwrap_or(0);
+            // What every segment of the buffer shares is worked out once:
+            // the ICRC headers of a whole segment, the GRH, the addresses.
             let dst = SocketAddr::new(st.dst, self.cfg.port);
-            match self.check(p, src, dst, index) {
-                Ok(a) => {
-                    let Some(mut m) = self.cache.alloc() else {
-                        self.counters.rx_no_mbuf += 1;
-                        return false;
-                    };
-                    let keep = seg_len - a.headers_len - a.trailer_len;
-                    match m.append(keep) {
-                        Some(d) => {
-                            d.copy_from_slice(&p[a.headers_len..a.headers_len + keep]);
-                            self.deliver(m, &a, src.ip(), st.dst, out, imms.as_deref_mut());
-                        }
-                        None => {
-                            self.cache.free(m);
-                            self.counters.drop(DropReason::Truncated);
+            let mut headers = self.icrc_headers.get(src, dst, st.segment).copied();
+            let to = Destination {
+                multicast: st.dst.is_multicast(),
+                from_ipv4: src.is_ipv4(),
+            };
+            let grh = GrhTemplate::new(addr::gid_of(src.ip()), addr::gid_of(st.dst));
+            let base = i * GRO_BUF;
+            let (mut off, mut index) = (st.off, st.off / st.segment);
+            while off < st.len && !out.is_full() {
+                let seg_len = st.segment.min(st.len - off);
+                let p = &g.buf[base + off..base + off + seg_len];
+                let ip_id = u16::try_from(index).unwrap_or(0);
+                let verdict = if seg_len == st.segment {
+                    self.check_with(p, headers.as_mut(), to, ip_id)
+                } else {
+                    // A shorter last segment.
+                    self.check(p, src, dst, ip_id)
+                };
+                match verdict {
+                    Ok(a) => {
+                        let Some(mut m) = self.cache.alloc() else {
+                            self.counters.rx_no_mbuf += 1;
+                            g.staged[i].off = off;
+                            return false;
+                        };
+                        let keep = seg_len - a.headers_len - a.trailer_len;
+                        match m.append(keep) {
+                            Some(d) => {
+                                d.copy_from_slice(&p[a.headers_len..a.headers_len + keep]);
+                                self.deliver_with(m, &a, &grh, out, imms.as_deref_mut());
+                            }
+                            None => {
+                                self.cache.free(m);
+                                self.counters.drop(DropReason::Truncated);
+                            }
                         }
                     }
+                    Err(reason) => self.counters.drop(reason),
                 }
-                Err(reason) => self.counters.drop(reason),
+                off += seg_len;
+                index += 1;
             }
-            g.staged[g.next].off += seg_len;
+            g.staged[i].off = off;
         }
         true
     }

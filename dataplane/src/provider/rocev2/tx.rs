@@ -4,7 +4,7 @@
 //! are one message each).
 
 use super::socket::to_storage;
-use super::{addr, icrc_with_ip_id, Rocev2Ah, Rocev2Provider, MAX_BURST};
+use super::{addr, pseudo, Rocev2Ah, Rocev2Provider, MAX_BURST};
 use crate::mem::Mbuf;
 use crate::provider::{SendWr, MCAST_QPN};
 use crate::wire::roce::bth::{self, PSN_MASK};
@@ -17,7 +17,7 @@ use arrayvec::ArrayVec;
 use std::os::fd::AsRawFd;
 
 /// BTH + DETH of a UD SEND_ONLY.
-const HEADERS_LEN: usize = bth::HEADER_LEN + deth::HEADER_LEN;
+pub(super) const HEADERS_LEN: usize = bth::HEADER_LEN + deth::HEADER_LEN;
 
 /// What to do with a request before it can go out.
 enum Prepared {
@@ -90,12 +90,16 @@ impl Rocev2Provider {
         // The ICRCs: a GSO run's segments get IPv4 IDs 0, 1, 2, ...
         let mut unsendable = None;
         for &(first, count) in &runs {
+            // One destination and one size per run: its headers are built once.
+            let dst = addr::socket_addr(wrs[first].ah.dst, self.cfg.port);
+            let len = wrs[first].mbuf.len();
+            let mut headers = pseudo::headers(self.tx_addr, dst, len + ICRC_LEN);
             for k in 0..count {
-                let wr = &mut wrs[first + k];
-                let dst = addr::socket_addr(wr.ah.dst, self.cfg.port);
-                let ip_id = if count > 1 { k as u16 } else { 0 };
-                let m = &mut wr.mbuf;
-                let icrc = icrc_with_ip_id(self.tx_addr, dst, m.len() + ICRC_LEN, m.data(), ip_id);
+                let m = &mut wrs[first + k].mbuf;
+                let icrc = headers.as_mut().and_then(|h| {
+                    h.set_ipv4_id(if count > 1 { k as u16 } else { 0 });
+                    h.icrc(m.data()).ok()
+                });
                 match (icrc, m.append(ICRC_LEN)) {
                     (Some(icrc), Some(tail)) => tail.copy_from_slice(&icrc.to_le_bytes()),
                     _ => unsendable = unsendable.or(Some(first + k)),
@@ -224,45 +228,63 @@ impl Rocev2Provider {
         } else {
             wr.remote_qpn
         };
-        let bth = BthRepr {
-            opcode: if imm.is_some() {
-                OPCODE_UD_SEND_ONLY_WITH_IMMEDIATE
-            } else {
-                OPCODE_UD_SEND_ONLY
-            },
-            pkey: self.cfg.pkey,
-            dest_qpn,
-            psn,
-            pad_count: pad,
-            ..BthRepr::default()
+        let opcode = if imm.is_some() {
+            OPCODE_UD_SEND_ONLY_WITH_IMMEDIATE
+        } else {
+            OPCODE_UD_SEND_ONLY
         };
-        let deth = DethRepr {
-            qkey,
-            src_qpn: self.cfg.qpn,
-        };
-        if !write_headers(m, &bth, &deth, imm) {
+        // The headers of a burst's messages differ in their PSN alone, mostly:
+        // they are emitted once per destination, Q_Key, padding and opcode.
+        let key = (opcode, dest_qpn, qkey, pad);
+        if self.tx_headers.0 != Some(key) {
+            let bth = BthRepr {
+                opcode,
+                pkey: self.cfg.pkey,
+                dest_qpn,
+                psn: 0,
+                pad_count: pad,
+                ..BthRepr::default()
+            };
+            let deth = DethRepr {
+                qkey,
+                src_qpn: self.cfg.qpn,
+            };
+            let (b, d) = self.tx_headers.1.split_at_mut(bth::HEADER_LEN);
+            if bth.emit(&mut bth::Packet::new_unchecked(b)).is_err()
+                || deth.emit(&mut deth::Packet::new_unchecked(d)).is_err()
+            {
+                self.tx_headers.0 = None;
+                return Prepared::Unsendable;
+            }
+            self.tx_headers.0 = Some(key);
+        }
+        if !write_headers(m, &self.tx_headers.1, psn, imm) {
             return Prepared::Unsendable;
         }
         if m.tailroom() < tail {
             return Prepared::Unsendable;
         }
-        if let Some(zeros) = m.append(usize::from(pad)) {
-            zeros.fill(0);
+        if pad > 0 {
+            if let Some(zeros) = m.append(usize::from(pad)) {
+                zeros.fill(0);
+            }
         }
         Prepared::Ready
     }
 }
 
-fn write_headers(m: &mut Mbuf, bth_repr: &BthRepr, deth_repr: &DethRepr, imm: Option<u32>) -> bool {
+/// Prepends the BTH and DETH of `template` with `psn` (and the ImmDt).
+fn write_headers(m: &mut Mbuf, template: &[u8; HEADERS_LEN], psn: u32, imm: Option<u32>) -> bool {
     let len = HEADERS_LEN + if imm.is_some() { IMMDT_LEN } else { 0 };
     let Some(h) = m.prepend(len) else {
         return false;
     };
-    let (b, rest) = h.split_at_mut(bth::HEADER_LEN);
-    let (d, immdt) = rest.split_at_mut(deth::HEADER_LEN);
+    let (headers, immdt) = h.split_at_mut(HEADERS_LEN);
+    headers.copy_from_slice(template);
+    bth::Packet::new_unchecked(&mut headers[..bth::HEADER_LEN])
+        .set_ack_req_psn(false, psn & PSN_MASK);
     if let Some(imm) = imm {
         immdt.copy_from_slice(&imm.to_be_bytes());
     }
-    bth_repr.emit(&mut bth::Packet::new_unchecked(b)).is_ok()
-        && deth_repr.emit(&mut deth::Packet::new_unchecked(d)).is_ok()
+    true
 }

@@ -48,13 +48,47 @@ pub(crate) fn update(register: u32, data: &[u8]) -> (u32, &[u8]) {
     (register, data)
 }
 
+/// As `update` over `head` then `rest`, without copying them together (a
+/// packet's rebuilt headers, then the packet): the register over the
+/// longest multiple-of-16 prefix of the two, and what is left of `rest`.
+/// `None` where the CPU lacks the instructions.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn update_after<'a>(
+    register: u32,
+    head: &[u8; 64],
+    rest: &'a [u8],
+) -> Option<(u32, &'a [u8])> {
+    if !available() {
+        return None;
+    }
+    // SAFETY: as in `update`.
+    Some(unsafe { fold_from(register, head, rest) })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn update_after<'a>(
+    _register: u32,
+    _head: &[u8; 64],
+    _rest: &'a [u8],
+) -> Option<(u32, &'a [u8])> {
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "pclmulqdq", enable = "sse2", enable = "sse4.1")]
-unsafe fn fold(register: u32, mut data: &[u8]) -> (u32, &[u8]) {
-    let mut x3 = load(&mut data);
-    let mut x2 = load(&mut data);
-    let mut x1 = load(&mut data);
-    let mut x0 = load(&mut data);
+unsafe fn fold(register: u32, data: &[u8]) -> (u32, &[u8]) {
+    let (head, rest) = data.split_at(MIN_LEN);
+    fold_from(register, head.try_into().expect("64 bytes"), rest)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "pclmulqdq", enable = "sse2", enable = "sse4.1")]
+unsafe fn fold_from<'a>(register: u32, head: &[u8; 64], mut data: &'a [u8]) -> (u32, &'a [u8]) {
+    let mut h = &head[..];
+    let mut x3 = load(&mut h);
+    let mut x2 = load(&mut h);
+    let mut x1 = load(&mut h);
+    let mut x0 = load(&mut h);
     x3 = arch::_mm_xor_si128(x3, arch::_mm_cvtsi32_si128(register as i32));
 
     let k1k2 = arch::_mm_set_epi64x(K2, K1);

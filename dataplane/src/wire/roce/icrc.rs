@@ -10,6 +10,7 @@
 
 use super::super::{Error, Result};
 use super::{bth, clmul};
+use std::mem::MaybeUninit;
 
 pub const ICRC_LEN: usize = 4;
 const IPV4_MIN_HEADER_LEN: usize = 20;
@@ -129,54 +130,116 @@ pub fn crc32(data: &[u8]) -> u32 {
 /// header and the transport packet from the BTH up to, not including, the
 /// ICRC. `Truncated`/`Malformed` when a part has the wrong size.
 pub fn icrc(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Result<u32> {
-    if udp_header.len() != UDP_HEADER_LEN {
-        return Err(Error::Malformed);
-    }
-    if transport.len() < bth::HEADER_LEN {
-        return Err(Error::Truncated);
-    }
-    // The masked headers and the start of the transport go through one
-    // staging buffer, so short packets take a single carry-less pass
-    // instead of several table-driven pieces.
-    let mut stage = [0u8; STAGE_LEN];
-    let ip_len = ip_header.len();
-    match ip_header.first().map(|b| b >> 4) {
-        Some(4) if (IPV4_MIN_HEADER_LEN..=IPV4_MAX_HEADER_LEN).contains(&ip_len) => {
-            stage[..ip_len].copy_from_slice(ip_header);
-            // TOS, TTL and header checksum.
-            for at in [1, 8, 10, 11] {
-                stage[at] = 0xff;
-            }
-        }
-        Some(6) if ip_len == IPV6_HEADER_LEN => {
-            stage[..ip_len].copy_from_slice(ip_header);
-            // Traffic class and flow label (all but the version nibble), hop limit.
-            stage[0] |= 0x0f;
-            for at in [1, 2, 3, 7] {
-                stage[at] = 0xff;
-            }
-        }
-        None => return Err(Error::Truncated),
-        Some(_) => return Err(Error::Malformed),
-    }
-    let mut n = ip_len;
-    stage[n..n + UDP_HEADER_LEN].copy_from_slice(udp_header);
-    // The UDP checksum.
-    stage[n + 6] = 0xff;
-    stage[n + 7] = 0xff;
-    n += UDP_HEADER_LEN;
-    let bth_at = n;
-    let take = transport.len().min(STAGE_LEN - n);
-    stage[n..n + take].copy_from_slice(&transport[..take]);
-    stage[bth_at + bth::VARIANT_BYTE] = 0xff;
-    n += take;
-    let mut crc = Crc32 {
-        register: AFTER_LRH,
-    };
-    crc.update(&stage[..n]);
-    crc.update(&transport[take..]);
-    Ok(crc.finish())
+    IcrcHeaders::new(ip_header, udp_header)?.icrc(transport)
 }
+
+/// The IP and UDP headers an ICRC covers, with their variant fields masked:
+/// built once for the packets of a flow (one size, one peer), each packet's
+/// ICRC then takes one pass over the headers and the packet without
+/// copying the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcrcHeaders {
+    /// The headers (`len` bytes), then zeros: at least `HEAD_LEN` bytes,
+    /// copied as one block.
+    bytes: [u8; IPV4_MAX_HEADER_LEN + UDP_HEADER_LEN],
+    len: usize,
+}
+
+impl IcrcHeaders {
+    /// `Truncated`/`Malformed` as `icrc`.
+    pub fn new(ip_header: &[u8], udp_header: &[u8]) -> Result<Self> {
+        if udp_header.len() != UDP_HEADER_LEN {
+            return Err(Error::Malformed);
+        }
+        let mut h = IcrcHeaders {
+            bytes: [0; IPV4_MAX_HEADER_LEN + UDP_HEADER_LEN],
+            len: 0,
+        };
+        let ip_len = ip_header.len();
+        let stage = &mut h.bytes;
+        match ip_header.first().map(|b| b >> 4) {
+            Some(4) if (IPV4_MIN_HEADER_LEN..=IPV4_MAX_HEADER_LEN).contains(&ip_len) => {
+                stage[..ip_len].copy_from_slice(ip_header);
+                // TOS, TTL and header checksum.
+                for at in [1, 8, 10, 11] {
+                    stage[at] = 0xff;
+                }
+            }
+            Some(6) if ip_len == IPV6_HEADER_LEN => {
+                stage[..ip_len].copy_from_slice(ip_header);
+                // Traffic class and flow label (all but the version nibble), hop limit.
+                stage[0] |= 0x0f;
+                for at in [1, 2, 3, 7] {
+                    stage[at] = 0xff;
+                }
+            }
+            None => return Err(Error::Truncated),
+            Some(_) => return Err(Error::Malformed),
+        }
+        stage[ip_len..ip_len + UDP_HEADER_LEN].copy_from_slice(udp_header);
+        // The UDP checksum.
+        stage[ip_len + 6] = 0xff;
+        stage[ip_len + 7] = 0xff;
+        h.len = ip_len + UDP_HEADER_LEN;
+        Ok(h)
+    }
+
+    /// Sets the IPv4 identification (IPv4 headers only; the kernel numbers
+    /// the segments of one UDP GSO send 0, 1, 2, ...).
+    pub fn set_ipv4_id(&mut self, id: u16) {
+        if self.bytes[0] >> 4 == 4 {
+            self.bytes[4..6].copy_from_slice(&id.to_be_bytes());
+        }
+    }
+
+    /// The ICRC of `transport` (BTH up to, not including, the ICRC) behind
+    /// these headers. `Truncated` when shorter than a BTH.
+    pub fn icrc(&self, transport: &[u8]) -> Result<u32> {
+        if transport.len() < bth::HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        let n = self.len;
+        let mut crc = Crc32 {
+            register: AFTER_LRH,
+        };
+        // Headers and the first transport bytes as one 64-byte block (two
+        // fixed-size copies), the rest of the packet read where it is.
+        if n <= HEAD_LEN && transport.len() >= HEAD_LEN {
+            let mut block = MaybeUninit::<[u8; 2 * HEAD_LEN]>::uninit();
+            let b = block.as_mut_ptr().cast::<u8>();
+            // SAFETY: two 64-byte copies inside the 128-byte block (n <= 64)
+            // from 64 readable bytes each; they leave the first 64 bytes
+            // written (0..n from the headers, n..64 from the transport),
+            // and only those are read.
+            let head = unsafe {
+                std::ptr::copy_nonoverlapping(self.bytes.as_ptr(), b, HEAD_LEN);
+                std::ptr::copy_nonoverlapping(transport.as_ptr(), b.add(n), HEAD_LEN);
+                *b.add(n + bth::VARIANT_BYTE) = 0xff;
+                &*b.cast::<[u8; HEAD_LEN]>()
+            };
+            let rest = &transport[HEAD_LEN - n..];
+            if let Some((register, tail)) = clmul::update_after(crc.register, head, rest) {
+                crc.register = register;
+                crc.update_tables(tail);
+                return Ok(crc.finish());
+            }
+        }
+        // Short packets (and CPUs without carry-less multiply): the masked
+        // headers and the start of the transport go through one staging
+        // buffer, so they take a single pass.
+        let mut stage = [0u8; STAGE_LEN];
+        stage[..n].copy_from_slice(&self.bytes[..n]);
+        let take = transport.len().min(STAGE_LEN - n);
+        stage[n..n + take].copy_from_slice(&transport[..take]);
+        stage[n + bth::VARIANT_BYTE] = 0xff;
+        crc.update(&stage[..n + take]);
+        crc.update(&transport[take..]);
+        Ok(crc.finish())
+    }
+}
+
+/// What the one-pass ICRC folds first: headers, then transport bytes.
+const HEAD_LEN: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -273,6 +336,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn headers_reused_with_another_ipv4_id_match_fresh_ones() {
+        let data: Vec<u8> = (0..600u32).map(|i| (i * 7 + 3) as u8).collect();
+        let mut ip = data[..20].to_vec();
+        ip[0] = 0x45;
+        let udp = &data[20..28];
+        let mut reused = IcrcHeaders::new(&ip, udp).unwrap();
+        for id in [0u16, 1, 0x1234, 0xffff] {
+            ip[4..6].copy_from_slice(&id.to_be_bytes());
+            reused.set_ipv4_id(id);
+            for len in [12, 40, 100, 600] {
+                let transport = &data[..len];
+                assert_eq!(
+                    reused.icrc(transport).unwrap(),
+                    icrc_by_definition(&ip, udp, transport)
+                );
+            }
+        }
+        assert_eq!(reused.icrc(&data[..11]), Err(Error::Truncated));
     }
 
     #[test]
