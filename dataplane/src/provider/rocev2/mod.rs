@@ -133,9 +133,8 @@ pub struct Rocev2Provider {
     gro: Option<Box<rx_gro::GroRx>>,
     /// The ICRC headers of the last flow received from.
     icrc_headers: pseudo::HeadersCache,
-    /// The BTH and DETH last sent (PSN aside), and what they were made of
-    /// (opcode, destination QPN, Q_Key, pad count).
-    tx_headers: (Option<(u8, u32, u32, u8)>, [u8; tx::HEADERS_LEN]),
+    /// The BTH and DETH last sent (PSN aside), and what they were made of.
+    tx_headers: (Option<tx::HeadersKey>, [u8; tx::HEADERS_LEN]),
     pub counters: Rocev2Counters,
 }
 

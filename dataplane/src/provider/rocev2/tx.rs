@@ -19,6 +19,10 @@ use std::os::fd::AsRawFd;
 /// BTH + DETH of a UD SEND_ONLY.
 pub(super) const HEADERS_LEN: usize = bth::HEADER_LEN + deth::HEADER_LEN;
 
+/// What a message's BTH and DETH are made of, the PSN aside: opcode,
+/// destination QPN, Q_Key, pad count.
+pub(super) type HeadersKey = (u8, u32, u32, u8);
+
 /// What to do with a request before it can go out.
 enum Prepared {
     Ready,
