@@ -258,6 +258,9 @@ struct Core<F: AhFactory, S: PathService> {
     next_state_check: Duration,
 }
 
+/// How long a ping round waits for its targets to be resolved.
+const PING_RESOLVE_WAIT: Duration = Duration::from_secs(2);
+
 /// How often neighbour states are compared with the last logged ones.
 const NEIGH_LOG_EVERY: Duration = Duration::from_millis(100);
 
@@ -498,7 +501,18 @@ where
 
     fn run_stack(&mut self, now: Duration) {
         if let Some(p) = self.ping.as_mut() {
-            if p.next_seq < p.count && now >= p.next_at {
+            // After the first round (which starts resolution), a round waits
+            // up to PING_RESOLVE_WAIT for its targets' neighbours: while one
+            // resolves, the few packets queued for it are mostly a flow's
+            // and a ping among them is likely dropped.
+            let due = p.next_seq < p.count && now >= p.next_at;
+            let held = due && p.next_seq > 0 && now < p.next_at + PING_RESOLVE_WAIT && {
+                let table = self.lcore_table.load();
+                !p.targets
+                    .iter()
+                    .all(|&t| t.is_multicast() || table.lookup(t).is_some())
+            };
+            if due && !held {
                 for (i, &to) in p.targets.iter().enumerate() {
                     if self
                         .stack
