@@ -6,6 +6,11 @@
 #   ud_pingpong_from_guest  guest b's ibv_ud_pingpong client <-> our server
 #   mckey_to_guest          our sender (opcode 0x65, UDP GSO) -> guest a's mckey receiver
 #   mckey_from_guest        guest b's mckey sender -> our receiver
+#   ud_pingpong6_to_guest   as ud_pingpong_to_guest on IPv6 GIDs: guest a adds
+#                           fd99::2 to its netdev, rxe's GID table gains it,
+#                           ibv_ud_pingpong -g <that index> serves our client
+#                           at fd99::11 (RoCEv2 over IPv6 both ways)
+#   ud_pingpong6_from_guest guest b (fd99::3, its IPv6 GID) -> our server at fd99::12
 #   rxe_counters            no *_err counter above 0 in either guest
 #   icrc_bridge             every RoCEv2 frame on the bridge has a valid ICRC
 #                           (roce-pcap-check.py and `ipoibctl decode`), enough
@@ -97,7 +102,44 @@ A=10.99.0.2 B=10.99.0.3
 CLIENT=10.99.0.11 SERVER=10.99.0.12 MRECV=10.99.0.13 MSEND=10.99.0.14
 G_TO_GUEST=239.1.1.1 G_FROM_GUEST=239.1.1.2
 for ip in $CLIENT $SERVER $MRECV $MSEND; do ip -n "$NS" addr add "$ip/24" dev br0; done
+# IPv6: the guests add fd99::2 (a) and fd99::3 (b) in their last step.
+CLIENT6=fd99::11 SERVER6=fd99::12
+for ip in $CLIENT6 $SERVER6; do ip -n "$NS" addr add "$ip/64" dev br0 nodad; done
 in_ns() { ip netns exec "$NS" "$@"; }
+
+# The guests' IPv6 step (role exec): an IPv6 address on the netdev, so rxe
+# adds its GID; then ibv_ud_pingpong on that GID index, a as the server, b
+# as the client of our server at fd99::12.
+mkdir -p "$W/v6/extra"
+cat >"$W/v6/extra/run.sh" <<'GUEST'
+#!/bin/sh
+case $RXE_VM_NAME in
+    a) me=fd99::2 full=fd99:0000:0000:0000:0000:0000:0000:0002 ;;
+    *) me=fd99::3 full=fd99:0000:0000:0000:0000:0000:0000:0003 ;;
+esac
+ip -6 addr add $me/64 dev "$RXE_VM_NETDEV" nodad || exit 3
+idx="" n=0
+while [ -z "$idx" ] && [ $n -lt 100 ]; do
+    for f in /sys/class/infiniband/$RXE_VM_DEV/ports/1/gids/*; do
+        [ "$(cat "$f" 2>/dev/null)" = $full ] && idx=${f##*/}
+    done
+    [ -n "$idx" ] || { n=$((n + 1)); sleep 0.1; }
+done
+[ -n "$idx" ] || { echo "RXE-VM: ipv6 no GID for $me"; exit 4; }
+echo "RXE-VM: ipv6 gid index=$idx gid=$full type=$(cat /sys/class/infiniband/$RXE_VM_DEV/ports/1/gid_attrs/types/$idx)"
+if [ "$RXE_VM_NAME" = a ]; then
+    exec ibv_ud_pingpong -d "$RXE_VM_DEV" -g "$idx" -s 510 -n 20 -c
+fi
+tries=0
+until ibv_ud_pingpong -d "$RXE_VM_DEV" -g "$idx" -s 512 -n 10 -c fd99::12 >/tmp/pp6.out 2>&1; do
+    cat /tmp/pp6.out
+    tries=$((tries + 1))
+    grep -q "Couldn't connect" /tmp/pp6.out && [ $tries -lt 60 ] || exit 1
+    sleep 1
+done
+cat /tmp/pp6.out
+GUEST
+bash "$RXE_VM/mkcpio.sh" "$W/v6" "$W/v6.cpio" || { fail build-v6-cpio; exit 1; }
 
 in_ns tcpdump -i br0 -U -s 0 -Z root -w "$W/bridge.pcap" 2>"$W/tcpdump.log" &
 TCPDUMP=$!; PIDS+=("$TCPDUMP")
@@ -111,8 +153,11 @@ in_ns "$PEER" mckey-recv --local $MRECV --group $G_FROM_GUEST --count 10 --size 
 MR=$!; PIDS+=("$MR")
 in_ns "$PEER" ud-server --local $SERVER --iters 10 --size 512 --qpn 0x21 --secs 150 >"$W/ud-server.out" 2>&1 &
 US=$!; PIDS+=("$US")
+in_ns "$PEER" ud-server --local $SERVER6 --iters 10 --size 512 --qpn 0x22 --secs 170 >"$W/ud-server6.out" 2>&1 &
+US6=$!; PIDS+=("$US6")
 wait_for "$W/mckey-recv.out" '^ready' 10 "$MR" || fail mckey_from_guest "our receiver did not start"
 wait_for "$W/ud-server.out" '^listening' 10 "$US" || fail ud_pingpong_from_guest "our server did not start"
+wait_for "$W/ud-server6.out" '^listening' 10 "$US6" || fail ud_pingpong6_from_guest "our server did not start"
 
 boot() {
     local n=$1; shift
@@ -120,8 +165,10 @@ boot() {
         >"$W/$n.boot" 2>&1 &
 }
 t=$SECONDS
-boot a --tap tap0 --ip $A --role server,mckey-recv --count 20 --size 510 --group $G_TO_GUEST; GA=$!
-boot b --tap tap1 --ip $B --peer $SERVER --role client,mckey-send --count 10 --bursts 2 --group $G_FROM_GUEST; GB=$!
+boot a --tap tap0 --ip $A --role server,mckey-recv,exec --count 20 --size 510 --group $G_TO_GUEST \
+    --extra-cpio "$W/v6.cpio"; GA=$!
+boot b --tap tap1 --ip $B --peer $SERVER --role client,mckey-send,exec --count 10 --bursts 2 --group $G_FROM_GUEST \
+    --extra-cpio "$W/v6.cpio"; GB=$!
 PIDS+=("$GA" "$GB")
 
 in_ns "$PEER" ud-client --local $CLIENT --server $A --iters 20 --size 510 --qpn 0x11 --secs 150 >"$W/ud-client.out" 2>&1 &
@@ -135,6 +182,13 @@ UC=$!; PIDS+=("$UC")
         --interval 0.2 --gso 1 --secs 60 --until-file "$W/a.log" --until-text "RXE-VM: step role=mckey-recv rc="
 ) >"$W/mckey-send.out" 2>&1 &
 MS=$!; PIDS+=("$MS")
+# Our IPv6 client starts with guest a's IPv6 step (so it does not meet the
+# IPv4 server before it); the out-of-band exchange stays on IPv4.
+(
+    wait_for "$W/a.log" '^RXE-VM: ipv6 gid index=' 170 || exit 1
+    exec ip netns exec "$NS" "$PEER" ud-client --local $CLIENT6 --server $A --iters 20 --size 510 --qpn 0x12 --secs 60
+) >"$W/ud-client6.out" 2>&1 &
+UC6=$!; PIDS+=("$UC6")
 
 ready="" n_ready=0
 for g in a b; do
@@ -145,7 +199,7 @@ done
 wait "$GA"; RA=$?
 wait "$GB"; RB=$?
 # The guests are done: whatever of ours still runs has failed; stop it.
-for p in $UC $US $MR $MS; do
+for p in $UC $US $MR $MS $UC6 $US6; do
     end=$((SECONDS + 5))
     while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
     kill -TERM "$p" 2>/dev/null || true
@@ -154,6 +208,8 @@ wait "$UC"; RUC=$?
 wait "$US"; RUS=$?
 wait "$MR"; RMR=$?
 wait "$MS"; RMS=$?
+wait "$UC6"; RUC6=$?
+wait "$US6"; RUS6=$?
 kill -TERM "$TCPDUMP" 2>/dev/null; wait "$TCPDUMP" 2>/dev/null
 PIDS=()
 
@@ -181,6 +237,19 @@ else
     fail mckey_from_guest "peer rc=$RMR: $(last mckey-recv); $(why b mckey-send)"
 fi
 
+gid6() { marker "$1" 'ipv6 gid index=[0-9]+ gid=[0-9a-f:]+ type=[A-Za-z0-9 ]+' | tr -d '\r'; }
+# Our QP at an IPv6 address refuses an IPv4 GID: success means IPv6 GIDs.
+if [ $RUC6 = 0 ] && [ "$(step_rc a exec)" = 0 ]; then
+    pass ud_pingpong6_to_guest "$(last ud-client6); guest a: $(gid6 a)"
+else
+    fail ud_pingpong6_to_guest "peer rc=$RUC6: $(last ud-client6); $(why a exec); $(gid6 a)"
+fi
+if [ $RUS6 = 0 ] && [ "$(step_rc b exec)" = 0 ] && grep -q "GID fd99::3)" "$W/ud-server6.out"; then
+    pass ud_pingpong6_from_guest "$(last ud-server6); guest b: $(gid6 b)"
+else
+    fail ud_pingpong6_from_guest "peer rc=$RUS6: $(last ud-server6); $(why b exec); $(gid6 b)"
+fi
+
 errs=$(for g in a b; do marker $g 'counters.*' | tr ' ' '\n' | grep -E '_err=[1-9]' | sed "s/^/$g:/"; done | paste -sd ' ')
 # rcvd_pkts counts only frames rxe accepted (ICRC and Q_Key right): a got
 # our client's 20 and at least the 20 its mckey took, b our server's 10.
@@ -199,7 +268,7 @@ if python3 "$RXE_VM/tools/roce-pcap-check.py" "$W/bridge.pcap" --rxe-src $A --rx
     icrc_ok=1
 fi
 "$IPOIBCTL" decode "$W/bridge.pcap" >"$W/decode.out" 2>"$W/decode.err"
-ours=$(python3 - "$W/decode.out" $CLIENT $SERVER $MSEND <<'EOF'
+ours=$(python3 - "$W/decode.out" $CLIENT $SERVER $MSEND $CLIENT6 $SERVER6 <<'EOF'
 import json, sys
 ours = set(sys.argv[2:])
 n = ok = imm = 0

@@ -224,6 +224,9 @@ pub fn bind_udp(addr: SocketAddr, multicast_loop: bool, udp_checksum: bool) -> i
             setopt(s, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, TTL)?;
             setopt(s, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, loop_on)?;
             setopt(s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+            // rxe sends UDP checksum 0 over IPv6 too (the ICRC protects the
+            // datagram); without this the kernel drops such datagrams.
+            setopt(s, libc::SOL_UDP, libc::UDP_NO_CHECK6_RX, 1)?;
         }
     }
     let mut storage: libc::sockaddr_storage = zeroed_storage();
