@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Soak: ipoibd runs as a daemon on the soft fabric (three hosts, unicast and
-# multicast flows, IPv4 and IPv6, send-only groups) with SA faults injected
+# multicast flows, IPv4 and IPv6, send-only groups; two of the hosts with a
+# P_Key 0x8001 child interface and a flow between them) with SA faults injected
 # (delays, failures, resets, lost answers, early callbacks, SA restarts)
 # while random port events (flushes of every level, on one interface or
 # all), group joins and leaves, configuration reloads and queries hit it
@@ -68,10 +69,34 @@ ipv4 = ["10.0.0.3/24"]
 ipv6 = ["fd00::3/64"]
 groups = ["239.1.1.1", "239.2.2.2"$1]
 
+[[interface]]
+name = "ib0.8001"
+parent = "ib0"
+pkey = 0x8001
+ipv4 = ["10.1.0.1/24"]
+groups = ["239.1.1.1"]
+
+[[interface]]
+name = "ib2.8001"
+parent = "ib2"
+pkey = 0x8001
+ipv4 = ["10.1.0.3/24"]
+groups = ["239.1.1.1"]
+
 [[traffic]]
 from = "ib0"
 to = "10.0.0.2"
 rate_pps = $2
+
+[[traffic]]
+from = "ib0.8001"
+to = "10.1.0.3"
+rate_pps = 10000
+
+[[traffic]]
+from = "ib2.8001"
+to = "239.1.1.1"
+rate_pps = 2000
 
 [[traffic]]
 from = "ib1"
@@ -128,13 +153,13 @@ until ctl status >/dev/null 2>&1; do
 done
 
 RANDOM=$((seed % 32768))
-ifaces=(ib0 ib1 ib2)
+ifaces=(ib0 ib1 ib2 ib0.8001 ib2.8001)
 levels=(light normal heavy)
 events=0 flushes=0 joins=0 reloads=0 errors=0
 end=$((SECONDS + seconds))
 while [ "$SECONDS" -lt "$end" ]; do
     kill -0 "$PID" 2>/dev/null || fail "ipoibd died after $events events"
-    i=${ifaces[RANDOM % 3]}
+    i=${ifaces[RANDOM % ${#ifaces[@]}]}
     case $((RANDOM % 10)) in
     0 | 1 | 2)
         # A port event on one interface, or on all.
@@ -172,6 +197,14 @@ while [ "$SECONDS" -lt "$end" ]; do
 done
 
 ctl stats >"$WORK/stats" || fail "stats at the end"
+# The children's partition carried its unicast flow through it all.
+ctl stats --json >"$WORK/stats.json" || fail "stats at the end"
+child_rx=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+i = next(i for i in d["interfaces"] if i["interface"] == "ib2.8001")
+print(dict(i["xstats"])["rx_good_packets"])' "$WORK/stats.json") || fail "no ib2.8001 in stats"
+[ "$child_rx" -gt 0 ] || fail "ib2.8001 received nothing"
 kill -TERM "$PID"
 deadline=$((SECONDS + 120))
 while kill -0 "$PID" 2>/dev/null; do
@@ -182,7 +215,7 @@ status=0
 wait "$PID" || status=$?
 PID=""
 
-echo "soak: $events events ($flushes flushes, $joins joins/leaves, $reloads reloads), $errors refused requests"
+echo "soak: $events events ($flushes flushes, $joins joins/leaves, $reloads reloads), $errors refused requests, ib2.8001 received $child_rx"
 grep -E '^(control|mempool|sa-faults scenario):' "$WORK/out" || true
 [ "$status" = 0 ] || fail "exit status $status"
 grep -q '(no leak)' "$WORK/out" || fail "mbufs leaked"
