@@ -351,3 +351,38 @@ fn icrcs_made_with_rxes_nonzero_ip_ids_are_accepted_unless_strict() {
     assert!(poll_until(&mut strict, WAIT, |p| p.counters.rx_bad_icrc == 1));
     assert_eq!(strict.counters.rx_packets, 0);
 }
+
+#[test]
+fn ipv6_datagrams_with_udp_checksum_zero_are_delivered_as_rxe_sends_them() {
+    let port = free_port("::1");
+    let mut p = provider("::1", 0x4242, port, false);
+    let to = SocketAddr::new(ip("::1"), port);
+    // rxe sends UDP checksum 0 over IPv6 too; the kernel drops such a
+    // datagram unless the receiving socket allows it.
+    let peer = UdpSocket::bind(SocketAddr::new(ip("::1"), 0)).expect("peer");
+    let on: libc::c_int = 1;
+    // SAFETY: a live c_int and its size, on a socket this test owns.
+    let rc = unsafe {
+        libc::setsockopt(
+            peer.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_NO_CHECK6_TX,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_NO_CHECK6_TX");
+    let from = peer.local_addr().expect("peer address");
+    let mut udp = vec![0x64, 0, 0xff, 0xff, 0, 0, 0x42, 0x42, 0, 0, 0, 7];
+    udp.extend_from_slice(&QKEY.to_be_bytes());
+    udp.extend_from_slice(&[0, 0, 0, 0x33]);
+    udp.extend_from_slice(&payload(6, 64));
+    udp.extend_from_slice(&[0; 4]);
+    let n = udp.len();
+    let icrc = icrc_for(from, to, n, &udp[..n - 4]).expect("icrc");
+    udp[n - 4..].copy_from_slice(&icrc.to_le_bytes());
+    peer.send_to(&udp, to).expect("send");
+    let got = recv_n(&mut p, 1, WAIT);
+    assert_eq!(got.len(), 1, "counters: {:?}", p.counters);
+    assert_eq!((got[0].src_qpn, &got[0].data), (0x33, &payload(6, 64)));
+}
