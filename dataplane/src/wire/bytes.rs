@@ -6,7 +6,7 @@ pub(crate) fn u16_at(buf: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([buf[at], buf[at + 1]])
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn u24_at(buf: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]])
 }

@@ -57,51 +57,63 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer
     }
 
+    #[inline]
     fn byte(&self, at: usize) -> u8 {
         self.buffer.as_ref()[at]
     }
 
+    #[inline]
     pub fn opcode(&self) -> u8 {
         self.byte(field::OPCODE)
     }
 
+    #[inline]
     pub fn solicited(&self) -> bool {
         self.byte(field::FLAGS) & SOLICITED != 0
     }
 
+    #[inline]
     pub fn migreq(&self) -> bool {
         self.byte(field::FLAGS) & MIGREQ != 0
     }
 
     /// Zero bytes appended to the payload to reach a multiple of 4.
+    #[inline]
     pub fn pad_count(&self) -> u8 {
         (self.byte(field::FLAGS) >> PAD_SHIFT) & PAD_MASK
     }
 
+    #[inline]
     pub fn tver(&self) -> u8 {
         self.byte(field::FLAGS) & TVER_MASK
     }
 
+    #[inline]
     pub fn pkey(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::PKEY)
     }
 
+    #[inline]
     pub fn fecn(&self) -> bool {
         self.byte(field::FECN_BECN) & FECN != 0
     }
 
+    #[inline]
     pub fn becn(&self) -> bool {
         self.byte(field::FECN_BECN) & BECN != 0
     }
 
+    #[inline]
     pub fn dest_qpn(&self) -> u32 {
         u24_at(self.buffer.as_ref(), field::DEST_QPN)
     }
 
+    #[inline]
     pub fn ack_req(&self) -> bool {
         self.byte(field::ACK_REQ) & ACK_REQ != 0
     }
 
+    #[inline]
     pub fn psn(&self) -> u32 {
         u24_at(self.buffer.as_ref(), field::PSN)
     }

@@ -43,10 +43,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer
     }
 
+    #[inline]
     pub fn qkey(&self) -> u32 {
         u32_at(self.buffer.as_ref(), field::QKEY)
     }
 
+    #[inline]
     pub fn src_qpn(&self) -> u32 {
         u24_at(self.buffer.as_ref(), field::SRC_QPN)
     }
