@@ -642,7 +642,10 @@ fn rocev2_and_sink_role_reject_what_they_cannot_do() {
     let cfg = rocev2_loopback_config(4791);
     let cfg = cfg.to_str().unwrap();
     for (args, want) in [
-        (vec!["--sink", "--dry-run"], "needs the rocev2 provider"),
+        (
+            vec!["--sink", "--dry-run"],
+            "needs the rocev2 or verbs provider",
+        ),
         (
             vec!["--config", cfg, "--loss", "0.1", "--dry-run"],
             "injected by the fabric",
@@ -775,7 +778,8 @@ fn link_percentage_paces_and_warmup_stays_out_of_the_results() {
 
 /// The sink role in another process: a generator on 127.0.0.1 and
 /// `--sink` on 127.0.0.2 (rocev2, one RoCEv2 port of their own). The sink
-/// learns the sent count from the stream's end packets; its JSON validates.
+/// learns the sent count from the stream's end packets, and the
+/// generator's bytes, time and rate from their report; its JSON validates.
 #[test]
 fn a_sink_in_another_process_counts_a_rocev2_stream_exactly() {
     use std::io::BufRead;
@@ -854,4 +858,22 @@ fn a_sink_in_another_process_counts_a_rocev2_stream_exactly() {
     );
     assert!(rx["end_packets"].as_u64().unwrap() >= 1);
     assert_eq!(rx["latency_ns"]["count"], 3000);
+    // The generator's tx figures, from the report its end packets carry.
+    let gen: Value = serde_json::from_str(&std::fs::read_to_string(&gen_json).unwrap()).unwrap();
+    let g = &gen["phases"][0]["streams"][0];
+    let f = |v: &Value| v.as_f64().unwrap();
+    assert_eq!(
+        (&s["tx_bytes"], &s["target_pps"]),
+        (&g["tx_bytes"], &g["target_pps"])
+    );
+    assert_eq!(s["tx_bytes"], 3000 * 64);
+    assert!(f(&s["seconds"]) > 0.0);
+    for k in ["seconds", "achieved_pps", "achieved_gbps", "rate_accuracy"] {
+        assert!(
+            (f(&s[k]) - f(&g[k])).abs() <= 1e-6 * f(&g[k]),
+            "{k}: sink {} generator {}",
+            s[k],
+            g[k]
+        );
+    }
 }

@@ -6,7 +6,9 @@
 # b (tc netem on the bridge port where the kernel has it, else an nftables
 # numgen rule with a counter at b's input; never at a's output, where a drop
 # is an error the sender sees), and the sink's lost count must equal
-# sent - received, and the data packets the network dropped. Namespaces and processes are always removed, also on
+# sent - received, and the data packets the network dropped. The sink's
+# report carries the generator's tx figures (bytes, seconds, rates) from its
+# end packets. Namespaces and processes are always removed, also on
 # failure. Skips (exit 0) with a reason without root or `ip`.
 #   tests/netns_pktgen.sh            builds ipoibd, then runs
 #   IPOIBD=path/to/ipoibd tests/netns_pktgen.sh
@@ -89,6 +91,17 @@ if dropped == 0:
     assert r["unique"] == sent and r["lost"] == 0, "a lossless run lost packets"
 else:
     assert r["lost"] > 0
+# The sink reports the generator's tx figures from its end packets.
+t = s[0]
+assert t["tx_packets"] == sent and t["tx_bytes"] == g["tx_bytes"] > 0, \
+    f"sink tx {t['tx_packets']}/{t['tx_bytes']} B, generator {sent}/{g['tx_bytes']} B"
+assert t["target_pps"] == g["target_pps"], f"target {t['target_pps']} != {g['target_pps']}"
+assert t["seconds"] > 0 and abs(t["seconds"] - g["seconds"]) <= 1e-6 * g["seconds"], \
+    f"sink {t['seconds']} s, generator {g['seconds']} s"
+assert abs(t["achieved_pps"] - g["achieved_pps"]) <= 1e-6 * g["achieved_pps"]
+assert abs(t["achieved_gbps"] - g["achieved_gbps"]) <= 1e-6 * g["achieved_gbps"]
+print(f"sink reports the sender's {t['achieved_pps']:.0f} pps ({t['achieved_gbps']:.4f} Gb/s) "
+      f"over {t['seconds']:.3f} s, rate accuracy {t['rate_accuracy']:.4f}")
 PY
 }
 

@@ -4,7 +4,10 @@
 
 use ipoib_dataplane::lcore::{Iface, IfaceConfig, IfaceWiring, NeighEntry, NeighTable};
 use ipoib_dataplane::mem::{HugepageMode, LcoreCache, Mbuf, Mempool, MempoolConfig};
-use ipoib_dataplane::pktgen::{Generator, Rng, Sink, Stamp, StreamSpec, DEFAULT_WINDOW};
+use ipoib_dataplane::pktgen::stamp::{END_REPORT_LEN, FLAG_END};
+use ipoib_dataplane::pktgen::{
+    end_report_fits, Generator, Rate, Rng, Sink, Stamp, StreamSpec, DEFAULT_WINDOW,
+};
 use ipoib_dataplane::provider::fabric::{
     DropReason, Fabric, FabricConfig, FabricQp, Injection, PortSpec,
 };
@@ -354,7 +357,81 @@ fn end_packets_make_a_lost_tail_count() {
     assert_eq!((r.unique, r.rx_packets, r.end_packets), (89, 89, 2));
     assert_eq!(r.lost_so_far(), 11, "the tail counts once the end is known");
     assert_eq!(r.max_seq, Some(89));
+    // The end packets are the base size: no room for the sender's report.
+    assert_eq!(r.sender, None);
     drop(sink);
     drop(cache);
     assert_eq!(pool.available(), pool.capacity());
+}
+
+/// End packets with room for it carry the generator's own figures (bytes,
+/// measured time, paced rate, warm-up), checksummed like any packet, so a
+/// sink in another process reports the sender's rate.
+#[test]
+fn end_packets_carry_the_senders_figures() {
+    let pool = pool(512);
+    let mut cache = pool.cache(32);
+    for (src, dst, size) in [("10.0.0.1", "10.0.0.2", 64), ("fd00::1", "fd00::2", 80)] {
+        let (gtx, mut grx) = spsc::channel::<Mbuf>(256);
+        let mut spec = StreamSpec::single(0, ip(src), ip(dst), size);
+        spec.count = Some(50);
+        spec.burst = 10;
+        spec.rate = Rate::Pps(100_000.0);
+        spec.announce_end = 2;
+        spec.end_size = size + END_REPORT_LEN;
+        assert!(end_report_fits(spec.base.src.is_ipv4(), spec.end_size));
+        let mut g = Generator::new(&spec, gtx, pool.buf_size()).unwrap();
+        let (mut to_sink, rx) = spsc::channel::<Mbuf>(256);
+        let mut ends = 0;
+        while !g.is_done() {
+            g.produce(&mut cache);
+            while let Some(m) = grx.pop() {
+                let stamp = Stamp::from_ip(m.data()).unwrap();
+                if stamp.flags & FLAG_END != 0 {
+                    ends += 1;
+                    assert_eq!(m.data().len(), spec.end_size);
+                    assert!(udp_checksum_ok(m.data()), "end packet checksum ({src})");
+                }
+                to_sink.push(m).unwrap();
+            }
+        }
+        assert_eq!(ends, 2);
+        let snap = g.counters().snapshot();
+        let mut sink = Sink::new(rx, 1, DEFAULT_WINDOW);
+        while sink.poll(&mut cache) != 0 {}
+        let r = sink.results().remove(0);
+        let report = r.sender.expect("the end packet carried a report");
+        assert_eq!(report.tx_bytes, snap.tx_bytes);
+        assert_eq!(report.tx_bytes, 50 * size as u64);
+        assert_eq!(
+            report.duration_ns,
+            snap.last_tx_ns - snap.measure_start_ns,
+            "a count-limited stream: first to last burst"
+        );
+        assert_eq!(report.target_mpps, 100_000_000);
+        assert_eq!(report.warmup_packets, 0);
+        assert_eq!((r.announced, r.unique), (Some(50), 50));
+    }
+    drop(cache);
+    assert_eq!(pool.available(), pool.capacity());
+}
+
+/// The UDP checksum of an IPv4 or IPv6 packet verifies (sums to 0xffff).
+fn udp_checksum_ok(p: &[u8]) -> bool {
+    let words = |b: &[u8]| -> u64 {
+        b.chunks(2)
+            .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+            .sum()
+    };
+    let (ip_len, addrs) = if p[0] >> 4 == 4 {
+        (20, &p[12..20])
+    } else {
+        (40, &p[8..40])
+    };
+    let udp = &p[ip_len..];
+    let mut s = words(addrs) + 17 + udp.len() as u64 + words(udp);
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s == 0xffff
 }

@@ -268,7 +268,8 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
 }
 
 /// Sink role: one outcome per stream id that reached any interface, with
-/// what its generator announced as sent (0 while no end packet arrived).
+/// what its generator announced as sent (0 while no end packet arrived) and
+/// its bytes, measured time and paced rate when the end packet carried them.
 fn remote_streams<'s>(
     role: SinkRole,
     ports: &[Port],
@@ -299,6 +300,8 @@ fn remote_streams<'s>(
             continue;
         };
         let res = &first.result;
+        // The sender's own figures, when its end packet carried them.
+        let report = receivers.iter().find_map(|r| r.result.sender);
         let to = ports
             .iter()
             .find(|p| p.name == first.iface)
@@ -310,13 +313,23 @@ fn remote_streams<'s>(
             from: String::new(),
             to,
             mode: "remote",
-            mean_size: res.rx_bytes as f64 / res.rx_packets.max(1) as f64,
-            target_pps: None,
+            mean_size: match report {
+                Some(r) if res.announced.is_some_and(|n| n > 0) => {
+                    r.tx_bytes as f64 / res.announced.unwrap_or(1) as f64
+                }
+                _ => res.rx_bytes as f64 / res.rx_packets.max(1) as f64,
+            },
+            target_pps: report
+                .filter(|r| r.target_mpps > 0)
+                .map(|r| r.target_mpps as f64 / 1000.0),
             sent: GenSnapshot {
                 tx_packets: res.announced.unwrap_or(0),
+                tx_bytes: report.map_or(0, |r| r.tx_bytes),
+                warmup_packets: report.map_or(0, |r| r.warmup_packets),
+                done: res.announced.is_some(),
                 ..GenSnapshot::default()
             },
-            seconds: 0.0,
+            seconds: report.map_or(0.0, |r| r.duration_ns as f64 / 1e9),
             receivers,
         });
     }

@@ -181,6 +181,26 @@ impl PacketWriter {
         }
     }
 
+    /// Fills `buf` (exactly the prepared size) with the prepared packet,
+    /// `stamp`, and `extra` (an even number of bytes) in place of the
+    /// pattern right after the stamp, the UDP checksum covering it. Without
+    /// room for `extra`, the packet is written without it.
+    pub fn write_prepared_with(&self, buf: &mut [u8], p: &Prepared, stamp: &Stamp, extra: &[u8]) {
+        let at = p.stamp_at + 8 + STAMP_LEN;
+        let pattern = self.word_sums.get(extra.len() / 2).copied();
+        let base = pattern.and_then(|w| p.base.checked_sub(w));
+        match base {
+            Some(base) if extra.len() % 2 == 0 && p.image.len() >= at + extra.len() => {
+                copy_small(buf, &p.image);
+                if let Some(d) = buf.get_mut(at..at + extra.len()) {
+                    d.copy_from_slice(extra);
+                }
+                Self::finish(buf, p.stamp_at, base + sum_words(extra), stamp);
+            }
+            _ => Self::write_prepared(buf, p, stamp),
+        }
+    }
+
     /// Fills `buf` (exactly the prepared size) with the prepared packet and `stamp`.
     #[inline]
     pub fn write_prepared(buf: &mut [u8], p: &Prepared, stamp: &Stamp) {

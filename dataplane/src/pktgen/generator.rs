@@ -4,8 +4,8 @@
 use super::build::{PacketWriter, Prepared};
 use super::clock;
 use super::fields::FieldGen;
-use super::spec::{Mode, StreamSpec};
-use super::stamp::{Stamp, FLAG_END, FLAG_WARMUP};
+use super::spec::{end_report_fits, Mode, StreamSpec, Template};
+use super::stamp::{EndReport, Stamp, END_REPORT_LEN, FLAG_END, FLAG_WARMUP};
 use crate::mem::{LcoreCache, Mbuf, HEADROOM};
 use crate::provider::BURST;
 use crate::ring::spsc;
@@ -78,9 +78,12 @@ pub struct Generator {
     writer: PacketWriter,
     /// Single mode: the one packet, built once.
     prepared: Option<Prepared>,
-    /// The base packet, for end-of-stream announcements.
+    /// The base packet at the end size, for end-of-stream announcements,
+    /// and whether it has room for the report.
     end_packet: Option<Prepared>,
+    end_report: bool,
     end_left: u64,
+    target_pps: Option<f64>,
     tx: spsc::Producer<Mbuf>,
     pacer: Pacer,
     burst_len: usize,
@@ -108,10 +111,20 @@ impl Generator {
         clock::init();
         let writer = PacketWriter::new(max_size.min(u16::MAX as usize));
         let prepared = matches!(spec.mode, Mode::Single).then(|| writer.prepare(&spec.base));
-        let end_packet = (spec.announce_end > 0).then(|| writer.prepare(&spec.base));
+        let end = Template {
+            size: if spec.end_size == 0 {
+                spec.base.size
+            } else {
+                spec.end_size
+            },
+            ..spec.base
+        };
+        let end_packet = (spec.announce_end > 0).then(|| writer.prepare(&end));
         Ok(Generator {
             prepared,
             end_packet,
+            end_report: end_report_fits(end.src.is_ipv4(), end.size),
+            target_pps: spec.target_pps(),
             end_left: u64::from(spec.announce_end),
             stream: spec.id,
             fields: FieldGen::new(spec.base, &spec.mode),
@@ -171,9 +184,16 @@ impl Generator {
             seq: self.seq,
             ts_ns: now,
         };
+        let mut report = [0u8; END_REPORT_LEN];
+        let extra: &[u8] = if self.end_report {
+            self.report().write(&mut report);
+            &report
+        } else {
+            &[]
+        };
         for m in self.burst.iter_mut() {
             if let Some(d) = m.append(p.len()) {
-                PacketWriter::write_prepared(d, p, &stamp);
+                self.writer.write_prepared_with(d, p, &stamp, extra);
             }
         }
         let n = self.tx.enqueue_burst(&mut self.burst);
@@ -183,6 +203,26 @@ impl Generator {
             .end_packets
             .fetch_add(n as u64, Ordering::Relaxed);
         n
+    }
+
+    /// The sender's figures an end packet carries: measured time is the
+    /// configured duration when the stream ran its full duration, else
+    /// first to last burst (as the local report computes it).
+    fn report(&self) -> EndReport {
+        let c = &self.counters;
+        let start = c.measure_start_ns.load(Ordering::Relaxed);
+        let last = c.last_tx_ns.load(Ordering::Relaxed);
+        let by_count = self.count.is_some_and(|n| self.seq >= n);
+        let duration_ns = match self.duration_ns {
+            Some(d) if !by_count => d,
+            _ => last.saturating_sub(start),
+        };
+        EndReport {
+            tx_bytes: self.bytes,
+            duration_ns,
+            target_mpps: self.target_pps.map_or(0, |p| (p * 1000.0).round() as u64),
+            warmup_packets: self.warm_seq,
+        }
     }
 
     /// Produces up to one burst. Returns packets enqueued.

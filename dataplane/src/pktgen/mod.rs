@@ -22,6 +22,6 @@ pub use fields::{FieldGen, Rng};
 pub use generator::{GenCounters, GenSnapshot, Generator};
 pub use replay::{read_capture, Capture, Replay, ReplayPacket};
 pub use sink::{LatencySummary, Sink, SinkLive, StreamResult, DEFAULT_WINDOW, LATENCY_MAX_NS};
-pub use spec::{min_size, FieldRange, Mode, Ranges, Rate, StreamSpec, Template};
-pub use stamp::Stamp;
+pub use spec::{end_report_fits, min_size, FieldRange, Mode, Ranges, Rate, StreamSpec, Template};
+pub use stamp::{EndReport, Stamp};
 pub use window::{Arrival, SeqWindow};

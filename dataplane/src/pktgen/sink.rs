@@ -3,7 +3,7 @@
 //! lcore; all state is allocated up front.
 
 use super::clock;
-use super::stamp::{Stamp, FLAG_END, FLAG_WARMUP};
+use super::stamp::{EndReport, Stamp, FLAG_END, FLAG_WARMUP};
 use super::window::{Arrival, SeqWindow};
 use crate::mem::{LcoreCache, Mbuf};
 use crate::provider::BURST;
@@ -71,6 +71,8 @@ pub struct StreamResult {
     pub announced: Option<u64>,
     /// End-of-stream copies received.
     pub end_packets: u64,
+    /// The generator's own figures, from an end packet that carried them.
+    pub sender: Option<EndReport>,
     pub latency: LatencySummary,
 }
 
@@ -110,6 +112,7 @@ struct StreamState {
     warmup_packets: u64,
     announced: Option<u64>,
     end_packets: u64,
+    sender: Option<EndReport>,
 }
 
 /// Totals over a sink's streams, published for live readers.
@@ -156,6 +159,7 @@ impl Sink {
                 warmup_packets: 0,
                 announced: None,
                 end_packets: 0,
+                sender: None,
             })
             .collect();
         Sink {
@@ -227,6 +231,9 @@ fn account(streams: &mut [StreamState], other: &mut Other, pkt: &[u8], now: u64)
     if st.flags & FLAG_END != 0 {
         s.end_packets += 1;
         s.announced = Some(s.announced.map_or(st.seq, |a| a.max(st.seq)));
+        if let Some(r) = EndReport::from_ip(pkt) {
+            s.sender = Some(r);
+        }
         other.ended = true;
         return;
     }
@@ -306,6 +313,7 @@ impl Sink {
             max_seq: s.window.top(),
             announced: s.announced,
             end_packets: s.end_packets,
+            sender: s.sender,
             latency: LatencySummary::of(&s.hist),
         })
     }

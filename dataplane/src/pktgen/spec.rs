@@ -112,6 +112,9 @@ pub struct StreamSpec {
     /// measured count) sent after the last one, for sinks in another
     /// process; 0 when the sinks read the generator's counters directly.
     pub announce_end: u32,
+    /// IP bytes of each end-of-stream copy; 0 = the base size. With room for
+    /// the stamp and an `EndReport` the copies carry the sender's figures.
+    pub end_size: usize,
 }
 
 impl StreamSpec {
@@ -133,6 +136,7 @@ impl StreamSpec {
             warmup: Duration::ZERO,
             burst: crate::provider::BURST,
             announce_end: 0,
+            end_size: 0,
         }
     }
 
@@ -149,6 +153,12 @@ impl StreamSpec {
         let check =
             |t: &Template| check_template(t, max_size).map_err(|e| format!("stream {id}: {e}"));
         check(&self.base)?;
+        if self.end_size != 0 {
+            check(&Template {
+                size: self.end_size,
+                ..self.base
+            })?;
+        }
         let ranges = match &self.mode {
             Mode::Single => None,
             Mode::Range(r) | Mode::Random { ranges: r, .. } => Some(r),
@@ -237,6 +247,11 @@ impl StreamSpec {
             Rate::LinkPercent { pct, link_bps } => Some(link_bps * pct / 100.0 / bits),
         }
     }
+}
+
+/// End-of-stream copies of `size` bytes carry an `EndReport` after the stamp.
+pub fn end_report_fits(v4: bool, size: usize) -> bool {
+    size >= min_size(v4) + super::stamp::END_REPORT_LEN
 }
 
 /// Smallest IP packet that holds the headers and the stamp.

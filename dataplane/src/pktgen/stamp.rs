@@ -10,6 +10,62 @@ pub const FLAG_WARMUP: u16 = 1;
 /// Flag: the stream has ended; `seq` is how many measured packets it sent.
 /// Sent a few times over, so a sink in another process knows what it missed.
 pub const FLAG_END: u16 = 2;
+/// "PKEN": an end packet's report follows its stamp.
+pub const END_MAGIC: u32 = 0x504B_454E;
+/// Bytes of the report: magic, reserved, then tx bytes, measured ns, target
+/// milli-pps and warm-up packets (u64 each, big-endian).
+pub const END_REPORT_LEN: usize = 40;
+
+/// What a generator tells a sink in another process at the end of a stream,
+/// besides the sent count in the stamp: enough for the sink to report the
+/// sender's rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndReport {
+    /// Measured IP bytes sent.
+    pub tx_bytes: u64,
+    /// Measured sending time in ns (the configured duration, or first to last burst).
+    pub duration_ns: u64,
+    /// Paced rate in thousandths of a packet per second; 0 when unpaced.
+    pub target_mpps: u64,
+    pub warmup_packets: u64,
+}
+
+impl EndReport {
+    pub fn write(&self, out: &mut [u8; END_REPORT_LEN]) {
+        out[0..4].copy_from_slice(&END_MAGIC.to_be_bytes());
+        out[4..8].copy_from_slice(&[0; 4]);
+        for (k, v) in [
+            self.tx_bytes,
+            self.duration_ns,
+            self.target_mpps,
+            self.warmup_packets,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            out[8 + 8 * k..16 + 8 * k].copy_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    /// The report after an end packet's stamp, if the packet carries one.
+    pub fn from_ip(pkt: &[u8]) -> Option<EndReport> {
+        let b = udp_payload(pkt)?.get(STAMP_LEN..STAMP_LEN + END_REPORT_LEN)?;
+        if b[0..4] != END_MAGIC.to_be_bytes() {
+            return None;
+        }
+        let at = |k: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[8 + 8 * k..16 + 8 * k]);
+            u64::from_be_bytes(w)
+        };
+        Some(EndReport {
+            tx_bytes: at(0),
+            duration_ns: at(1),
+            target_mpps: at(2),
+            warmup_packets: at(3),
+        })
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stamp {
