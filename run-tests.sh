@@ -24,7 +24,7 @@ bash tests/netns_rocev2.sh
 step "ipoibd with the rocev2 provider in two network namespaces (root only)"
 bash tests/netns_ipoibd.sh
 
-step "pktgen generator and sink on rocev2 in two network namespaces, lossless and lossy (root only)"
+step "pktgen generator and sink on rocev2 in two network namespaces, lossless and lossy, the sender's rate in the sink's report (root only)"
 bash tests/netns_pktgen.sh
 
 step "kernel applications through TUN devices on two ipoibd hosts (root only)"
@@ -38,6 +38,9 @@ bash tests/rxe_interop.sh
 
 step "ipoibd with the verbs provider on kernel soft-RoCE in QEMU guests (root only)"
 bash tests/rxe_verbs.sh
+
+step "pktgen generator and sink on the verbs provider on kernel soft-RoCE in QEMU guests (root only)"
+bash tests/rxe_pktgen.sh
 
 step "daemon soak: traffic, port events, SA faults, reloads (30 s; SOAK=1: 10 min)"
 bash tests/soak.sh

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Packets per second of ipoibd over the verbs provider against perftest's
 # `ib_send_bw -c UD` on the same pair of kernel soft-RoCE (rxe) QEMU guests
-# and the same UD message size. The guests' CPUs are emulated (TCG), so only
-# the ratio means anything. Needs root (a namespace with taps).
+# and the same UD message size: perftest first, then `ipoibd pktgen` as fast
+# as it goes from one guest into `ipoibd pktgen --sink` in the other (the
+# sink's QPN and GID pass through a board on the host). The ipoibd figure is
+# what the sink received over the generator's measured time (from its end
+# packets). The guests' CPUs are emulated (TCG), so only the ratio means
+# anything. Needs root (a namespace with taps).
 #   benches/verbs_vs_perftest.sh             512-byte messages, 5 s each
 #   BENCH_SIZE=256 BENCH_SECONDS=10 benches/verbs_vs_perftest.sh
-# Prints perftest_rx_mpps, ipoibd_rx_mpps, then ratio_vs_ib_send_bw (goal >= 0.9).
+# Prints perftest_rx_mpps, ipoibd_tx_mpps, ipoibd_rx_mpps, ipoibd_lost, then
+# ratio_vs_ib_send_bw (goal >= 0.9).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "needs root (a network namespace with taps)" >&2; exit 2; }
-RXE_VM=${RXE_VM:-$PWD/../shared/rxe-vm}
-[ -x "$RXE_VM/boot.sh" ] || { echo "the rxe-vm harness is not at $RXE_VM" >&2; exit 2; }
+ROOT=$PWD
+. tests/rxe_lib.sh
+why=$(rxe_unavailable)
+[ -z "$why" ] || { echo "$why" >&2; exit 2; }
 SIZE=${BENCH_SIZE:-512}
 SECONDS_EACH=${BENCH_SECONDS:-5}
 
@@ -18,64 +24,50 @@ WORK=$(mktemp -d)
 NS="rxeb$$"
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    bash "$RXE_VM/netns.sh" down "$NS" >/dev/null 2>&1 || true
+    rxe_stop
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap "exit 143" TERM INT
 
-bash "$RXE_VM/build.sh" >"$WORK/build.out" 2>&1 || { cat "$WORK/build.out"; exit 1; }
-cargo build --release -q --bin ipoibd --bin ipoibctl
-DIR="${CARGO_TARGET_DIR:-target}/release"
-mkdir -p "$WORK/x/extra"
-for b in ipoibd ipoibctl; do
-    cp "$DIR/$b" "$WORK/x/extra/"
-    strip "$WORK/x/extra/$b" 2>/dev/null || true
-done
-cp tests/rxe_verbs/guest.sh "$WORK/x/extra/run.sh"
-bash "$RXE_VM/mkcpio.sh" "$WORK/x" "$WORK/extra.cpio" >/dev/null
-bash "$RXE_VM/netns.sh" up "$NS" 2 >/dev/null
+rxe_build_image || exit 1
+rxe_extra
+rxe_netns_up 2
+rxe_board_start 7412 || { cat "$WORK/board.out" >&2; exit 1; }
+board=("${PIDS[@]}")
 
-boot() { # NAME IP TAP ROLE ENV...
-    local name=$1 ip=$2 tap=$3 role=$4
-    shift 4
-    local envs=()
-    for e in "$@"; do
-        case $e in
-        --peer=*) envs+=(--peer "${e#--peer=}") ;;
-        *) envs+=(--env "$e") ;;
-        esac
-    done
-    exec bash "$RXE_VM/boot.sh" --name "$name" --role exec --ip "$ip" --netns "$NS" --tap "$tap" \
-        --extra-cpio "$WORK/extra.cpio" --env "IPOIB_ROLE=$role" "${envs[@]}" \
-        --timeout 300 --log "$WORK/$name.log" >/dev/null 2>&1
-}
-common=("BENCH_SIZE=$SIZE" "BENCH_SECONDS=$SECONDS_EACH")
-boot a 10.99.0.2 tap0 bench-recv IPOIB_ADDR=10.50.0.2 "${common[@]}" &
+RXE_TIMEOUT=300
+common=("BENCH_SIZE=$SIZE" "BENCH_SECONDS=$SECONDS_EACH" "IPOIB_BOARD=10.99.0.1:7412")
+rxe_boot a 10.99.0.2 tap0 bench-recv IPOIB_ADDR=10.50.0.2 "${common[@]}" &
 PIDS+=($!)
-boot b 10.99.0.3 tap1 bench-send IPOIB_ADDR=10.50.0.3 PEER_IPOIB=10.50.0.2 "${common[@]}" \
+rxe_boot b 10.99.0.3 tap1 bench-send IPOIB_ADDR=10.50.0.3 PEER_IPOIB=10.50.0.2 "${common[@]}" \
     --peer=10.99.0.2 &
 PIDS+=($!)
-for p in "${PIDS[@]}"; do wait "$p" || true; done
-PIDS=()
+for p in "${PIDS[@]:${#board[@]}}"; do wait "$p" || true; done
+PIDS=("${board[@]}")
 
-marker() { tr -d '\r' <"$WORK/$1.log" | sed -n "s/^IPOIB-TEST: $2 //p" | tail -n1; }
-perf=$(marker a perftest_rx_mpps)
-rx=$(marker a bench_rx)
-if [ -z "$perf" ] || [ -z "$rx" ]; then
-    tr -d '\r' <"$WORK/a.log" | tail -n 60
-    tr -d '\r' <"$WORK/b.log" | tail -n 60
-    echo "a measurement is missing (perftest: '${perf}', ipoibd: '${rx}')" >&2
+perf=$(rxe_marker "$WORK/a.log" perftest_rx_mpps)
+rxe_marker "$WORK/a.log" "json sink" >"$WORK/sink.json"
+if [ -z "$perf" ] || [ ! -s "$WORK/sink.json" ]; then
+    tr -d '\r' <"$WORK/a.log" | grep -v "^IPOIB-TEST: json " | tail -n 60
+    tr -d '\r' <"$WORK/b.log" | grep -v "^IPOIB-TEST: json " | tail -n 60
+    echo "a measurement is missing (perftest: '${perf}', pktgen sink report: $(wc -c <"$WORK/sink.json") bytes)" >&2
     exit 1
 fi
-python3 - "$perf" "$rx" "$SECONDS_EACH" "$SIZE" <<'PY'
-import sys
-perf, rx, secs, size = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-ipoibd = rx / secs / 1e6
+python3 - "$perf" "$WORK/sink.json" "$SIZE" <<'PY'
+import json, sys
+perf, size = float(sys.argv[1]), int(sys.argv[3])
+sink = json.load(open(sys.argv[2]))
+streams = sink["phases"][0]["streams"]
+if not streams or not streams[0]["seconds"]:
+    sys.exit("the sink saw no stream with its generator's report")
+s = streams[0]
+r = s["receivers"][0]
+rx = r["unique"] / s["seconds"] / 1e6
 print(f"message_bytes: {size}")
 print(f"perftest_rx_mpps: {perf:.4f}")
-print(f"ipoibd_rx_mpps: {ipoibd:.4f}")
-print(f"ratio_vs_ib_send_bw: {ipoibd / perf:.2f}")
+print(f"ipoibd_tx_mpps: {s['achieved_pps'] / 1e6:.4f}")
+print(f"ipoibd_rx_mpps: {rx:.4f}")
+print(f"ipoibd_lost: {r['lost']}")
+print(f"ratio_vs_ib_send_bw: {rx / perf:.2f}")
 PY

@@ -327,13 +327,7 @@ fn verbs_local_ip(icfg: &Interface, dev: &VerbsDevice) -> Result<IpAddr, String>
 /// interface on the configured port, ARP/ND without an SA, multicast joins
 /// through rdma_cm and QP attaches.
 pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
-    let v = &cfg.provider.verbs;
-    let vc = VerbsConfig {
-        device: v.device.clone(),
-        port: v.port,
-        gid_index: v.gid_index,
-        pkey_index: v.pkey_index,
-    };
+    let vc = verbs_config(cfg);
     // Before the pool: without RDMA, the one line that says what to do.
     VerbsDevice::probe(&vc).map_err(|e| e.to_string())?;
     let pool = make_pool(cfg)?;
@@ -342,35 +336,7 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
     let mut providers = Vec::with_capacity(cfg.interfaces.len());
     let mut mcast = Vec::with_capacity(cfg.interfaces.len());
     for icfg in &cfg.interfaces {
-        if u32::from(icfg.mtu) + 4 > u32::from(ib_mtu) {
-            return Err(format!(
-                "interface {}: mtu {} does not fit port {} of {} (active MTU {ib_mtu}: at most {})",
-                icfg.name,
-                icfg.mtu,
-                v.port,
-                dev.name(),
-                ib_mtu.saturating_sub(4)
-            ));
-        }
-        // A child's QP uses its own P_Key's index; parents the configured one.
-        let pkey = match icfg.parent {
-            Some(_) => Some(
-                dev.pkey_index_of(&icfg.name, icfg.pkey)
-                    .map_err(|e| e.to_string())?,
-            ),
-            None => None,
-        };
-        if pkey.is_none() && icfg.pkey | 0x8000 != dev.pkey() | 0x8000 {
-            return Err(format!(
-                "interface {}: pkey {:#06x} is not the P_Key at index {} of {} port {} ({:#06x})",
-                icfg.name,
-                icfg.pkey,
-                v.pkey_index,
-                dev.name(),
-                v.port,
-                dev.pkey()
-            ));
-        }
+        let (p, pkey) = verbs_qp(cfg, icfg, &dev, pool)?;
         // RoCE: rdma_cm binds to the interface's IP address; InfiniBand: to
         // the port's GID (AF_IB), and joins the IPoIB MGIDs themselves.
         let link = LinkLayer::from_raw(dev.port_info().link_layer);
@@ -381,16 +347,6 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
                 pkey: icfg.pkey | 0x8000,
             },
         };
-        let p = VerbsProvider::new(
-            &dev,
-            VerbsQpConfig {
-                qkey: icfg.qkey,
-                rx_depth: cfg.dataplane.rx_ring_size,
-                pkey,
-            },
-            pool.cache(cfg.dataplane.mempool_cache as usize),
-        )
-        .map_err(|e| format!("interface {}: verbs: {e}", icfg.name))?;
         let defaults = IgmpDefaults {
             qkey: icfg.qkey,
             mtu: icfg.mtu.saturating_add(4),
@@ -435,6 +391,70 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
     })?;
     built.verbs = Some(VerbsWiring { device: dev, mcast });
     Ok(built)
+}
+
+/// The device settings of `provider.verbs`.
+pub fn verbs_config(cfg: &Config) -> VerbsConfig {
+    let v = &cfg.provider.verbs;
+    VerbsConfig {
+        device: v.device.clone(),
+        port: v.port,
+        gid_index: v.gid_index,
+        pkey_index: v.pkey_index,
+    }
+}
+
+/// Checks an interface against the device's port (MTU, P_Key) and opens
+/// its first UD QP; with it, the (P_Key index, P_Key) its queues use (a
+/// child's own; `None`: the configured index).
+pub fn verbs_qp(
+    cfg: &Config,
+    icfg: &Interface,
+    dev: &Arc<VerbsDevice>,
+    pool: &'static Mempool,
+) -> Result<(VerbsProvider, Option<(u16, u16)>), String> {
+    let v = &cfg.provider.verbs;
+    let ib_mtu = dev.max_msg();
+    if u32::from(icfg.mtu) + 4 > u32::from(ib_mtu) {
+        return Err(format!(
+            "interface {}: mtu {} does not fit port {} of {} (active MTU {ib_mtu}: at most {})",
+            icfg.name,
+            icfg.mtu,
+            v.port,
+            dev.name(),
+            ib_mtu.saturating_sub(4)
+        ));
+    }
+    // A child's QP uses its own P_Key's index; parents the configured one.
+    let pkey = match icfg.parent {
+        Some(_) => Some(
+            dev.pkey_index_of(&icfg.name, icfg.pkey)
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    if pkey.is_none() && icfg.pkey | 0x8000 != dev.pkey() | 0x8000 {
+        return Err(format!(
+            "interface {}: pkey {:#06x} is not the P_Key at index {} of {} port {} ({:#06x})",
+            icfg.name,
+            icfg.pkey,
+            v.pkey_index,
+            dev.name(),
+            v.port,
+            dev.pkey()
+        ));
+    }
+    let p = VerbsProvider::new(
+        dev,
+        VerbsQpConfig {
+            qkey: icfg.qkey,
+            rx_depth: cfg.dataplane.rx_ring_size,
+            pkey,
+        },
+        pool.cache(cfg.dataplane.mempool_cache as usize),
+    )
+    .map_err(|e| format!("interface {}: verbs: {e}", icfg.name))?;
+    Ok((p, pkey))
 }
 
 /// The interface's TUN device, created with its addresses and MTU and up,

@@ -79,3 +79,73 @@ fn this_machine_gets_the_line_that_fits_it() {
     assert!(lines[0].contains(want), "want {want:?} in {lines:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs `ipoibd pktgen` with `args`; returns (status, stderr lines).
+fn pktgen(args: &[&str], env: &[(&str, &str)]) -> (i32, Vec<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipoibd"))
+        .arg("pktgen")
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("ipoibd pktgen runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.starts_with("libibverbs: "))
+        .map(str::to_owned)
+        .collect();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
+/// `ipoibd pktgen` on the verbs provider, as generator and as sink, from a
+/// verbs configuration or with `--provider verbs` over another one: the
+/// daemon's own one-line error for what this machine lacks, status 2.
+#[test]
+fn pktgen_on_verbs_gives_the_daemons_line() {
+    let dir = temp_dir("pktgen");
+    let cfg = config(&dir, "nonexistent-dev0");
+    let other = dir.join("rocev2.toml");
+    std::fs::write(
+        &other,
+        "[provider]\nkind = \"rocev2\"\n[provider.verbs]\ndevice = \"nonexistent-dev0\"\n\
+         [[interface]]\nname = \"ib0\"\nport = 1\nmtu = 1020\nlocal_ip = \"127.0.0.1\"\n\
+         ipv4 = [\"10.99.0.2/24\"]\n",
+    )
+    .unwrap();
+    for env in [
+        vec![("RDMA_SYS_LIBIBVERBS", "/nonexistent/libibverbs.so.1")],
+        vec![],
+    ] {
+        let (code, daemon) = ipoibd(&cfg, &env);
+        assert_eq!(code, 2, "{daemon:?}");
+        let want = daemon[0]
+            .strip_prefix("ipoibd: error: ")
+            .expect("the daemon's error line");
+        let (c, o) = (cfg.to_str().unwrap(), other.to_str().unwrap());
+        for args in [
+            vec!["--config", c, "-q", "--to", "10.99.0.3", "--count", "10"],
+            vec!["--config", c, "-q", "--sink", "--duration", "1"],
+            vec![
+                "--config",
+                o,
+                "--provider",
+                "verbs",
+                "-q",
+                "--to",
+                "10.99.0.3",
+            ],
+        ] {
+            let (code, lines) = pktgen(&args, &env);
+            assert_eq!(code, 2, "{args:?}: {lines:?}");
+            assert_eq!(lines.len(), 1, "{args:?}: one line: {lines:?}");
+            assert_eq!(
+                lines[0].strip_prefix("ipoibd pktgen: error: "),
+                Some(want),
+                "{args:?}: the daemon says {daemon:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

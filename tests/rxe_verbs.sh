@@ -18,20 +18,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. tests/rxe_lib.sh
 
 skip() { echo "skipped: $*"; exit 0; }
-[ "$(id -u)" = 0 ] || skip "needs root (a network namespace with taps for the QEMU guests)"
-RXE_VM=${RXE_VM:-$ROOT/../shared/rxe-vm}
-[ -x "$RXE_VM/boot.sh" ] || skip "the rxe-vm harness is not at $RXE_VM"
-[ -e /dev/net/tun ] || skip "no /dev/net/tun: the guests' taps cannot exist"
+why=$(rxe_unavailable)
+[ -z "$why" ] || skip "$why"
 
 WORK=$(mktemp -d)
 NS="rxev$$"
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    bash "$RXE_VM/netns.sh" down "$NS" >/dev/null 2>&1 || true
+    rxe_stop
     if [ "${RXE_VERBS_KEEP:-0}" = 1 ]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -42,50 +39,20 @@ fail() {
     exit 1
 }
 
-# The guest image: built once into the cache (about a minute, needs the mirror).
-if ! bash "$RXE_VM/build.sh" >"$WORK/build.out" 2>&1; then
-    cat "$WORK/build.out"
-    fail "rxe-vm build failed"
-fi
+rxe_build_image || fail "rxe-vm build failed"
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is missing and could not be installed"
-
-if [ -z "${IPOIBD_DIR:-}" ]; then
-    cargo build --release -q --bin ipoibd --bin ipoibctl
-    IPOIBD_DIR="${CARGO_TARGET_DIR:-target}/release"
-fi
-
-# ipoibd, ipoibctl and the guest script as /extra.
-mkdir -p "$WORK/x/extra"
-for b in ipoibd ipoibctl; do
-    cp "$IPOIBD_DIR/$b" "$WORK/x/extra/"
-    strip "$WORK/x/extra/$b" 2>/dev/null || true
-done
-cp tests/rxe_verbs/guest.sh "$WORK/x/extra/run.sh"
-bash "$RXE_VM/mkcpio.sh" "$WORK/x" "$WORK/extra.cpio" >/dev/null
-
-bash "$RXE_VM/netns.sh" up "$NS" 3 >/dev/null || fail "cannot create namespace $NS"
-boot() { # NAME IP TAP ROLE ENV...
-    local name=$1 ip=$2 tap=$3 role=$4
-    shift 4
-    local envs=()
-    for e in "$@"; do envs+=(--env "$e"); done
-    # exec: run with &, the job's PID is boot.sh's, which SIGTERM stops cleanly.
-    exec bash "$RXE_VM/boot.sh" --name "$name" --role exec --ip "$ip" --netns "$NS" --tap "$tap" \
-        --extra-cpio "$WORK/extra.cpio" --env "IPOIB_ROLE=$role" "${envs[@]}" \
-        --timeout "${RXE_VERBS_TIMEOUT:-240}" --log "$WORK/$name.log" >"$WORK/$name.boot" 2>&1
-}
+rxe_extra || fail "cannot build or pack ipoibd"
+rxe_netns_up 3 || fail "cannot create namespace $NS"
+RXE_TIMEOUT=${RXE_VERBS_TIMEOUT:-240}
+boot() { rxe_boot "$@"; }
 counter() { awk -v k="$1" '$1 == k {print $2; exit}' <<<"$2"; }
-section() { # LOG NAME: the guest's copy of a file
-    tr -d '\r' <"$1" | sed -n "/^----- $2\$/,/^----- /p" | sed '1d;$d'
-}
+section() { rxe_section "$@"; }
 
 # Phase 1: two verbs guests. (RXE_VERBS_PHASES picks phases, default "1 2".)
 if [[ " ${RXE_VERBS_PHASES:-1 2} " == *" 1 "* ]]; then
 # A guest that never reached its ready marker (QEMU starved on a loaded
 # machine) says nothing about ipoibd: the pair is booted once more.
-# (No grep -q after tr: it stops at the first match, tr dies of SIGPIPE
-# and under pipefail the pipeline fails; these greps read everything.)
-booted() { tr -d '\r' <"$WORK/$1.log" 2>/dev/null | grep "^RXE-VM: ready " >/dev/null; }
+booted() { rxe_booted "$@"; }
 for attempt in 1 2; do
     start=$(date +%s)
     boot a 10.99.0.2 tap0 recv IPOIB_ADDR=10.50.0.2 IPOIB_QUEUES=2 &

@@ -13,10 +13,11 @@ pub struct PktgenArgs {
     /// Hosts configuration (TOML). Default: the embedded one (three soft hosts).
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Provider: "fabric" (soft InfiniBand), "null" (software ceiling) or
-    /// "rocev2" (RoCEv2 over UDP; one process per host, peers as static
-    /// neighbours or other interfaces of the configuration).
-    #[arg(long, value_parser = ["fabric", "null", "rocev2"])]
+    /// Provider: "fabric" (soft InfiniBand), "null" (software ceiling),
+    /// "rocev2" (RoCEv2 over UDP) or "verbs" (an RDMA device through
+    /// libibverbs). On rocev2 and verbs: one process per host, peers as
+    /// static neighbours or other interfaces of the configuration.
+    #[arg(long, value_parser = ["fabric", "null", "rocev2", "verbs"])]
     pub provider: Option<String>,
     /// Sink role: generate nothing, measure what arrives on every interface
     /// from generators in other processes or hosts; stops once every stream

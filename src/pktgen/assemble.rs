@@ -10,7 +10,8 @@ use ipoib_dataplane::mem::{Mbuf, Mempool};
 use ipoib_dataplane::pktgen::{GenCounters, Generator, Replay, Sink, SinkLive, DEFAULT_WINDOW};
 use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injection, PortSpec};
 use ipoib_dataplane::provider::null::{NullMode, NullProvider};
-use ipoib_dataplane::provider::rocev2::{addr, Rocev2Provider};
+use ipoib_dataplane::provider::rocev2::Rocev2Provider;
+use ipoib_dataplane::provider::verbs::{VerbsDevice, VerbsProvider};
 use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::IfaceStats;
@@ -36,18 +37,26 @@ impl PktgenProvider for FabricQp {
 }
 impl PktgenProvider for NullProvider {}
 impl PktgenProvider for Rocev2Provider {}
+impl PktgenProvider for VerbsProvider {
+    /// Sends still queued in the device go out before the QP is torn down
+    /// (which would flush them unsent).
+    fn release_held(&mut self) {
+        if !self.drain_sends(VERBS_DRAIN) {
+            tracing::warn!(
+                "verbs: {} send(s) not completed within {:?} of the stop",
+                self.tx_outstanding(),
+                VERBS_DRAIN
+            );
+        }
+    }
+}
+
+/// Longest wait for a verbs device to complete the sends posted before a stop.
+const VERBS_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Receive buffer of each rocev2 socket: a whole test burst waits in the
 /// kernel while a shared core runs something else, instead of dropping.
 const ROCEV2_RCVBUF: usize = 32 << 20;
-
-/// An interface's port GID as its peers address it on the provider.
-fn gid_of(cfg: &Config, i: &Interface) -> Gid {
-    match (cfg.provider.kind, i.local_ip) {
-        (ipoib_config::ProviderKind::Rocev2, Some(ip)) => addr::gid_of(ip),
-        _ => Gid::from(i.port_gid()),
-    }
-}
 
 /// What the run loop and the report need of one interface.
 pub struct Port {
@@ -57,6 +66,8 @@ pub struct Port {
     pub stats: Arc<IfaceStats>,
     pub fabric_port: Option<usize>,
     pub sink: Arc<SinkLive>,
+    /// The interface's QP as peers address it.
+    pub qp: PortAttr,
 }
 
 pub struct Rig<P: Provider> {
@@ -65,6 +76,19 @@ pub struct Rig<P: Provider> {
     /// Per planned stream, in the same order.
     pub gens: Vec<Arc<GenCounters>>,
     pub fabric: Option<Arc<Fabric>>,
+}
+
+impl<P: Provider> Rig<P> {
+    /// One line per interface: the QP number and GID a generator in another
+    /// process addresses (its static neighbour entry).
+    pub fn addresses(&self) -> String {
+        let parts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("{} qpn {:#x} gid {}", p.name, p.qp.qpn, p.qp.gid))
+            .collect();
+        parts.join(", ")
+    }
 }
 
 fn port_spec(i: &Interface) -> PortSpec {
@@ -169,6 +193,25 @@ pub fn rocev2_rig(
     rig(cfg, pool, providers, streams, nstreams)
 }
 
+/// One UD QP per interface on the configured RDMA device. Full-member
+/// groups are not joined: a verbs sink measures unicast streams.
+pub fn verbs_rig(
+    cfg: &Config,
+    pool: &'static Mempool,
+    streams: &[PlannedStream],
+    nstreams: usize,
+) -> Result<Rig<VerbsProvider>, String> {
+    let dev =
+        VerbsDevice::open(&crate::wiring::verbs_config(cfg), pool).map_err(|e| e.to_string())?;
+    // One QP per interface: pktgen runs each interface on one lcore.
+    let providers = cfg
+        .interfaces
+        .iter()
+        .map(|i| crate::wiring::verbs_qp(cfg, i, &dev, pool).map(|(p, _)| p))
+        .collect::<Result<Vec<_>, _>>()?;
+    rig(cfg, pool, providers, streams, nstreams)
+}
+
 /// Multicast groups an interface sends to: its groups, its send-only groups
 /// and its streams' multicast destinations.
 fn mcast_table(i: &Interface, idx: usize, streams: &[PlannedStream]) -> Result<McastTable, String> {
@@ -195,16 +238,17 @@ fn mcast_table(i: &Interface, idx: usize, streams: &[PlannedStream]) -> Result<M
     Ok(McastTable::new(1, entries))
 }
 
-/// Addresses, QPNs and GIDs of the other interfaces in `idx`'s partition.
-fn peers(cfg: &Config, idx: usize) -> Vec<(IpAddr, u32, Gid)> {
-    let gid = |i: &Interface| gid_of(cfg, i);
+/// Addresses, QPNs and GIDs of the other interfaces in `idx`'s partition,
+/// from their providers' QPs (`qps`, in interface order).
+fn peers(cfg: &Config, qps: &[PortAttr], idx: usize) -> Vec<(IpAddr, u32, Gid)> {
     let me = &cfg.interfaces[idx];
     cfg.interfaces
         .iter()
+        .zip(qps)
         .enumerate()
-        .filter(|(k, i)| *k != idx && (i.pkey & 0x7fff) == (me.pkey & 0x7fff))
-        .flat_map(|(_, i)| {
-            let (qpn, gid) = (fabric_qpn(i), gid(i));
+        .filter(|(k, (i, _))| *k != idx && (i.pkey & 0x7fff) == (me.pkey & 0x7fff))
+        .flat_map(|(_, (i, qp))| {
+            let (qpn, gid) = (qp.qpn, qp.gid);
             i.ipv4
                 .iter()
                 .map(|c| IpAddr::V4(c.addr))
@@ -227,6 +271,7 @@ fn rig<P: Provider>(
         .collect();
     let mut ports = Vec::new();
     let mut gens = vec![None; streams.len()];
+    let qps: Vec<PortAttr> = providers.iter().map(|p| p.port()).collect();
     for (idx, (icfg, mut provider)) in cfg.interfaces.iter().zip(providers).enumerate() {
         let mut neigh = Vec::new();
         for n in &icfg.neighbours {
@@ -241,7 +286,7 @@ fn rig<P: Provider>(
         }
         // Every other host on the fabric, as ARP/ND would resolve it: pktgen
         // measures the datapath, so resolution is done before the start.
-        for (ip, qpn, gid) in peers(cfg, idx) {
+        for (ip, qpn, gid) in peers(cfg, &qps, idx) {
             if neigh.iter().any(|(a, _)| *a == ip) {
                 continue;
             }
@@ -309,6 +354,7 @@ fn rig<P: Provider>(
             stats,
             fabric_port: None,
             sink: live,
+            qp: qps[idx],
         });
     }
     let gens = gens

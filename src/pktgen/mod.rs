@@ -32,6 +32,11 @@ pub const JSON_SCHEMA: &str = include_str!("schema.json");
 
 /// Runs every phase of the plan. Stops early (and still reports) when `stop` is set.
 pub fn run_plan(plan: &Plan, live: Option<bool>, stop: &AtomicBool) -> Result<RunOutcome, String> {
+    if plan.provider == ProviderKind::Verbs {
+        // Before the pool: without RDMA, the daemon's one line that says what to do.
+        let vc = crate::wiring::verbs_config(&plan.cfg);
+        ipoib_dataplane::provider::verbs::VerbsDevice::probe(&vc).map_err(|e| e.to_string())?;
+    }
     let pool = crate::wiring::make_pool(&plan.cfg)?;
     ipoib_dataplane::pktgen::clock::init();
     let mut phases = Vec::new();
@@ -59,17 +64,16 @@ pub fn run_plan(plan: &Plan, live: Option<bool>, stop: &AtomicBool) -> Result<Ru
             ProviderKind::Null => run::run_phase(&r, assemble::null_rig(cfg, pool, &streams, n)?)?,
             ProviderKind::Rocev2 => {
                 let rig = assemble::rocev2_rig(cfg, pool, &streams, n)?;
-                if plan.sink.is_some() {
-                    // Sockets are bound: what arrives from now on is counted.
-                    eprintln!("pktgen sink: ready on {} interface(s)", rig.ports.len());
-                }
+                sink_ready(plan, &rig);
                 run::run_phase(&r, rig)?
             }
             ProviderKind::Fabric => {
                 run::run_phase(&r, assemble::fabric_rig(cfg, pool, &streams, n)?)?
             }
             ProviderKind::Verbs => {
-                return Err("pktgen does not run on the verbs provider yet".into())
+                let rig = assemble::verbs_rig(cfg, pool, &streams, n)?;
+                sink_ready(plan, &rig);
+                run::run_phase(&r, rig)?
             }
         };
         let interrupted = outcome.interrupted;
@@ -85,6 +89,18 @@ pub fn run_plan(plan: &Plan, live: Option<bool>, stop: &AtomicBool) -> Result<Ru
         pool_capacity: pool.capacity(),
         pool_free_after: pool.available(),
     })
+}
+
+/// Sink role: sockets are bound or receive queues posted, so what arrives
+/// from now on is counted; says so, with the addresses generators send to.
+fn sink_ready<P: ipoib_dataplane::provider::Provider>(plan: &Plan, rig: &assemble::Rig<P>) {
+    if plan.sink.is_some() {
+        eprintln!(
+            "pktgen sink: ready on {} interface(s): {}",
+            rig.ports.len(),
+            rig.addresses()
+        );
+    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {

@@ -6,6 +6,7 @@ use super::scenario::{
     parse_addr_range, parse_num_range, PhaseDef, RangeDefs, Scenario, StreamDef,
 };
 use ipoib_config::{Config, Interface, ProviderKind};
+use ipoib_dataplane::pktgen::stamp::END_REPORT_LEN;
 use ipoib_dataplane::pktgen::{min_size, read_capture, Capture, Mode, Rate, StreamSpec, Template};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -213,34 +214,28 @@ pub fn plan(a: &PktgenArgs) -> Result<Plan, String> {
         Some("fabric") => ProviderKind::Fabric,
         Some("null") => ProviderKind::Null,
         Some("rocev2") => ProviderKind::Rocev2,
+        Some("verbs") => ProviderKind::Verbs,
         Some(other) => {
             return Err(format!(
-                "provider {other:?}: expected \"fabric\", \"null\" or \"rocev2\""
+                "provider {other:?}: expected \"fabric\", \"null\", \"rocev2\" or \"verbs\""
             ))
         }
     };
-    if !matches!(
-        provider,
-        ProviderKind::Fabric | ProviderKind::Null | ProviderKind::Rocev2
-    ) {
-        return Err(format!(
-            "pktgen runs on the fabric, null or rocev2 provider, not {:?}",
-            provider.as_str()
-        ));
-    }
     cfg.provider.kind = provider;
-    if a.sink && provider != ProviderKind::Rocev2 {
+    let networked = matches!(provider, ProviderKind::Rocev2 | ProviderKind::Verbs);
+    if a.sink && !networked {
         return Err(
-            "--sink measures traffic from other processes: it needs the rocev2 provider".into(),
+            "--sink measures traffic from other processes: it needs the rocev2 or verbs provider"
+                .into(),
         );
     }
     let f = &scenario.fabric;
     let (loss, reorder) = (a.loss.or(f.loss), a.reorder.or(f.reorder));
-    if provider == ProviderKind::Rocev2 && (loss.is_some() || reorder.is_some()) {
-        return Err(
-            "loss and reorder are injected by the fabric provider; on rocev2 drop on the network (nft, tc)"
-                .into(),
-        );
+    if networked && (loss.is_some() || reorder.is_some()) {
+        return Err(format!(
+            "loss and reorder are injected by the fabric provider; on {} drop on the network (nft, tc)",
+            provider.as_str()
+        ));
     }
     if provider == ProviderKind::Rocev2 {
         if let Some(i) = cfg.interfaces.iter().find(|i| i.local_ip.is_none()) {
@@ -438,6 +433,11 @@ impl Plan {
         out
     }
 
+    /// Whether packets leave the process (to sinks that need end packets).
+    fn sends_out_of_process(&self) -> bool {
+        matches!(self.provider, ProviderKind::Rocev2 | ProviderKind::Verbs)
+    }
+
     pub fn phase_name(&self, i: usize) -> String {
         self.phases[i]
             .name
@@ -554,9 +554,16 @@ impl Plan {
             });
             spec.duration = secs.map(Duration::from_secs_f64);
             spec.warmup = Duration::from_secs_f64(p.warmup_s.unwrap_or(0.0));
-            // Sinks in other processes learn what was sent from the stream's end.
-            if self.provider == ProviderKind::Rocev2 {
+            // Sinks in other processes learn what was sent, and at what
+            // rate, from the stream's end packets (with room for the report).
+            if self.sends_out_of_process() {
                 spec.announce_end = END_COPIES;
+                let report = min_size(to.is_ipv4()) + END_REPORT_LEN;
+                spec.end_size = spec
+                    .base
+                    .size
+                    .max(report)
+                    .min(buf.min(usize::from(iface.mtu)));
             }
             spec.validate(buf.min(usize::from(iface.mtu)))
                 .map_err(|e| format!("{e} (stream {name})"))?;

@@ -6,9 +6,13 @@
 #         flow and pings arrived, then stops and checks its leaves
 #   send  once the receiver is up: a unicast flow, a multicast flow to GROUP
 #         (send-only join on first use) and pings to PEER_IPOIB
+#   pktgen-sink  `ipoibd pktgen --sink`: leaves its QPN and GID on the
+#         host's board (IPOIB_BOARD=host:port) and measures what arrives
+#   pktgen-gen   reads the sink's QPN and GID from the board and runs
+#         `ipoibd pktgen` to PEER_IPOIB (PKTGEN_ARGS: count, rate, size)
 #   bench-recv / bench-send  (benches/verbs_vs_perftest.sh) ib_send_bw -c UD
-#         with BENCH_SIZE-byte messages, then ipoibd's own flow of the same
-#         UD message size as fast as it goes; the receiver counts
+#         with BENCH_SIZE-byte messages, then a pktgen stream of the same UD
+#         message size as fast as it goes into a pktgen sink
 # With IPOIB_FLAP=1 the sender takes its link down and up mid-traffic: the
 # port events flush every membership, the broadcast group and the send-only
 # group are joined again and the flows resume.
@@ -50,11 +54,31 @@ wait_line() { # FILE PATTERN SECONDS
     done
 }
 
+# The board: a line to the host's key/value server and its answer.
+board() {
+    local host=${IPOIB_BOARD%:*} port=${IPOIB_BOARD#*:} line=
+    exec 3<>"/dev/tcp/$host/$port" || return 1
+    echo "$*" >&3
+    read -r -t 10 line <&3
+    exec 3<&-
+    echo "$line"
+}
+# board_get KEY SECONDS: the value once a peer put it.
+board_get() {
+    local n=0 v
+    while [ $n -lt "$2" ]; do
+        v=$(board get "$1" 2>/dev/null)
+        [ -n "$v" ] && { echo "$v"; return 0; }
+        n=$((n + 1))
+        sleep 1
+    done
+    return 1
+}
+
 QUEUES=${IPOIB_QUEUES:-1}
 config() {
-    local rate=2000 size=64 lcores="[0]"
+    local lcores="[0]"
     [ "$QUEUES" = 2 ] && lcores="[0, 1]"
-    [ "$ROLE" = bench-send ] && rate=0 size=$((BENCH_SIZE - 4))
     cat <<CONF
 [dataplane]
 lcores = $lcores
@@ -77,14 +101,14 @@ queues = $QUEUES
 CONF
     case $ROLE in
     recv) echo "groups = [\"$GROUP\"]" ;;
-    bench-send)
+    pktgen-gen | bench-send)
+        # The sink as a static neighbour: pktgen resolves nothing itself.
         cat <<CONF
 
-[[traffic]]
-from = "ib0"
-to = "$PEER_IPOIB"
-rate_pps = $rate
-size = $size
+[[interface.neighbour]]
+ip = "$PEER_IPOIB"
+qpn = ${SINK_QPN:?}
+gid = "${SINK_GID:?}"
 CONF
         ;;
     send)
@@ -105,8 +129,41 @@ CONF
         ;;
     esac
 }
-config >verbs.toml
-mark "config $ROLE $(tr '\n' ' ' <verbs.toml)"
+case $ROLE in
+pktgen-gen | bench-send) ;; # written once the sink's address is known
+*)
+    config >verbs.toml
+    mark "config $ROLE $(tr '\n' ' ' <verbs.toml)"
+    ;;
+esac
+
+# pktgen_sink SECONDS: a pktgen sink until every stream ended (at most
+# SECONDS); its address goes on the board. Output in pktgen.out, sink.json.
+pktgen_sink() {
+    ./ipoibd pktgen --config verbs.toml --sink -q --duration "$1" --json sink.json >pktgen.out 2>&1 &
+    local pid=$! addr
+    if wait_line pktgen.out "pktgen sink: ready" 60; then
+        # "pktgen sink: ready on 1 interface(s): ib0 qpn 0x11 gid ::ffff:10.99.0.2"
+        addr=$(sed -n 's/^pktgen sink: ready .*: ib0 qpn \([0-9a-fx]*\) gid \([^ ,]*\).*/\1 \2/p' pktgen.out)
+        mark "sink_address $addr"
+        [ "$(board put sink "$addr")" = ok ] || bad "board the sink's address was not taken"
+    else
+        bad "sink_ready the sink never got ready: $(cat pktgen.out)"
+    fi
+    wait $pid
+}
+
+# pktgen_gen ARGS...: reads the sink's address from the board, then sends.
+pktgen_gen() {
+    local addr
+    addr=$(board_get sink 150) || { bad "board no sink address within 150 s"; return 1; }
+    SINK_QPN=${addr% *} SINK_GID=${addr#* } config >verbs.toml
+    mark "config $ROLE $(tr '\n' ' ' <verbs.toml)"
+    ./ipoibd pktgen --config verbs.toml -q --to "$PEER_IPOIB" --json gen.json "$@" >pktgen.out 2>&1
+}
+
+# The JSON report on one line (no spaces in its strings), for the host.
+json_line() { [ -f "$2" ] && mark "json $1 $(tr -d ' \n' <"$2")"; }
 
 cm_ids() { rdma res show cm_id 2>/dev/null | grep -c "ps UDP"; }
 
@@ -116,17 +173,11 @@ bench-recv)
         -D "${BENCH_SECONDS:-5}" >perftest.out 2>&1
     echo "----- perftest.out"; cat perftest.out
     mark "perftest_rx_mpps $(awk '$1 == '"$BENCH_SIZE"' && NF >= 5 {r = $5} END {print r}' perftest.out)"
-    ./ipoibd --config verbs.toml --socket $SOCK --duration 0 >ipoibd.out 2>&1 &
-    pid=$!
-    wait_line ipoibd.out "control: carrier on every interface" 60 || bad "carrier"
-    ip addr add "$FLAG_UP/32" dev lo
-    wait_for "$FLAG_DONE" 150 || bad "peer_done"
-    ip addr add "$FLAG_ACK/32" dev lo
-    timeout 20 ./ipoibctl stats --socket $SOCK >stats.out 2>&1
-    kill -TERM $pid
-    wait $pid
-    echo "----- stats.out"; cat stats.out; echo "----- end"
-    mark "bench_rx $(awk '$1 == "rx_good_packets" {print $2; exit}' stats.out)"
+    pktgen_sink 150
+    rc=$?
+    echo "----- pktgen.out"; cat pktgen.out; echo "----- end"
+    json_line sink sink.json
+    [ "$rc" = 0 ] || bad "pktgen_sink exited $rc"
     exit $((fails > 0))
     ;;
 bench-send)
@@ -141,12 +192,29 @@ bench-send)
     echo "----- perftest.out"; cat perftest.out
     # The last row: #bytes #iterations BW-peak BW-average MsgRate[Mpps].
     mark "perftest_mpps $(awk '$1 == '"$BENCH_SIZE"' && NF >= 5 {r = $5} END {print r}' perftest.out)"
-    wait_for "$FLAG_UP" 120 || bad "peer_up"
-    ./ipoibd --config verbs.toml --socket $SOCK --duration "${BENCH_SECONDS:-5}" >ipoibd.out 2>&1
-    echo "----- ipoibd.out"; cat ipoibd.out; echo "----- end"
-    mark "bench_tx $(awk '$1 == "ib0" {print $2; exit}' ipoibd.out)"
-    ip addr add "$FLAG_DONE/32" dev lo
-    wait_for "$FLAG_ACK" 60 || bad "peer_ack"
+    # The same UD message size: the IP packet plus the 4-byte IPoIB header.
+    pktgen_gen --size $((BENCH_SIZE - 4)) --duration "${BENCH_SECONDS:-5}"
+    rc=$?
+    echo "----- pktgen.out"; cat pktgen.out; echo "----- end"
+    json_line gen gen.json
+    [ "$rc" = 0 ] || bad "pktgen_gen exited $rc"
+    exit $((fails > 0))
+    ;;
+pktgen-sink)
+    pktgen_sink "${PKTGEN_MAX_SECONDS:-150}"
+    rc=$?
+    echo "----- pktgen.out"; cat pktgen.out; echo "----- end"
+    json_line sink sink.json
+    [ "$rc" = 0 ] && ok "sink_exit pktgen sink exited 0" || bad "sink_exit pktgen sink exited $rc"
+    exit $((fails > 0))
+    ;;
+pktgen-gen)
+    # shellcheck disable=SC2086 # PKTGEN_ARGS is a list of flags
+    pktgen_gen $(echo "${PKTGEN_ARGS:-}" | tr ',' ' ')
+    rc=$?
+    echo "----- pktgen.out"; cat pktgen.out; echo "----- end"
+    json_line gen gen.json
+    [ "$rc" = 0 ] && ok "gen_exit pktgen generator exited 0" || bad "gen_exit pktgen generator exited $rc"
     exit $((fails > 0))
     ;;
 recv)

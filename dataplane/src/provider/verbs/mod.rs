@@ -5,9 +5,9 @@
 //!   region registered once, the port's GID and P_Key, address handles.
 //! - One [`VerbsProvider`] per interface: a UD QP (RESET → INIT → RTR → RTS)
 //!   with its own send and receive CQs. Sends are one `ibv_post_send` per
-//!   burst, small ones inline, one in [`SIGNAL_EVERY`] signalled (a
-//!   completion frees every buffer before it: a UD send queue completes in
-//!   order). Receives are polled in bursts; each buffer is posted with the
+//!   burst, small ones inline, one in [`SIGNAL_EVERY`] and the last of each
+//!   burst signalled (a completion frees every buffer before it: a UD send
+//!   queue completes in order). Receives are polled in bursts; each buffer is posted with the
 //!   40-byte GRH area in the mbuf's headroom, so the GRH lands right before
 //!   the data, where the layer above looks for it.
 //! - On RoCE the GRH area holds the IP header (IPv4 in its last 20 bytes);
@@ -216,6 +216,44 @@ impl VerbsProvider {
         self.sq_head - self.sq_tail
     }
 
+    /// Waits, at most `timeout`, until the device has completed every send
+    /// posted (each burst's last is signalled), freeing their buffers; so a
+    /// stop does not flush sends still queued in the device. Returns whether
+    /// every send completed.
+    pub fn drain_sends(&mut self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.sq_tail < self.sq_head {
+            let polled = match self.send_cq.poll(&mut self.w.wc[..]) {
+                Ok(n) => n,
+                Err(_) => {
+                    self.counters.tx_poll_errors += 1;
+                    return false;
+                }
+            };
+            for i in 0..polled {
+                let wc = self.w.wc[i];
+                if wc.status != IBV_WC_SUCCESS {
+                    self.counters.tx_completion_errors += 1;
+                }
+                let end = wc.wr_id.saturating_add(1).min(self.sq_head);
+                while self.sq_tail < end {
+                    let slot = (self.sq_tail % SQ_DEPTH as u64) as usize;
+                    if let Some(m) = self.sq[slot].take() {
+                        self.cache.free(m);
+                    }
+                    self.sq_tail += 1;
+                }
+            }
+            if polled == 0 {
+                if std::time::Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::yield_now();
+            }
+        }
+        true
+    }
+
     /// Posts up to a burst of fresh receive buffers; returns how many.
     fn refill_rq(&mut self) -> usize {
         let want = self.rq_free.len().min(BURST);
@@ -367,8 +405,10 @@ impl Provider for VerbsProvider {
             if len <= self.max_inline {
                 flags |= IBV_SEND_INLINE;
             }
-            // Signal one in SIGNAL_EVERY, and the last one the queue has room for.
-            if seq % SIGNAL_EVERY == SIGNAL_EVERY - 1 || i as u64 + 1 == room {
+            // Signal one in SIGNAL_EVERY, the last of the burst (so the
+            // queue's tail always completes and a drain knows when the device
+            // is done with it) and the last one the queue has room for.
+            if seq % SIGNAL_EVERY == SIGNAL_EVERY - 1 || i + 1 == n || i as u64 + 1 == room {
                 flags |= IBV_SEND_SIGNALED;
             }
             let s = &mut self.w.swr[i];
