@@ -25,7 +25,8 @@ pub enum DpDrop {
     TxMcastJoinFailed,
     /// Join request queue to the control plane full.
     TxJoinRequestOverflow,
-    /// Provider did not accept the send (queue full).
+    /// Provider did not accept the send: its queue stayed full for a
+    /// second (sends are offered again meanwhile), or at stop.
     TxProviderBusy,
     /// Received packet had no consumer room (rx ring full).
     RxRingFull,

@@ -156,13 +156,17 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
     }
     settle(&mut lcores);
     // A message the provider still holds (the fabric's reorder injection)
-    // was sent: deliver it now rather than count it lost.
-    for l in &mut lcores {
-        for i in l.ifaces_mut() {
-            i.provider_mut().release_held();
+    // was sent: deliver it now rather than count it lost. A device's send
+    // queue drains, so what an interface held back for it is posted in the
+    // next round (and drained in turn).
+    for _ in 0..2 {
+        for l in &mut lcores {
+            for i in l.ifaces_mut() {
+                i.provider_mut().release_held();
+            }
         }
+        settle(&mut lcores);
     }
-    settle(&mut lcores);
 
     let sinks: Vec<_> = lcores.iter().flat_map(|l| l.sinks()).collect();
     // Sinks were added one per interface, in interface order on each lcore;

@@ -16,6 +16,7 @@ use arrayvec::ArrayVec;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Static facts about an interface.
 #[derive(Debug, Clone)]
@@ -99,6 +100,9 @@ pub struct Iface<P: Provider> {
     kernel_icmp: bool,
     /// Packet capture, checked once per burst.
     capture: Option<Tap>,
+    /// Since when sends the provider refused (left in `wrs`) have waited
+    /// without progress.
+    held_since: Option<Instant>,
 }
 
 /// Recent unicast misses: (address key, packets sent up), reset when a new
@@ -113,6 +117,11 @@ struct MissFilter {
 /// Packets per unresolved address handed to control per table version:
 /// enough to fill the resolver's queue (default 3) with one to spare.
 const MISSES_UP: u8 = 4;
+
+/// How long sends the provider refused are offered again, without any of
+/// them going out, before they are dropped: a busy send queue drains, a
+/// provider that refuses for this long is broken, not busy.
+const HOLD_LIMIT: Duration = Duration::from_secs(1);
 
 impl MissFilter {
     fn new() -> Self {
@@ -665,6 +674,7 @@ impl<P: Provider> Iface<P> {
             misses: MissFilter::new(),
             kernel_icmp: false,
             capture: None,
+            held_since: None,
         }
     }
 
@@ -800,6 +810,12 @@ impl<P: Provider> Iface<P> {
     /// state in registers, which is worth far more than one call per burst.
     #[inline(never)]
     pub fn tx_burst(&mut self, cache: &mut LcoreCache) -> usize {
+        // What the provider refused last time (its send queue full) goes
+        // first, and nothing new is taken until it is posted: producers are
+        // held back (their rings fill) instead of losing what they handed over.
+        if !self.wrs.is_empty() {
+            return self.post_held(cache);
+        }
         let mut counts = BurstCounts::default();
         let provider = &mut self.provider;
         let ready = self.mcast.refresh(
@@ -985,15 +1001,58 @@ impl<P: Provider> Iface<P> {
             posted
         };
         if !self.wrs.is_empty() {
-            for wr in self.wrs.drain(..) {
+            // Refused: offered again, first, from the next burst on.
+            for wr in self.wrs.iter() {
                 bytes -= wr.mbuf.len() as u64;
-                counts.drop(DpDrop::TxProviderBusy);
-                cache.free(wr.mbuf);
+                if wr.remote_qpn == MCAST_QPN {
+                    mcast_n = mcast_n.saturating_sub(1);
+                }
             }
+            self.held_since = Some(Instant::now());
         }
         counts.tx_packets = posted as u64;
         counts.tx_bytes = bytes;
         counts.tx_mcast_packets = mcast_n.min(posted as u64);
+        self.stats.add(&counts);
+        posted
+    }
+
+    /// Offers the refused sends again; drops them (counted) once the
+    /// provider has refused everything for `HOLD_LIMIT`.
+    #[cold]
+    #[inline(never)]
+    fn post_held(&mut self, cache: &mut LcoreCache) -> usize {
+        let mut counts = BurstCounts::default();
+        let sums = |wrs: &ArrayVec<SendWr<P::Ah>, BURST>| {
+            wrs.iter().fold((0u64, 0u64), |(b, m), w| {
+                (
+                    b + w.mbuf.len() as u64,
+                    m + u64::from(w.remote_qpn == MCAST_QPN),
+                )
+            })
+        };
+        let before = sums(&self.wrs);
+        let posted = self.provider.post_send(&mut self.wrs);
+        self.provider.reap(cache);
+        let after = sums(&self.wrs);
+        counts.tx_packets = posted as u64;
+        counts.tx_bytes = before.0 - after.0;
+        counts.tx_mcast_packets = before.1 - after.1;
+        let now = Instant::now();
+        if self.wrs.is_empty() {
+            self.held_since = None;
+        } else if posted > 0 {
+            self.held_since = Some(now);
+        } else if self
+            .held_since
+            .is_none_or(|t| now.duration_since(t) >= HOLD_LIMIT)
+        {
+            for wr in self.wrs.drain(..) {
+                counts.drop(DpDrop::TxProviderBusy);
+                cache.free(wr.mbuf);
+            }
+            self.held_since = None;
+        }
         self.stats.add(&counts);
         posted
     }
@@ -1132,6 +1191,14 @@ impl<P: Provider> Iface<P> {
     /// Frees what the interface still holds (stop).
     pub fn drain(&mut self, cache: &mut LcoreCache) {
         const DRAIN_POLLS: usize = 4096;
+        // Sends the provider still refused are never sent: counted drops.
+        let mut counts = BurstCounts::default();
+        for wr in self.wrs.drain(..) {
+            counts.drop(DpDrop::TxProviderBusy);
+            cache.free(wr.mbuf);
+        }
+        self.held_since = None;
+        self.stats.add(&counts);
         self.mcast.clear(cache);
         if let Some(ctrl) = self.ctrl.as_mut() {
             while let Some(c) = ctrl.from_control.pop() {

@@ -190,7 +190,7 @@ impl PacketWriter {
         let pattern = self.word_sums.get(extra.len() / 2).copied();
         let base = pattern.and_then(|w| p.base.checked_sub(w));
         match base {
-            Some(base) if extra.len() % 2 == 0 && p.image.len() >= at + extra.len() => {
+            Some(base) if extra.len().is_multiple_of(2) && p.image.len() >= at + extra.len() => {
                 copy_small(buf, &p.image);
                 if let Some(d) = buf.get_mut(at..at + extra.len()) {
                     d.copy_from_slice(extra);
