@@ -6,7 +6,7 @@
 # generator to a. The counts must be exact: the sink's announced count is
 # what the generator sent, sent == received + lost, no duplicate, and what
 # was lost is what the generator could not post (its device's send queue
-# full) plus what it posted and the sink did not receive, less the end
+# full for a second) plus what it posted and the sink did not receive, less the end
 # copies that went missing; rxe sent every frame ipoibd posted; a
 # latency histogram over every received packet; the sink reports the
 # generator's tx figures (bytes, time, rate) from its end packets; no mbuf
@@ -107,8 +107,8 @@ print(f"sent {sent} (+{end_sent} end), received {r['unique']} (+{r['end_packets'
 assert r["announced"] == sent, f"announced {r['announced']} != sent {sent}"
 assert r["unique"] + r["lost"] == sent, "sent != received + lost"
 assert r["rx_packets"] == r["unique"] and r["duplicates"] == 0
-# What the generator's lcore could not post (the device's send queue full:
-# TCG starves the guest kernel's rxe work) is lost before the wire, counted.
+# What the generator's interface could not post (a send queue that stayed
+# full for a second, or at the stop) is lost before the wire, and counted.
 busy = ports(gen, "tx_provider_busy_drops")
 assert wire_sent + busy == sent + end_sent, f"posted {wire_sent} + {busy} busy, generated {sent} + {end_sent}"
 assert r["lost"] == wire_sent + busy - wire_rx - (end_sent - r["end_packets"]), \
