@@ -18,7 +18,7 @@ use ipoib_dataplane::provider::fabric::{Fabric, FabricConfig, FabricQp, Injectio
 use ipoib_dataplane::provider::null::{NullMode, NullProvider};
 use ipoib_dataplane::provider::rocev2::{addr, steer_unicast, Rocev2Config, Rocev2Provider};
 use ipoib_dataplane::provider::verbs::{VerbsConfig, VerbsDevice, VerbsProvider, VerbsQpConfig};
-use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
+use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider, ProviderXstats};
 use ipoib_dataplane::ring::spsc;
 use ipoib_dataplane::stats::IfaceStats;
 use ipoib_dataplane::tables::{published, JoinRequestQueue, McastTable, Published};
@@ -50,6 +50,8 @@ pub struct HostInfo {
     pub groups: Vec<IpAddr>,
     /// The interface's kernel TUN device: its name and counters.
     pub tun: Option<(String, Arc<TunStats>)>,
+    /// The provider's own counters, per queue (rocev2's).
+    pub provider_xstats: Vec<Arc<ProviderXstats>>,
 }
 
 /// A host's neighbour table as the lcore reads it, its static entries, and
@@ -664,6 +666,10 @@ fn build_queues<P: Provider>(
         let qpns: Vec<u32> = std::iter::once(port.qpn)
             .chain(extra.iter().map(|p| p.port().qpn))
             .collect();
+        let provider_xstats: Vec<_> = std::iter::once(provider.xstats())
+            .chain(extra.iter().map(|p| p.xstats()))
+            .flatten()
+            .collect();
         let neigh_for_control = neigh.clone();
         let mut iface = Iface::new(
             IfaceConfig {
@@ -732,6 +738,7 @@ fn build_queues<P: Provider>(
             join_requests,
             groups: icfg.groups.clone(),
             tun,
+            provider_xstats,
         });
     }
     Ok(Built {

@@ -952,6 +952,8 @@ fn children_keep_partitions_apart(name: &str, config: &str, fabric: bool) {
             && counter(&st, "ib1.8001", "rx_good_packets") > 100
             && counter(&st, "ib0.8001", "rx_good_packets") > 100
             && (!fabric || counter(&st, "ib1", "fabric_rx_pkey_mismatch_drops") > 100)
+            // rocev2: the provider's own counters, published by the lcore.
+            && (fabric || counter(&st, "ib1", "rocev2_rx_pkey_mismatch_drops") > 100)
     });
     let n = d.json(&["neigh"]);
     let neighbours = |name: &str| iface(&n, name)["neighbours"].to_string();
@@ -965,6 +967,12 @@ fn children_keep_partitions_apart(name: &str, config: &str, fabric: bool) {
     if fabric {
         let drops = counter(&st, "ib1.8001", "fabric_rx_pkey_mismatch_drops");
         assert_eq!(drops, 0, "{st}");
+    } else {
+        for name in ["ib0", "ib0.8001", "ib1", "ib1.8001"] {
+            assert_eq!(counter(&st, name, "rocev2_rx_bad_icrc_drops"), 0, "{st}");
+        }
+        assert!(counter(&st, "ib1.8001", "rocev2_rx_packets") > 100, "{st}");
+        assert!(counter(&st, "ib0", "rocev2_tx_packets") > 100, "{st}");
     }
 
     let (code, out) = d.terminate();

@@ -12,6 +12,7 @@ use ipoib_dataplane::capture::{Capture, CaptureStatus, MAX_SNAPLEN};
 use ipoib_dataplane::lcore::TunStats;
 use ipoib_dataplane::mem::Mempool;
 use ipoib_dataplane::provider::fabric::{DropReason, Fabric};
+use ipoib_dataplane::provider::ProviderXstats;
 use ipoib_dataplane::stats::{IfaceStats, StatsSnapshot};
 use ipoib_dataplane::wire::{mgid_for_ip, Gid, HwAddr};
 use serde_json::{json, Value};
@@ -42,6 +43,8 @@ struct Iface {
     engine: Option<Arc<Engine>>,
     /// Counters of the interface's TUN device, if it has one.
     tun: Option<Arc<TunStats>>,
+    /// The provider's own counters, per queue.
+    provider_xstats: Vec<Arc<ProviderXstats>>,
 }
 
 pub struct DaemonBackend {
@@ -115,6 +118,7 @@ impl DaemonBackend {
                     fabric_port: h.fabric_port,
                     engine,
                     tun: h.tun.as_ref().map(|(_, t)| t.clone()),
+                    provider_xstats: h.provider_xstats.clone(),
                 }
             })
             .collect();
@@ -305,6 +309,7 @@ impl DaemonBackend {
                 if let Some(t) = &i.tun {
                     x.extend(t.xstats().map(|(n, v)| json!([n, v])));
                 }
+                x.extend(provider_xstats(&i.provider_xstats));
                 if let Some(e) = &i.engine {
                     let m = e.stats();
                     for (n, v) in [
@@ -576,4 +581,18 @@ impl Backend for DaemonBackend {
             Request::PcapStop => self.pcap_stop(),
         }
     }
+}
+
+/// The provider's counters of an interface, summed over its queues.
+fn provider_xstats(queues: &[Arc<ProviderXstats>]) -> Vec<Value> {
+    let mut sums: Vec<(String, u64)> = Vec::new();
+    for q in queues {
+        for (i, (name, v)) in q.snapshot().into_iter().enumerate() {
+            match sums.get_mut(i) {
+                Some(s) if s.0 == name => s.1 += v,
+                _ => sums.push((name, v)),
+            }
+        }
+    }
+    sums.into_iter().map(|(n, v)| json!([n, v])).collect()
 }

@@ -81,11 +81,15 @@ fn escape_label(s: &str) -> String {
 /// An xstats name as a Prometheus metric: `rx_good_packets` →
 /// `ipoib_rx_packets_total`; `rx_no_neighbour_drops` →
 /// `ipoib_drops_total{reason="rx_no_neighbour"}`; `fabric_*` under
-/// `ipoib_fabric_`. `scope` goes after the prefix (`lcore_`).
+/// `ipoib_fabric_`, `rocev2_*` under `ipoib_rocev2_`. `scope` goes after the
+/// prefix (`lcore_`).
 pub fn metric_name(xstat: &str, scope: &str) -> (String, Option<String>) {
-    let (prefix, inner) = match xstat.strip_prefix("fabric_") {
-        Some(rest) => ("ipoib_fabric_", rest),
-        None => ("ipoib_", xstat),
+    let (prefix, inner) = if let Some(rest) = xstat.strip_prefix("fabric_") {
+        ("ipoib_fabric_", rest)
+    } else if let Some(rest) = xstat.strip_prefix("rocev2_") {
+        ("ipoib_rocev2_", rest)
+    } else {
+        ("ipoib_", xstat)
     };
     let clean: String = inner
         .chars()
@@ -226,6 +230,17 @@ mod tests {
                 "ipoib_fabric_drops_total".into(),
                 Some("rx_overflow".into())
             )
+        );
+        assert_eq!(
+            metric_name("rocev2_rx_bad_icrc_drops", ""),
+            (
+                "ipoib_rocev2_drops_total".into(),
+                Some("rx_bad_icrc".into())
+            )
+        );
+        assert_eq!(
+            metric_name("rocev2_tx_gso_sends", ""),
+            ("ipoib_rocev2_tx_gso_sends_total".into(), None)
         );
         assert_eq!(
             metric_name("tx_good_bytes", "lcore_"),

@@ -7,6 +7,9 @@ pub mod fabric;
 pub mod null;
 pub mod rocev2;
 pub mod verbs;
+mod xstats;
+
+pub use xstats::ProviderXstats;
 
 use crate::mem::Mbuf;
 use crate::wire::grh::{HEADER_LEN as GRH_LEN, NEXT_HEADER_IBA};
@@ -223,4 +226,11 @@ pub trait Provider: Send {
     /// Providers that pass buffers on (the fabric) have nothing to reap.
     #[inline]
     fn reap(&mut self, _cache: &mut crate::mem::LcoreCache) {}
+
+    /// The provider's own counters as its lcore publishes them, for readers
+    /// on other threads (`ipoibctl stats`); `None` where it has none beyond
+    /// the interface's.
+    fn xstats(&self) -> Option<std::sync::Arc<ProviderXstats>> {
+        None
+    }
 }

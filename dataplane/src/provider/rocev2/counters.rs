@@ -69,6 +69,11 @@ impl Rocev2Counters {
             + self.rx_unsupported_opcode
     }
 
+    /// The names of `xstats`, in its order.
+    pub fn names() -> [&'static str; 21] {
+        Rocev2Counters::default().xstats().map(|(n, _)| n)
+    }
+
     /// xstats-style names and values.
     pub fn xstats(&self) -> [(&'static str, u64); 21] {
         [

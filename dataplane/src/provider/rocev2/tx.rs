@@ -171,6 +171,8 @@ impl Rocev2Provider {
             self.counters.tx_bytes += wr.mbuf.len() as u64;
             self.cache.free(wr.mbuf);
         }
+        // Next to the send system call, publishing costs nothing.
+        self.publish();
         dropped + sent + failed
     }
 
