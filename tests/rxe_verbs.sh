@@ -94,6 +94,11 @@ rx_mcast=$(counter rx_multicast_packets "$a_stats")
 rx=$(counter rx_good_packets "$a_stats")
 [ "${rx:-0}" -gt $((rx_mcast + 100)) ] || fail "a received no unicast flow (rx_good_packets=${rx:-none})"
 echo "a: rx_good_packets=$rx rx_multicast_packets=$rx_mcast"
+# The provider's own counters reach ipoibctl stats (published per burst):
+# it delivered at least what the interface counted.
+vrx=$(counter verbs_rx_packets "$a_stats")
+[ "${vrx:-0}" -ge "$rx" ] || fail "a: verbs_rx_packets=${vrx:-none} in ipoibctl stats, below rx_good_packets=$rx"
+echo "a: verbs_rx_packets=$vrx"
 grep -E "ff12:401b:ffff::f01:203" <<<"$b_groups" | grep -q "SENDONLY" \
     || fail "b's group 239.1.2.3 is not a send-only membership: $b_groups"
 grep -E "^rdma_cm ib0: " <<<"$a_out" | sed 's/^/a: /'

@@ -81,13 +81,16 @@ fn escape_label(s: &str) -> String {
 /// An xstats name as a Prometheus metric: `rx_good_packets` →
 /// `ipoib_rx_packets_total`; `rx_no_neighbour_drops` →
 /// `ipoib_drops_total{reason="rx_no_neighbour"}`; `fabric_*` under
-/// `ipoib_fabric_`, `rocev2_*` under `ipoib_rocev2_`. `scope` goes after the
+/// `ipoib_fabric_`, `rocev2_*` and `verbs_*` under `ipoib_rocev2_` and
+/// `ipoib_verbs_`. `scope` goes after the
 /// prefix (`lcore_`).
 pub fn metric_name(xstat: &str, scope: &str) -> (String, Option<String>) {
     let (prefix, inner) = if let Some(rest) = xstat.strip_prefix("fabric_") {
         ("ipoib_fabric_", rest)
     } else if let Some(rest) = xstat.strip_prefix("rocev2_") {
         ("ipoib_rocev2_", rest)
+    } else if let Some(rest) = xstat.strip_prefix("verbs_") {
+        ("ipoib_verbs_", rest)
     } else {
         ("ipoib_", xstat)
     };
@@ -236,6 +239,13 @@ mod tests {
             (
                 "ipoib_rocev2_drops_total".into(),
                 Some("rx_bad_icrc".into())
+            )
+        );
+        assert_eq!(
+            metric_name("verbs_rx_truncated_drops", ""),
+            (
+                "ipoib_verbs_drops_total".into(),
+                Some("rx_truncated".into())
             )
         );
         assert_eq!(

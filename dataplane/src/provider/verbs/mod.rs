@@ -24,7 +24,9 @@ pub use ah::{wire_gid, AhTable, VerbsAh};
 pub use counters::VerbsCounters;
 pub use device::{VerbsConfig, VerbsDevice, VerbsSetupError};
 
-use super::{AhAttr, PortAttr, Provider, ProviderError, RecvCompletion, SendWr, BURST};
+use super::{
+    AhAttr, PortAttr, Provider, ProviderError, ProviderXstats, RecvCompletion, SendWr, BURST,
+};
 use crate::mem::{LcoreCache, Mbuf};
 use crate::wire::grh::HEADER_LEN as GRH_LEN;
 use crate::wire::Gid;
@@ -110,9 +112,17 @@ pub struct VerbsProvider {
     w: Box<Scratch>,
     fresh: ArrayVec<Mbuf, BURST>,
     pub counters: VerbsCounters,
+    /// `counters` as last published for other threads.
+    published: Arc<ProviderXstats>,
 }
 
 impl VerbsProvider {
+    /// Copies the counters for readers on other threads (after a burst).
+    fn publish(&self) {
+        self.published
+            .publish(self.counters.xstats().map(|(_, v)| v));
+    }
+
     /// A QP on `dev`, its receive queue filled from `cache`.
     pub fn new(
         dev: &Arc<VerbsDevice>,
@@ -185,6 +195,7 @@ impl VerbsProvider {
             }),
             fresh: ArrayVec::new(),
             counters: VerbsCounters::default(),
+            published: ProviderXstats::new("verbs_", &VerbsCounters::names()),
         };
         while !p.rq_free.is_empty() {
             if p.refill_rq() == 0 {
@@ -388,6 +399,7 @@ impl Provider for VerbsProvider {
         if n == 0 {
             if !wrs.is_empty() {
                 self.counters.tx_queue_full += 1;
+                self.publish();
             }
             return 0;
         }
@@ -446,6 +458,7 @@ impl Provider for VerbsProvider {
             self.sq_head += 1;
         }
         self.counters.tx_packets += posted as u64;
+        self.publish();
         posted
     }
 
@@ -504,7 +517,14 @@ impl Provider for VerbsProvider {
                 break;
             }
         }
+        if polled > 0 {
+            self.publish();
+        }
         out.len() - before
+    }
+
+    fn xstats(&self) -> Option<Arc<ProviderXstats>> {
+        Some(self.published.clone())
     }
 
     fn reap(&mut self, cache: &mut LcoreCache) {
