@@ -5,7 +5,7 @@ use super::build::{PacketWriter, Prepared};
 use super::clock;
 use super::fields::FieldGen;
 use super::spec::{end_report_fits, Mode, StreamSpec, Template};
-use super::stamp::{EndReport, Stamp, END_REPORT_LEN, FLAG_END, FLAG_WARMUP};
+use super::stamp::{EndReport, Stamp, END_REPORT_LEN, FLAG_END, FLAG_PROBE, FLAG_WARMUP};
 use crate::mem::{LcoreCache, Mbuf, HEADROOM};
 use crate::provider::BURST;
 use crate::ring::spsc;
@@ -22,6 +22,8 @@ pub struct GenCounters {
     pub warmup_packets: AtomicU64,
     /// End-of-stream copies sent (see `StreamSpec::announce_end`).
     pub end_packets: AtomicU64,
+    /// Measured packets sent as latency probes (counted in `tx_packets` too).
+    pub probes: AtomicU64,
     /// Process-clock ns when measurement started, and of the last measured burst.
     pub measure_start_ns: AtomicU64,
     pub last_tx_ns: AtomicU64,
@@ -36,6 +38,7 @@ pub struct GenSnapshot {
     pub tx_bytes: u64,
     pub warmup_packets: u64,
     pub end_packets: u64,
+    pub probes: u64,
     pub measure_start_ns: u64,
     pub last_tx_ns: u64,
     pub done: bool,
@@ -48,6 +51,7 @@ impl GenCounters {
             tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
             warmup_packets: self.warmup_packets.load(Ordering::Relaxed),
             end_packets: self.end_packets.load(Ordering::Relaxed),
+            probes: self.probes.load(Ordering::Relaxed),
             measure_start_ns: self.measure_start_ns.load(Ordering::Relaxed),
             last_tx_ns: self.last_tx_ns.load(Ordering::Relaxed),
             done: self.done.load(Ordering::Acquire),
@@ -95,6 +99,11 @@ pub struct Generator {
     warm_seq: u64,
     seq: u64,
     bytes: u64,
+    /// Nanoseconds between latency probes (`u64::MAX`: none), when the next
+    /// is due, and how many were sent.
+    probe_every_ns: u64,
+    next_probe_ns: u64,
+    probes: u64,
     done: bool,
     counters: Arc<GenCounters>,
 }
@@ -142,6 +151,15 @@ impl Generator {
             warm_seq: 0,
             seq: 0,
             bytes: 0,
+            probe_every_ns: spec
+                .probe_pps
+                .map_or(u64::MAX, |p| (1e9 / p).max(1.0) as u64),
+            next_probe_ns: if spec.probe_pps.is_some() {
+                0
+            } else {
+                u64::MAX
+            },
+            probes: 0,
             done: false,
             counters: Arc::new(GenCounters::default()),
         })
@@ -278,9 +296,22 @@ impl Generator {
         } else {
             &mut self.seq
         };
+        let flags = if warm { FLAG_WARMUP } else { 0 };
+        // At most one probe a burst, its first packet, once one is due.
+        let probe = !warm && now >= self.next_probe_ns && !self.burst.is_empty();
+        if probe {
+            // On schedule while bursts come often; after a gap, no catch-up.
+            let due = self.next_probe_ns.saturating_add(self.probe_every_ns);
+            self.next_probe_ns = if due > now {
+                due
+            } else {
+                now.saturating_add(self.probe_every_ns)
+            };
+            self.probes += 1;
+        }
         let mut stamp = Stamp {
             stream: self.stream,
-            flags: if warm { FLAG_WARMUP } else { 0 },
+            flags: flags | if probe { FLAG_PROBE } else { 0 },
             seq: *seq,
             ts_ns: now,
         };
@@ -290,6 +321,7 @@ impl Generator {
                 if let Some(d) = m.append(p.len()) {
                     PacketWriter::write_prepared(d, p, &stamp);
                     stamp.seq += 1;
+                    stamp.flags = flags;
                     bytes += p.len() as u64;
                 }
             }
@@ -299,6 +331,7 @@ impl Generator {
                 if let Some(d) = m.append(t.size) {
                     self.writer.write(d, &t, &stamp);
                     stamp.seq += 1;
+                    stamp.flags = flags;
                     bytes += t.size as u64;
                 }
             }
@@ -314,6 +347,7 @@ impl Generator {
             self.bytes += bytes;
             c.tx_packets.store(self.seq, Ordering::Relaxed);
             c.tx_bytes.store(self.bytes, Ordering::Relaxed);
+            c.probes.store(self.probes, Ordering::Relaxed);
             c.last_tx_ns.store(now, Ordering::Relaxed);
         }
         n

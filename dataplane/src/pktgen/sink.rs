@@ -3,7 +3,11 @@
 //! lcore; all state is allocated up front.
 
 use super::clock;
-use super::stamp::{EndReport, Stamp, FLAG_END, FLAG_WARMUP};
+use super::reflect::{peer_time, reflect};
+use super::stamp::{
+    udp_payload, EndReport, Stamp, FLAG_END, FLAG_PEER_TIME, FLAG_PROBE, FLAG_REFLECTED,
+    FLAG_WARMUP,
+};
 use super::window::{Arrival, SeqWindow};
 use crate::mem::{LcoreCache, Mbuf};
 use crate::provider::BURST;
@@ -73,7 +77,23 @@ pub struct StreamResult {
     pub end_packets: u64,
     /// The generator's own figures, from an end packet that carried them.
     pub sender: Option<EndReport>,
+    /// Latency probes among the measured packets (each reflected to its
+    /// sender when the sink has a return ring).
+    pub probes: u64,
     pub latency: LatencySummary,
+}
+
+/// Round trips of one stream's probes, on the clock of the host that sent
+/// them (the sink on the sending interface keeps these).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RttResult {
+    /// Reflections received (each a probe that came back).
+    pub reflections: u64,
+    pub latency: LatencySummary,
+    /// Estimated offset of the reflecting host's clock from this one's (ns,
+    /// theirs minus ours), NTP-style from the probe with the smallest round
+    /// trip; `None` when no reflection carried the peer's time.
+    pub clock_offset_ns: Option<i64>,
 }
 
 impl StreamResult {
@@ -113,6 +133,12 @@ struct StreamState {
     announced: Option<u64>,
     end_packets: u64,
     sender: Option<EndReport>,
+    probes: u64,
+    rtt: Histogram<u64>,
+    reflections: u64,
+    /// Smallest round trip that carried the peer's time, and the offset it gives.
+    best_rtt: u64,
+    clock_offset_ns: Option<i64>,
 }
 
 /// Totals over a sink's streams, published for live readers.
@@ -127,6 +153,11 @@ pub struct SinkLive {
     /// arrived; refreshed at once when one does.
     pub streams_seen: AtomicU64,
     pub streams_ended: AtomicU64,
+    /// Reflections of this host's probes received, at once; their round-trip
+    /// p99 (ns, about once a second) and maximum (at once).
+    pub reflections: AtomicU64,
+    pub rtt_p99_ns: AtomicU64,
+    pub rtt_max_ns: AtomicU64,
 }
 
 pub struct Sink {
@@ -139,6 +170,12 @@ pub struct Sink {
     live: Arc<SinkLive>,
     next_publish_ns: u64,
     totals: (u64, u64),
+    /// Where reflections of probes go (a TX ring of the interface); `None`:
+    /// probes are only counted.
+    reflect_tx: Option<spsc::Producer<Mbuf>>,
+    reflect: ArrayVec<Mbuf, BURST>,
+    reflect_drops: u64,
+    reflections: u64,
 }
 
 impl Sink {
@@ -148,8 +185,7 @@ impl Sink {
         let streams = (0..streams)
             .map(|_| StreamState {
                 window: SeqWindow::new(window),
-                hist: Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3)
-                    .expect("constant histogram bounds are valid"),
+                hist: histogram(),
                 rx_packets: 0,
                 rx_bytes: 0,
                 unique: 0,
@@ -160,6 +196,11 @@ impl Sink {
                 announced: None,
                 end_packets: 0,
                 sender: None,
+                probes: 0,
+                rtt: histogram(),
+                reflections: 0,
+                best_rtt: u64::MAX,
+                clock_offset_ns: None,
             })
             .collect();
         Sink {
@@ -171,7 +212,23 @@ impl Sink {
             live: Arc::new(SinkLive::default()),
             next_publish_ns: 0,
             totals: (0, 0),
+            reflect_tx: None,
+            reflect: ArrayVec::new(),
+            reflect_drops: 0,
+            reflections: 0,
         }
+    }
+
+    /// Reflects the probes that arrive into `tx`, a TX ring of the interface
+    /// this sink drains: the datapath routes them back to their senders.
+    pub fn reflect_to(&mut self, tx: spsc::Producer<Mbuf>) {
+        self.reflect_tx = Some(tx);
+    }
+
+    /// Probes that could not be reflected: the return ring was full, the
+    /// buffer shared, or the probe not unicast both ways.
+    pub fn reflect_drops(&self) -> u64 {
+        self.reflect_drops
     }
 
     pub fn live(&self) -> Arc<SinkLive> {
@@ -191,10 +248,39 @@ impl Sink {
         if n == 0 {
             return 0;
         }
-        let now = clock::now_ns();
+        self.account_burst(cache, n, clock::now_ns());
+        n
+    }
+
+    /// `poll` with the receive time given (tests drive a fake clock).
+    pub fn poll_at(&mut self, cache: &mut LcoreCache, now: u64) -> usize {
+        let n = self.rx.dequeue_burst(&mut self.burst);
+        if n != 0 {
+            self.account_burst(cache, n, now);
+        }
+        n
+    }
+
+    #[inline]
+    fn account_burst(&mut self, cache: &mut LcoreCache, n: usize, now: u64) {
         let mut other = Other::default();
-        for m in self.burst.iter() {
-            account(&mut self.streams, &mut other, m.data(), now);
+        // Probes to reflect, by position in the burst (BURST <= 64).
+        let mut probes = 0u64;
+        for (i, m) in self.burst.iter().enumerate() {
+            if account(&mut self.streams, &mut other, m.data(), now) {
+                probes |= 1 << i;
+            }
+        }
+        if probes != 0 {
+            self.reflect_probes(probes, cache, now);
+        }
+        if other.reflections != 0 {
+            self.reflections += other.reflections;
+            self.live
+                .reflections
+                .store(self.reflections, Ordering::Relaxed);
+            let max = self.streams.iter().map(|s| s.rtt.max()).max().unwrap_or(0);
+            self.live.rtt_max_ns.store(max, Ordering::Relaxed);
         }
         self.foreign += other.foreign;
         self.unknown_stream += other.unknown_stream;
@@ -204,8 +290,38 @@ impl Sink {
         if now >= self.next_publish_ns || other.ended {
             self.publish(now);
         }
-        n
     }
+
+    /// Takes the probes (bit `i` of `mask`: position `i`) out of the burst,
+    /// turns each into its reflection in place and sends them back; what
+    /// cannot go is freed and counted.
+    #[cold]
+    #[inline(never)]
+    fn reflect_probes(&mut self, mut mask: u64, cache: &mut LcoreCache, now: u64) {
+        let Some(tx) = self.reflect_tx.as_mut() else {
+            return;
+        };
+        // Highest first: what swap_remove moves down was already taken.
+        while mask != 0 {
+            let i = 63 - mask.leading_zeros() as usize;
+            mask &= !(1 << i);
+            let ok = self.burst[i].data_mut().is_some_and(|d| reflect(d, now));
+            if ok {
+                self.reflect.push(self.burst.swap_remove(i));
+            } else {
+                self.reflect_drops += 1;
+            }
+        }
+        tx.enqueue_burst(&mut self.reflect);
+        self.reflect_drops += self.reflect.len() as u64;
+        cache.free_burst(&mut self.reflect);
+    }
+}
+
+const _: () = assert!(BURST <= 64, "probe positions are bits of a u64");
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("constant histogram bounds are valid")
 }
 
 /// Per-burst tallies that are not per stream.
@@ -216,18 +332,25 @@ struct Other {
     bytes: u64,
     /// An end-of-stream packet arrived.
     ended: bool,
+    reflections: u64,
 }
 
+/// Counts one packet; `true` for a measured probe to reflect.
 #[inline]
-fn account(streams: &mut [StreamState], other: &mut Other, pkt: &[u8], now: u64) {
+fn account(streams: &mut [StreamState], other: &mut Other, pkt: &[u8], now: u64) -> bool {
     let Some(st) = Stamp::from_ip(pkt) else {
         other.foreign += 1;
-        return;
+        return false;
     };
     let Some(s) = streams.get_mut(usize::from(st.stream)) else {
         other.unknown_stream += 1;
-        return;
+        return false;
     };
+    if st.flags & FLAG_REFLECTED != 0 {
+        record_round_trip(s, &st, pkt, now);
+        other.reflections += 1;
+        return false;
+    }
     if st.flags & FLAG_END != 0 {
         s.end_packets += 1;
         s.announced = Some(s.announced.map_or(st.seq, |a| a.max(st.seq)));
@@ -235,11 +358,11 @@ fn account(streams: &mut [StreamState], other: &mut Other, pkt: &[u8], now: u64)
             s.sender = Some(r);
         }
         other.ended = true;
-        return;
+        return false;
     }
     if st.flags & FLAG_WARMUP != 0 {
         s.warmup_packets += 1;
-        return;
+        return false;
     }
     s.rx_packets += 1;
     s.rx_bytes += pkt.len() as u64;
@@ -247,7 +370,7 @@ fn account(streams: &mut [StreamState], other: &mut Other, pkt: &[u8], now: u64)
     match s.window.observe(st.seq) {
         Arrival::Duplicate => {
             s.duplicates += 1;
-            return;
+            return false;
         }
         Arrival::InOrder => {}
         Arrival::Reordered => s.reordered += 1,
@@ -259,6 +382,27 @@ fn account(streams: &mut [StreamState], other: &mut Other, pkt: &[u8], now: u64)
     s.unique += 1;
     s.hist
         .saturating_record(now.saturating_sub(st.ts_ns).min(LATENCY_MAX_NS));
+    let probe = st.flags & FLAG_PROBE != 0;
+    s.probes += u64::from(probe);
+    probe
+}
+
+/// A reflection of this host's probe: the round trip is on one clock. With
+/// the peer's receive time t2 (reflected at once, so t3 = t2), the offset
+/// is t2 - (t1 + t4) / 2, trusted from the smallest round trip only (the
+/// one least skewed by queueing either way).
+#[cold]
+fn record_round_trip(s: &mut StreamState, st: &Stamp, pkt: &[u8], now: u64) {
+    s.reflections += 1;
+    let rtt = now.saturating_sub(st.ts_ns).min(LATENCY_MAX_NS);
+    s.rtt.saturating_record(rtt);
+    if st.flags & FLAG_PEER_TIME != 0 && rtt < s.best_rtt {
+        if let Some(t2) = udp_payload(pkt).and_then(peer_time) {
+            s.best_rtt = rtt;
+            let mid = i128::from(st.ts_ns) + i128::from(rtt) / 2;
+            s.clock_offset_ns = i64::try_from(i128::from(t2) - mid).ok();
+        }
+    }
 }
 
 impl Sink {
@@ -284,6 +428,15 @@ impl Sink {
         });
         l.streams_seen.store(seen, Ordering::Relaxed);
         l.streams_ended.store(ended, Ordering::Relaxed);
+        let rtt_p99 = self
+            .streams
+            .iter()
+            .filter(|s| !s.rtt.is_empty())
+            .map(|s| s.rtt.value_at_quantile(0.99))
+            .max()
+            .unwrap_or(0);
+        l.rtt_p99_ns.store(rtt_p99, Ordering::Relaxed);
+        l.reflections.store(self.reflections, Ordering::Relaxed);
     }
 
     /// Publishes the final totals (call once the lcore has stopped).
@@ -314,8 +467,25 @@ impl Sink {
             announced: s.announced,
             end_packets: s.end_packets,
             sender: s.sender,
+            probes: s.probes,
             latency: LatencySummary::of(&s.hist),
         })
+    }
+
+    /// Round trips of `stream`'s probes sent from this interface; `None`
+    /// when none came back (or the id is out of range).
+    pub fn rtt(&self, stream: u16) -> Option<RttResult> {
+        let s = self.streams.get(usize::from(stream))?;
+        (s.reflections != 0).then(|| RttResult {
+            reflections: s.reflections,
+            latency: LatencySummary::of(&s.rtt),
+            clock_offset_ns: s.clock_offset_ns,
+        })
+    }
+
+    /// The round-trip histogram of `stream`, to plot.
+    pub fn rtt_histogram(&self, stream: u16) -> Option<&Histogram<u64>> {
+        self.streams.get(usize::from(stream)).map(|s| &s.rtt)
     }
 
     /// The latency histogram of `stream`, to merge across sinks or plot.

@@ -115,7 +115,16 @@ pub struct StreamSpec {
     /// IP bytes of each end-of-stream copy; 0 = the base size. With room for
     /// the stamp and an `EndReport` the copies carry the sender's figures.
     pub end_size: usize,
+    /// Latency probes per second (stamp flag PROBE on one packet of a burst
+    /// when one is due, measured packets only): the sink reflects each back
+    /// for a round-trip time on this host's clock. `None`: no probes.
+    pub probe_pps: Option<f64>,
 }
+
+/// Probes per second when round-trip latency is asked for without a rate.
+pub const DEFAULT_PROBE_PPS: f64 = 1000.0;
+/// At most this many probes per second: reflections load the return path.
+pub const MAX_PROBE_PPS: f64 = 10_000.0;
 
 impl StreamSpec {
     /// A single-mode stream of `size`-byte packets, unlimited rate, no limits.
@@ -137,6 +146,7 @@ impl StreamSpec {
             burst: crate::provider::BURST,
             announce_end: 0,
             end_size: 0,
+            probe_pps: None,
         }
     }
 
@@ -198,6 +208,13 @@ impl StreamSpec {
                 };
                 check(&lo)?;
                 check(&hi)?;
+            }
+        }
+        if let Some(p) = self.probe_pps {
+            if !(p > 0.0 && p <= MAX_PROBE_PPS) {
+                return Err(format!(
+                    "stream {id}: probe rate {p} out of (0, {MAX_PROBE_PPS}] per second"
+                ));
             }
         }
         match self.rate {

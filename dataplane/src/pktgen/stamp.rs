@@ -10,6 +10,15 @@ pub const FLAG_WARMUP: u16 = 1;
 /// Flag: the stream has ended; `seq` is how many measured packets it sent.
 /// Sent a few times over, so a sink in another process knows what it missed.
 pub const FLAG_END: u16 = 2;
+/// Flag: a latency probe, a data packet like any other that the sink also
+/// reflects back to its sender for a round-trip time on the sender's clock.
+pub const FLAG_PROBE: u16 = 4;
+/// Flag: a sink's reflection of a probe, addresses and ports swapped, the
+/// original send time untouched. Not a data packet.
+pub const FLAG_REFLECTED: u16 = 8;
+/// Flag: a reflection that carries the reflecting sink's receive time (u64,
+/// big-endian, its own clock) right after the stamp.
+pub const FLAG_PEER_TIME: u16 = 16;
 /// "PKEN": an end packet's report follows its stamp.
 pub const END_MAGIC: u32 = 0x504B_454E;
 /// Bytes of the report: magic, reserved, then tx bytes, measured ns, target
