@@ -877,3 +877,115 @@ fn a_sink_in_another_process_counts_a_rocev2_stream_exactly() {
         );
     }
 }
+
+/// `--latency rtt` on the fabric with seeded loss: probes are data like any
+/// other (the receiver's loss is still the fabric's injected loss on the
+/// way there), each probe that arrives is reflected, and the probes that do
+/// not come back are exactly those lost either way (the receiving port's
+/// injected loss is only reflections). Round trips are on one clock, so the
+/// peer's estimated offset is within a round trip of zero.
+#[test]
+fn round_trips_of_reflected_probes_account_for_loss_both_ways() {
+    let (json, csv, svg) = (tmp("rtt.json"), tmp("rtt.csv"), tmp("rtt.svg"));
+    let out = ipoibd(&[
+        "-q",
+        "--count",
+        "20000",
+        "--rate-pps",
+        "100000",
+        "--latency",
+        "rtt",
+        "--probe-pps",
+        "5000",
+        "--loss",
+        "0.05",
+        "--fabric-seed",
+        "7",
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("round trip: probes"), "{stdout}");
+    assert!(stdout.contains("1-way p50"), "{stdout}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&doc, &schema(), "$", &mut errors);
+    assert!(
+        errors.is_empty(),
+        "schema violations:\n{}",
+        errors.join("\n")
+    );
+    let n = |v: &Value| v.as_u64().unwrap();
+    let phase = &doc["phases"][0];
+    let stream = &phase["streams"][0];
+    let (rx, rtt) = (&stream["receivers"][0], &stream["rtt"]);
+    assert_eq!(rx["iface"], "ib1");
+    let injected = |iface: &str| n(&fabric_of(phase, iface)["drops"]["tx_injected_loss_drops"]);
+    let (sent, probes) = (n(&stream["tx_packets"]), n(&rtt["probes"]));
+    assert_eq!(sent, 20000);
+    // About 5000 a second over 0.2 s, fewer on a busy machine.
+    assert!((100..=1100).contains(&probes), "{probes} probes");
+    assert_eq!(n(&rx["lost"]), injected("ib0"), "probes leave loss exact");
+    assert_eq!(n(&rx["unique"]) + n(&rx["lost"]), sent);
+    let (arrived, back) = (n(&rx["probes"]), n(&rtt["reflections"]));
+    assert!(arrived <= probes && back > 0);
+    assert_eq!(
+        n(&rtt["lost"]),
+        (probes - arrived) + injected("ib1"),
+        "lost reflections: probes lost on the way there, reflections on the way back"
+    );
+    assert_eq!(back + n(&rtt["lost"]), probes);
+    let l = &rtt["latency_ns"];
+    assert_eq!(n(&l["count"]), back);
+    assert!(n(&l["min"]) > 0 && n(&l["min"]) <= n(&l["p50"]) && n(&l["p50"]) <= n(&l["max"]));
+    let offset = rtt["clock_offset_ns"].as_i64().expect("an offset estimate");
+    assert!(
+        offset.unsigned_abs() <= n(&l["min"]),
+        "one clock: offset {offset} ns, min round trip {} ns",
+        n(&l["min"])
+    );
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let row = format!("phase1,stream,s0,,rtt_reflections,{back}");
+    assert!(csv.lines().any(|l| l == row), "{row} not in CSV");
+    assert!(csv
+        .lines()
+        .any(|l| l.starts_with("phase1,stream,s0,,rtt_p99_ns,")));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("round trip"), "the plot draws the round trips");
+
+    // Without --latency rtt: no probes, no rtt figures.
+    let out = ipoibd(&["-q", "--count", "1000", "--json", json.to_str().unwrap()]);
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let stream = &doc["phases"][0]["streams"][0];
+    assert!(stream["rtt"].is_null());
+    assert_eq!(stream["receivers"][0]["probes"], 0);
+
+    for (args, msg) in [
+        (&["--probe-pps", "100"][..], "needs latency"),
+        (
+            &["--latency", "rtt", "--probe-pps", "1e6"][..],
+            "probe rate",
+        ),
+        (&["--latency", "rtt", "--to", "239.1.1.1"][..], "multicast"),
+    ] {
+        let mut a = vec!["--dry-run"];
+        a.extend_from_slice(args);
+        let out = ipoibd(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(msg) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -79,6 +79,16 @@ pub struct PktgenArgs {
     /// Range/random mode: packet sizes `MIN-MAX[/STEP]`.
     #[arg(long, value_name = "RANGE")]
     pub size_range: Option<String>,
+    /// Latency to measure: "one-way" (default; the sink's clock against the
+    /// sender's, meaningful only when both share a machine) or "rtt": a few
+    /// packets a second are probes that the sink reflects back, timed on
+    /// the sender's clock (valid across hosts).
+    #[arg(long, value_parser = ["one-way", "rtt"])]
+    pub latency: Option<String>,
+    /// Latency probes per second per stream with --latency rtt (default
+    /// 1000, at most 10000).
+    #[arg(long, value_name = "PPS")]
+    pub probe_pps: Option<f64>,
     /// Replay this capture (LINKTYPE_IPOIB 242 or raw IP) from --from instead
     /// of generating stamped streams.
     #[arg(long, value_name = "FILE")]

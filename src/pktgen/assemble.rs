@@ -51,6 +51,10 @@ impl PktgenProvider for VerbsProvider {
     }
 }
 
+/// Reflected probes waiting for their interface's TX burst: probes are a
+/// few thousand a second at most.
+const REFLECT_RING: usize = 256;
+
 /// Longest wait for a verbs device to complete the sends posted before a stop.
 const VERBS_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -320,7 +324,11 @@ fn rig<P: Provider>(
             tx_in.push(cons);
         }
         let (rx_out, rx) = spsc::channel::<Mbuf>(d.rx_ring_size as usize);
-        let sink = Sink::new(rx, nstreams, DEFAULT_WINDOW);
+        let mut sink = Sink::new(rx, nstreams, DEFAULT_WINDOW);
+        // Latency probes go back to their senders through this interface.
+        let (reflect, reflect_in) = spsc::channel::<Mbuf>(REFLECT_RING);
+        sink.reflect_to(reflect);
+        tx_in.push(reflect_in);
         let live = sink.live();
         lcore.add_sink(sink);
         let stats = Arc::new(IfaceStats::default());

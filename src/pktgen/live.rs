@@ -1,5 +1,5 @@
 //! The live screen: once a second, per port tx/rx rates, Gb/s, drops and
-//! latency p99. Redrawn in place on a terminal, plain lines otherwise.
+//! latency p99 (one-way, and round trip where probes come back). Redrawn in place on a terminal, plain lines otherwise.
 
 use super::assemble::Port;
 use ipoib_dataplane::provider::fabric::Fabric;
@@ -38,8 +38,8 @@ impl LiveScreen {
             let _ = writeln!(out, "pktgen {phase}  {:6.1}s", elapsed.as_secs_f64());
             let _ = writeln!(
                 out,
-                "{:<8} {:>10} {:>10} {:>8} {:>8} {:>10} {:>10}",
-                "port", "tx Mpps", "rx Mpps", "tx Gb/s", "rx Gb/s", "drops", "p99 us"
+                "{:<8} {:>10} {:>10} {:>8} {:>8} {:>10} {:>10} {:>10}",
+                "port", "tx Mpps", "rx Mpps", "tx Gb/s", "rx Gb/s", "drops", "1-way p99", "rtt p99"
             );
         }
         for (i, p) in ports.iter().enumerate() {
@@ -52,6 +52,7 @@ impl LiveScreen {
             };
             let drops = now.total_drops() + fabric_drops;
             let p99 = p.sink.latency_p99_ns.load(Ordering::Relaxed) as f64 / 1e3;
+            let rtt = p.sink.rtt_p99_ns.load(Ordering::Relaxed) as f64 / 1e3;
             let (txp, rxp) = (
                 rate(now.tx_packets, last.tx_packets) / 1e6,
                 rate(now.rx_packets, last.rx_packets) / 1e6,
@@ -63,13 +64,13 @@ impl LiveScreen {
             if self.tty {
                 let _ = writeln!(
                     out,
-                    "{:<8} {txp:>10.3} {rxp:>10.3} {txg:>8.2} {rxg:>8.2} {drops:>10} {p99:>10.1}",
+                    "{:<8} {txp:>10.3} {rxp:>10.3} {txg:>8.2} {rxg:>8.2} {drops:>10} {p99:>10.1} {rtt:>10.1}",
                     p.name
                 );
             } else {
                 let _ = writeln!(
                     out,
-                    "[{:6.1}s] {phase} {}: tx {txp:.3} Mpps {txg:.2} Gb/s  rx {rxp:.3} Mpps {rxg:.2} Gb/s  drops {drops}  p99 {p99:.1} us",
+                    "[{:6.1}s] {phase} {}: tx {txp:.3} Mpps {txg:.2} Gb/s  rx {rxp:.3} Mpps {rxg:.2} Gb/s  drops {drops}  p99 {p99:.1} us  rtt p99 {rtt:.1} us",
                     elapsed.as_secs_f64(),
                     p.name
                 );

@@ -1,6 +1,6 @@
 //! Every figure of a run, gathered once the lcores have stopped.
 
-use ipoib_dataplane::pktgen::{GenSnapshot, LatencySummary, StreamResult};
+use ipoib_dataplane::pktgen::{GenSnapshot, LatencySummary, RttResult, StreamResult};
 use ipoib_dataplane::provider::fabric::PortCounters;
 use ipoib_dataplane::stats::StatsSnapshot;
 use std::net::IpAddr;
@@ -13,6 +13,18 @@ pub struct Receiver {
     pub lost: u64,
     /// (quantile, latency ns) along the distribution, for plots.
     pub latency_curve: Vec<(f64, u64)>,
+}
+
+/// Round trips of a stream's latency probes, on the sender's clock.
+#[derive(Debug, Clone, Default)]
+pub struct RttOutcome {
+    /// Probes sent (measured packets flagged for reflection).
+    pub probes: u64,
+    /// `probes - reflections`: lost either way, or not reflected.
+    pub lost: u64,
+    pub result: RttResult,
+    /// (quantile, round trip ns) along the distribution, for plots.
+    pub curve: Vec<(f64, u64)>,
 }
 
 /// Rates summed over the ports at one moment of a phase.
@@ -37,6 +49,8 @@ pub struct StreamOutcome {
     /// Measured seconds: the configured duration, or first to last burst.
     pub seconds: f64,
     pub receivers: Vec<Receiver>,
+    /// With `latency = "rtt"`: the probes' round trips.
+    pub rtt: Option<RttOutcome>,
 }
 
 impl StreamOutcome {

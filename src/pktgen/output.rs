@@ -1,16 +1,33 @@
 //! The final summary table, and every figure as JSON (schema in
 //! `SCHEMA.md` / `schema.json`) and as CSV (long format: one figure a row).
 
-use super::outcome::{latency_us, PhaseOutcome, Receiver, RunOutcome, StreamOutcome};
+use super::outcome::{latency_us, PhaseOutcome, Receiver, RttOutcome, RunOutcome, StreamOutcome};
+use ipoib_dataplane::pktgen::LatencySummary;
 use ipoib_dataplane::provider::fabric::DropReason;
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
 
 pub const SCHEMA_ID: &str = "ipoib-pktgen/1";
 
+fn latency_json(l: &LatencySummary) -> Value {
+    json!({
+        "count": l.count, "min": l.min, "p50": l.p50, "p90": l.p90,
+        "p99": l.p99, "p999": l.p999, "max": l.max, "mean": l.mean,
+    })
+}
+
+fn rtt_json(r: &RttOutcome) -> Value {
+    json!({
+        "probes": r.probes,
+        "reflections": r.result.reflections,
+        "lost": r.lost,
+        "latency_ns": latency_json(&r.result.latency),
+        "clock_offset_ns": r.result.clock_offset_ns,
+    })
+}
+
 fn receiver_json(r: &Receiver, sent: u64) -> Value {
     let s = &r.result;
-    let l = &s.latency;
     json!({
         "iface": r.iface,
         "rx_packets": s.rx_packets,
@@ -24,10 +41,8 @@ fn receiver_json(r: &Receiver, sent: u64) -> Value {
         "warmup_packets": s.warmup_packets,
         "announced": s.announced,
         "end_packets": s.end_packets,
-        "latency_ns": {
-            "count": l.count, "min": l.min, "p50": l.p50, "p90": l.p90,
-            "p99": l.p99, "p999": l.p999, "max": l.max, "mean": l.mean,
-        },
+        "probes": s.probes,
+        "latency_ns": latency_json(&s.latency),
     })
 }
 
@@ -48,6 +63,7 @@ fn stream_json(s: &StreamOutcome) -> Value {
         "achieved_pps": s.achieved_pps(),
         "achieved_gbps": s.achieved_gbps(),
         "rate_accuracy": s.rate_accuracy(),
+        "rtt": s.rtt.as_ref().map(rtt_json),
         "receivers": s.receivers.iter().map(|r| receiver_json(r, s.sent.tx_packets)).collect::<Vec<_>>(),
     })
 }
@@ -148,8 +164,22 @@ pub fn to_csv(r: &RunOutcome) -> String {
         for s in p["streams"].as_array().into_iter().flatten() {
             let name = s["name"].as_str().unwrap_or("");
             for (k, v) in s.as_object().into_iter().flatten() {
-                if k != "receivers" && k != "name" {
-                    row(phase, "stream", name, "", k, v);
+                match (k.as_str(), v) {
+                    ("receivers" | "name", _) => {}
+                    ("rtt", Value::Object(m)) => {
+                        for (rk, rv) in m {
+                            match rv {
+                                Value::Object(l) => {
+                                    for (lk, lv) in l {
+                                        let metric = format!("rtt_{lk}_ns");
+                                        row(phase, "stream", name, "", &metric, lv);
+                                    }
+                                }
+                                _ => row(phase, "stream", name, "", &format!("rtt_{rk}"), rv),
+                            }
+                        }
+                    }
+                    _ => row(phase, "stream", name, "", k, v),
                 }
             }
             for rc in s["receivers"].as_array().into_iter().flatten() {
@@ -196,6 +226,25 @@ pub fn to_csv(r: &RunOutcome) -> String {
     out
 }
 
+/// A stream's round trips, under its rows; with no receiver in this process
+/// (the sink is on another host) they are the latency to trust.
+fn rtt_line(r: &RttOutcome, remote: bool) -> String {
+    let [min, p50, p90, p99, p999, max] = latency_us(&r.result.latency);
+    let offset = r.result.clock_offset_ns.map_or(String::new(), |o| {
+        format!(", peer clock {:+.1} us", o as f64 / 1e3)
+    });
+    let trust = if remote {
+        " (one clock: the latency to trust across hosts)"
+    } else {
+        ""
+    };
+    format!(
+        "  round trip{trust}: probes {}, back {}, lost {}; \
+         min {min:.1} p50 {p50:.1} p90 {p90:.1} p99 {p99:.1} p99.9 {p999:.1} max {max:.1} us{offset}\n",
+        r.probes, r.result.reflections, r.lost
+    )
+}
+
 /// The table printed at the end of a run.
 pub fn summary(r: &RunOutcome) -> String {
     let mut out = String::new();
@@ -211,7 +260,7 @@ pub fn summary(r: &RunOutcome) -> String {
         let _ = writeln!(
             out,
             "{:<10} {:<6} {:<22} {:<6} {:>11} {:>11} {:>9} {:>6} {:>7} {:>9} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9}",
-            "stream", "from", "to", "rx on", "tx", "rx", "lost", "dup", "reord", "Mpps", "Gb/s", "rate", "lat min", "p50 us", "p99 us", "max us"
+            "stream", "from", "to", "rx on", "tx", "rx", "lost", "dup", "reord", "Mpps", "Gb/s", "rate", "1-way min", "1-way p50", "1-way p99", "1-way max"
         );
         for s in &p.streams {
             let acc = s
@@ -255,6 +304,14 @@ pub fn summary(r: &RunOutcome) -> String {
                     acc
                 );
             }
+            if let Some(rtt) = &s.rtt {
+                out += &rtt_line(rtt, s.receivers.is_empty());
+            }
+        }
+        if p.streams.iter().any(|s| s.mode == "remote") {
+            out += "one-way latency here is this host's clock against the sender's: \
+                    meaningful only when both run on one machine (the generator's \
+                    --latency rtt gives round trips on one clock)\n";
         }
         let injected: u64 = p
             .ports

@@ -7,7 +7,9 @@ use super::scenario::{
 };
 use ipoib_config::{Config, Interface, ProviderKind};
 use ipoib_dataplane::pktgen::stamp::END_REPORT_LEN;
-use ipoib_dataplane::pktgen::{min_size, read_capture, Capture, Mode, Rate, StreamSpec, Template};
+use ipoib_dataplane::pktgen::{
+    min_size, read_capture, Capture, Mode, Rate, StreamSpec, Template, DEFAULT_PROBE_PPS,
+};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +112,8 @@ fn streams_from_flags(a: &PktgenArgs, cfg: &Config) -> Result<Vec<StreamDef>, St
             burst: None,
             count: None,
             duration_s: None,
+            latency: None,
+            probe_pps: None,
             range: RangeDefs::default(),
             templates: Vec::new(),
         }]);
@@ -186,6 +190,8 @@ fn streams_from_flags(a: &PktgenArgs, cfg: &Config) -> Result<Vec<StreamDef>, St
             rate_bps: a.rate_bps,
             rate_pct: a.rate_pct,
             burst: a.burst,
+            latency: a.latency.clone(),
+            probe_pps: a.probe_pps,
             range: range.clone(),
             name: None,
             src_port: None,
@@ -195,6 +201,19 @@ fn streams_from_flags(a: &PktgenArgs, cfg: &Config) -> Result<Vec<StreamDef>, St
             templates: Vec::new(),
         })
         .collect())
+}
+
+/// A stream's probe rate: `None` for one-way latency only.
+fn probes(d: &StreamDef, to: IpAddr) -> Result<Option<f64>, String> {
+    match d.latency.as_deref().unwrap_or("one-way") {
+        "one-way" if d.probe_pps.is_some() => Err("probe_pps needs latency = \"rtt\"".into()),
+        "one-way" => Ok(None),
+        "rtt" if to.is_multicast() => Err(format!(
+            "latency rtt: {to} is multicast; probes are reflected to unicast senders only"
+        )),
+        "rtt" => Ok(Some(d.probe_pps.unwrap_or(DEFAULT_PROBE_PPS))),
+        l => Err(format!("latency {l:?}: expected one-way or rtt")),
+    }
 }
 
 pub fn plan(a: &PktgenArgs) -> Result<Plan, String> {
@@ -416,8 +435,11 @@ impl Plan {
                     .spec
                     .target_pps()
                     .map_or("unpaced".to_string(), |p| format!("{p:.0} pps"));
+                let latency = s.spec.probe_pps.map_or("one-way latency".to_string(), |p| {
+                    format!("rtt probes {p:.0}/s")
+                });
                 out += &format!(
-                    "  stream {} (id {}): {} -> {} {} mode, mean {:.0} B, {rate}, count {:?}, duration {:?}, warm-up {:?}\n",
+                    "  stream {} (id {}): {} -> {} {} mode, mean {:.0} B, {rate}, count {:?}, duration {:?}, warm-up {:?}, {latency}\n",
                     s.name,
                     s.spec.id,
                     self.cfg.interfaces[s.iface].name,
@@ -554,6 +576,7 @@ impl Plan {
             });
             spec.duration = secs.map(Duration::from_secs_f64);
             spec.warmup = Duration::from_secs_f64(p.warmup_s.unwrap_or(0.0));
+            spec.probe_pps = probes(d, to).map_err(err)?;
             // Sinks in other processes learn what was sent, and at what
             // rate, from the stream's end packets (with room for the report).
             if self.sends_out_of_process() {

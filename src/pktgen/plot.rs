@@ -138,8 +138,16 @@ fn draw<DB: DrawingBackend>(r: &RunOutcome, root: DrawingArea<DB, Shift>) -> Res
                             .iter()
                             .map(|&(q, ns)| (nines(q), ns as f64 / 1e3))
                             .collect();
-                        (format!("{} {}→{}", p.name, s.name, rc.iface), pts)
+                        (format!("{} {}→{} one-way", p.name, s.name, rc.iface), pts)
                     })
+                    .chain(s.rtt.iter().filter(|r| !r.curve.is_empty()).map(move |r| {
+                        let pts = r
+                            .curve
+                            .iter()
+                            .map(|&(q, ns)| (nines(q), ns as f64 / 1e3))
+                            .collect();
+                        (format!("{} {} round trip", p.name, s.name), pts)
+                    }))
             })
         })
         .collect();

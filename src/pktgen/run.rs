@@ -4,10 +4,10 @@
 
 use super::assemble::{PktgenProvider, Port, Rig};
 use super::live::LiveScreen;
-use super::outcome::{PhaseOutcome, PortOutcome, Receiver, Sample, StreamOutcome};
+use super::outcome::{PhaseOutcome, PortOutcome, Receiver, RttOutcome, Sample, StreamOutcome};
 use super::plan::{PlannedStream, SinkRole};
 use ipoib_dataplane::lcore::{spawn_lcores, Lcore, Pinning};
-use ipoib_dataplane::pktgen::{GenSnapshot, Sink, StreamResult};
+use ipoib_dataplane::pktgen::{GenCounters, GenSnapshot, Sink, StreamResult};
 use ipoib_dataplane::provider::Provider;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -22,6 +22,10 @@ const SAMPLE: Duration = Duration::from_millis(100);
 /// Sink role: how long the interfaces stay quiet after every stream ended
 /// before the run stops (stragglers overtaken by an end packet still count).
 const QUIET: Duration = Duration::from_millis(300);
+/// Longest wait for the last probes' reflections: a few round trips once
+/// some came back, capped; this long when none ever did.
+const REFLECT_WAIT_MAX: Duration = Duration::from_secs(2);
+const REFLECT_WAIT_NONE: Duration = Duration::from_millis(500);
 /// Quantiles a latency curve is drawn through.
 const CURVE: [f64; 12] = [
     0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
@@ -50,6 +54,42 @@ fn all_ended(ports: &[Port]) -> bool {
         )
     });
     seen > 0 && ended == seen
+}
+
+/// Waits (polling, with a deadline) until every probe sent has come back,
+/// so the last reflections still on the wire are not counted lost.
+fn await_reflections(
+    streams: &[PlannedStream],
+    gens: &[Arc<GenCounters>],
+    ports: &[Port],
+    stop: &AtomicBool,
+) {
+    let probes: u64 = streams
+        .iter()
+        .zip(gens)
+        .filter(|(s, _)| s.spec.probe_pps.is_some())
+        .map(|(_, g)| g.probes.load(Ordering::Relaxed))
+        .sum();
+    let start = Instant::now();
+    while probes > 0 && !stop.load(Ordering::Relaxed) {
+        let back: u64 = ports
+            .iter()
+            .map(|p| p.sink.reflections.load(Ordering::Relaxed))
+            .sum();
+        let max_rtt = ports
+            .iter()
+            .map(|p| p.sink.rtt_max_ns.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let limit = match back {
+            0 => REFLECT_WAIT_NONE,
+            _ => (Duration::from_nanos(max_rtt) * 3 + SETTLE).min(REFLECT_WAIT_MAX),
+        };
+        if back >= probes || start.elapsed() >= limit {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Polls every lcore in turn until a few passes in a row move nothing, so
@@ -148,6 +188,9 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
         );
     }
     let seconds = start.elapsed().as_secs_f64();
+    if r.sink_role.is_none() {
+        await_reflections(r.streams, &gens, &ports, r.stop);
+    }
     std::thread::sleep(SETTLE);
     lcore_stop.store(true, Ordering::Relaxed);
     let mut lcores = Vec::new();
@@ -222,7 +265,23 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
                 result: res,
             });
         }
+        let rtt = s.spec.probe_pps.map(|_| {
+            let sink = sink_of(s.iface);
+            let result = sink.and_then(|k| k.rtt(s.spec.id)).unwrap_or_default();
+            let curve = sink
+                .and_then(|k| k.rtt_histogram(s.spec.id))
+                .filter(|h| !h.is_empty())
+                .map(|h| CURVE.iter().map(|&q| (q, h.value_at_quantile(q))).collect())
+                .unwrap_or_default();
+            RttOutcome {
+                probes: sent.probes,
+                lost: sent.probes.saturating_sub(result.reflections),
+                result,
+                curve,
+            }
+        });
         streams.push(StreamOutcome {
+            rtt,
             id: s.spec.id,
             name: s.name.clone(),
             from: ports[s.iface].name.clone(),
@@ -335,6 +394,7 @@ fn remote_streams<'s>(
             },
             seconds: report.map_or(0.0, |r| r.duration_ns as f64 / 1e9),
             receivers,
+            rtt: None,
         });
     }
     out

@@ -65,6 +65,11 @@ pub struct StreamDef {
     /// Per-stream limits; a phase's limits apply where these are absent.
     pub count: Option<u64>,
     pub duration_s: Option<f64>,
+    /// "one-way" (default) or "rtt": probes reflected by the sink give
+    /// round-trip times on the sender's clock.
+    pub latency: Option<String>,
+    /// Probes per second with `latency = "rtt"` (default 1000, at most 10000).
+    pub probe_pps: Option<f64>,
     #[serde(default)]
     pub range: RangeDefs,
     #[serde(default, rename = "template")]
