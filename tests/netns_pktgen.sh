@@ -8,8 +8,11 @@
 # is an error the sender sees), and the sink's lost count must equal
 # sent - received, and the data packets the network dropped. The sink's
 # report carries the generator's tx figures (bytes, seconds, rates) from its
-# end packets. Namespaces and processes are always removed, also on
-# failure. Skips (exit 0) with a reason without root or `ip`.
+# end packets. With a 20 ms netem delay on the way to b only, the
+# generator's round-trip latency (probes reflected by the sink, timed on
+# a's clock) must land near 20 ms, and the clock offset it estimates shows
+# the asymmetry (half the delay). Namespaces and processes are always
+# removed, also on failure. Skips (exit 0) with a reason without root or `ip`.
 #   tests/netns_pktgen.sh            builds ipoibd, then runs
 #   IPOIBD=path/to/ipoibd tests/netns_pktgen.sh
 set -euo pipefail
@@ -45,9 +48,11 @@ config 1 2 >"$WORK/a.toml"
 config 2 1 >"$WORK/b.toml"
 
 COUNT=20000
-# run NAME: a sink in b, then a paced generator in a; both must exit 0.
+# run NAME [GENERATOR FLAGS]: a sink in b, then a paced generator in a;
+# both must exit 0.
 run() {
     local name=$1
+    shift
     ip netns exec "${tag}b" "$IPOIBD" pktgen --config "$WORK/b.toml" --sink -q \
         --duration 60 --json "$WORK/$name.sink.json" >"$WORK/$name.sink.out" 2>&1 &
     local sink=$!
@@ -59,7 +64,7 @@ run() {
         sleep 0.05
     done
     ip netns exec "${tag}a" "$IPOIBD" pktgen --config "$WORK/a.toml" -q \
-        --to 10.0.0.2 --count $COUNT --rate-pps 100000 \
+        --to 10.0.0.2 --count $COUNT --rate-pps 100000 "$@" \
         --json "$WORK/$name.gen.json" >"$WORK/$name.gen.out" 2>&1 \
         || fail "$name: the generator exited with status $?"
     wait "$sink" || fail "$name: the sink exited with status $?"
@@ -112,6 +117,42 @@ rcvbuf_errors() {
 
 run lossless
 check lossless 0 || fail "lossless run"
+
+# Round trips: 20 ms more on the way to b only (netem on the bridge's port
+# to b). Both namespaces share one clock, so the one-way figure is valid
+# here too and must show the delay; the round trip must be near 20 ms; the
+# offset estimated from the probes is half the asymmetry (+10 ms).
+DELAY_MS=20
+if tc -n "$BR" qdisc add dev pb root netem delay ${DELAY_MS}ms 2>/dev/null; then
+    run rtt --latency rtt --probe-pps 2000
+    tc -n "$BR" qdisc del dev pb root
+    check rtt 0 || fail "round-trip run"
+    python3 - "$WORK/rtt.gen.json" "$WORK/rtt.sink.json" "$DELAY_MS" <<'PY' || fail "round-trip run"
+import json, sys
+gen, sink = (json.load(open(p)) for p in sys.argv[1:3])
+delay = int(sys.argv[3]) * 1e6
+g = gen["phases"][0]["streams"][0]
+rtt = g["rtt"]
+r = sink["phases"][0]["streams"][0]["receivers"][0]
+probes, back = rtt["probes"], rtt["reflections"]
+l = rtt["latency_ns"]
+print(f"probes {probes} (arrived {r['probes']}), reflections {back}, lost {rtt['lost']}; "
+      f"rtt min {l['min']/1e6:.2f} p50 {l['p50']/1e6:.2f} p99 {l['p99']/1e6:.2f} ms; "
+      f"one-way p50 {r['latency_ns']['p50']/1e6:.2f} ms; offset {rtt['clock_offset_ns']/1e6:+.2f} ms")
+assert probes > 0 and r["probes"] == probes, "every probe arrived, once, as data"
+assert back == probes and rtt["lost"] == 0, "every probe came back"
+assert r["unique"] == g["tx_packets"] and r["lost"] == 0, "probes disturb no accounting"
+# netem delays by at least the delay; a loaded 2-core machine adds a little
+# (hdrhistogram keeps 3 digits).
+assert 0.999 * delay <= l["min"] <= l["p50"] <= delay + 30e6, f"rtt p50 {l['p50']} ns"
+assert 0.999 * delay <= r["latency_ns"]["p50"] <= delay + 30e6, "one-way p50 (one clock here)"
+off = rtt["clock_offset_ns"]
+assert off is not None and abs(off - delay / 2) <= 5e6, f"offset {off} ns"
+PY
+    echo "round trip with ${DELAY_MS} ms one way: ok"
+else
+    echo "skipped: round-trip run: this kernel has no sch_netem"
+fi
 
 # 10% loss between a and b: netem on the bridge's port to b where the
 # kernel has it, else nftables at b's input.
