@@ -22,7 +22,9 @@ const U_PRIME: i64 = 0x1_F701_1641;
 /// True when this CPU has the instructions `update` needs.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn available() -> bool {
-    std::is_x86_feature_detected!("pclmulqdq") && std::is_x86_feature_detected!("sse4.1")
+    std::is_x86_feature_detected!("pclmulqdq")
+        && std::is_x86_feature_detected!("ssse3")
+        && std::is_x86_feature_detected!("sse4.1")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -157,14 +159,29 @@ unsafe fn finish(lanes: [arch::__m128i; 4], data: &[u8]) -> (u32, &[u8]) {
     let mut x = reduce128(x3, x2, k3k4);
     x = reduce128(x, x1, k3k4);
     x = reduce128(x, x0, k3k4);
+    fold_blocks(x, data)
+}
+
+/// Folds `data` into the one lane `x` 16 bytes at a time and reduces to
+/// the register; returns it and the tail shorter than a block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "pclmulqdq", enable = "sse2", enable = "sse4.1")]
+unsafe fn fold_blocks(mut x: arch::__m128i, data: &[u8]) -> (u32, &[u8]) {
+    let k3k4 = arch::_mm_set_epi64x(K4, K3);
     let blocks = data.len() / 16;
     let p = data.as_ptr().cast::<arch::__m128i>();
     for i in 0..blocks {
         // SAFETY: block i is inside `data`; the load is unaligned.
         x = reduce128(x, arch::_mm_loadu_si128(p.add(i)), k3k4);
     }
-    let data = &data[blocks * 16..];
+    (reduce_lane(x), &data[blocks * 16..])
+}
 
+/// The register a lane leaves: 128 → 64 → 32 bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "pclmulqdq", enable = "sse2", enable = "sse4.1")]
+unsafe fn reduce_lane(x: arch::__m128i) -> u32 {
+    let k3k4 = arch::_mm_set_epi64x(K4, K3);
     // 128 → 64 bits.
     let low32 = arch::_mm_set_epi32(0, 0, 0, !0);
     let x = arch::_mm_xor_si128(
@@ -184,9 +201,75 @@ unsafe fn finish(lanes: [arch::__m128i; 4], data: &[u8]) -> (u32, &[u8]) {
     let pu = arch::_mm_set_epi64x(U_PRIME, P_X);
     let t1 = arch::_mm_clmulepi64_si128(arch::_mm_and_si128(x, low32), pu, 0x10);
     let t2 = arch::_mm_clmulepi64_si128(arch::_mm_and_si128(t1, low32), pu, 0x00);
-    let crc = arch::_mm_extract_epi32(arch::_mm_xor_si128(x, t2), 1) as u32;
-    (crc, data)
+    arch::_mm_extract_epi32(arch::_mm_xor_si128(x, t2), 1) as u32
 }
+
+/// Byte shuffles that shift a lane by `r` bytes: `[r..r + 16]` moves its
+/// first `r` bytes to the top (zeros below), `[16 + r..32 + r]` its other
+/// bytes to the bottom (zeros above).
+const SHIFTS: [u8; 48] = {
+    let mut t = [0x80u8; 48];
+    let mut i = 0;
+    while i < 16 {
+        t[16 + i] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The register after all of `data`, in one lane with no set-up (for short
+/// packets): `first_or` is OR-ed into the first 16 bytes on the way in (an
+/// ICRC's masked bits, set without copying the packet), and a tail shorter
+/// than a block is folded too.
+///
+/// # Safety
+/// The CPU has the instructions (`available`); `data` has at least 16 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(
+    enable = "pclmulqdq",
+    enable = "sse2",
+    enable = "ssse3",
+    enable = "sse4.1"
+)]
+pub(crate) unsafe fn fold_short(register: u32, data: &[u8], first_or: u128) -> u32 {
+    let mask = arch::_mm_set_epi64x((first_or >> 64) as i64, first_or as i64);
+    let first = arch::_mm_or_si128(arch::_mm_loadu_si128(data.as_ptr().cast()), mask);
+    let mut x = arch::_mm_xor_si128(first, arch::_mm_cvtsi32_si128(register as i32));
+    let k3k4 = arch::_mm_set_epi64x(K4, K3);
+    let blocks = data.len() / 16;
+    let p = data.as_ptr().cast::<arch::__m128i>();
+    for i in 1..blocks {
+        // SAFETY: block i is inside `data`; the load is unaligned.
+        x = reduce128(x, arch::_mm_loadu_si128(p.add(i)), k3k4);
+    }
+    let r = data.len() % 16;
+    if r > 0 {
+        // The lane and the r-byte tail are 16 + r bytes: the lane's first
+        // r bytes (leading zeros change nothing), then its other bytes and
+        // the tail, read as the last 16 bytes of `data`.
+        let s = SHIFTS.as_ptr();
+        let high = arch::_mm_shuffle_epi8(x, arch::_mm_loadu_si128(s.add(r).cast()));
+        let low = arch::_mm_shuffle_epi8(x, arch::_mm_loadu_si128(s.add(16 + r).cast()));
+        let last = arch::_mm_loadu_si128(data.as_ptr().add(data.len() - 16).cast());
+        let tail = arch::_mm_and_si128(
+            last,
+            arch::_mm_loadu_si128(TOP_BYTES.as_ptr().add(r).cast()),
+        );
+        x = reduce128(high, arch::_mm_or_si128(low, tail), k3k4);
+    }
+    reduce_lane(x)
+}
+
+/// `[r..r + 16]` keeps the top r bytes of a lane.
+const TOP_BYTES: [u8; 32] = {
+    let mut t = [0u8; 32];
+    let mut i = 16;
+    while i < 32 {
+        t[i] = 0xff;
+        i += 1;
+    }
+    t
+};
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "pclmulqdq", enable = "sse2")]
