@@ -215,6 +215,18 @@ pub fn rocev2_provider(
     icfg: &Interface,
     pool: &'static Mempool,
 ) -> Result<Rocev2Provider, String> {
+    rocev2_queue(cfg, icfg, pool, 0)
+}
+
+/// Queue `q` of an interface on rocev2: the same QPN and address as queue
+/// 0 (SO_REUSEPORT: the kernel spreads senders over the queues' sockets by
+/// hash); only queue 0 has a multicast socket, so a group packet arrives once.
+pub fn rocev2_queue(
+    cfg: &Config,
+    icfg: &Interface,
+    pool: &'static Mempool,
+    q: u16,
+) -> Result<Rocev2Provider, String> {
     let local = icfg.local_ip.ok_or_else(|| {
         format!(
             "interface {}: the rocev2 provider needs local_ip",
@@ -230,6 +242,7 @@ pub fn rocev2_provider(
     rc.multicast_loop = r.multicast_loop;
     rc.gso = r.gso;
     rc.gro = r.gro;
+    rc.multicast = q == 0;
     rc.v6_groups = v6_groups(cfg);
     Rocev2Provider::new(rc, pool.cache(cfg.dataplane.mempool_cache as usize)).map_err(|e| {
         format!(
@@ -243,12 +256,18 @@ pub fn rocev2_provider(
 /// kernel is told to deliver each one's unicast to its own QP's socket.
 /// `providers` are in the order they were opened.
 pub fn steer_shared_addresses(providers: &[Rocev2Provider]) -> Result<(), String> {
+    steer_shared_addresses_of(&providers.iter().collect::<Vec<_>>())
+}
+
+/// As `steer_shared_addresses`, for QPs held elsewhere.
+pub fn steer_shared_addresses_of(providers: &[&Rocev2Provider]) -> Result<(), String> {
     let mut locals: Vec<IpAddr> = providers.iter().map(|p| p.config().local).collect();
     locals.sort();
     locals.dedup();
     for local in locals {
         let qps: Vec<&Rocev2Provider> = providers
             .iter()
+            .copied()
             .filter(|p| p.config().local == local)
             .collect();
         if qps.len() > 1 {
@@ -266,6 +285,14 @@ pub fn steer_shared_addresses(providers: &[Rocev2Provider]) -> Result<(), String
 /// Builds hosts on the rocev2 provider: real RoCEv2 UD over UDP, ARP/ND
 /// without an SA, multicast joins as IGMP on each QP's multicast socket.
 pub fn build_rocev2(cfg: &Config) -> Result<Built<Rocev2Provider>, String> {
+    if let Some(i) = cfg.interfaces.iter().find(|i| i.queues > 1) {
+        return Err(format!(
+            "interface {}: queues = {}: the daemon runs one queue per interface on the rocev2 \
+             provider (only `ipoibd pktgen` spreads over several there); set queues = 1, or \
+             provider.kind = \"verbs\"",
+            i.name, i.queues
+        ));
+    }
     let pool = make_pool(cfg)?;
     let providers = cfg
         .interfaces
@@ -339,44 +366,12 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
     let mut mcast = Vec::with_capacity(cfg.interfaces.len());
     for icfg in &cfg.interfaces {
         let (p, pkey) = verbs_qp(cfg, icfg, &dev, pool)?;
-        // RoCE: rdma_cm binds to the interface's IP address; InfiniBand: to
-        // the port's GID (AF_IB), and joins the IPoIB MGIDs themselves.
-        let link = LinkLayer::from_raw(dev.port_info().link_layer);
-        let local = match link {
-            LinkLayer::Ethernet => CmAddr::Ip(verbs_local_ip(icfg, &dev)?),
-            LinkLayer::InfiniBand => CmAddr::Ib {
-                gid: dev.gid().0,
-                pkey: icfg.pkey | 0x8000,
-            },
-        };
-        let defaults = IgmpDefaults {
-            qkey: icfg.qkey,
-            mtu: icfg.mtu.saturating_add(4),
-            pkey: icfg.pkey,
-            ..IgmpDefaults::default()
-        };
-        let service = RdmaCmService::new(local, link, defaults)
-            .map_err(|e| format!("interface {}: rdma_cm on {local}: {e}", icfg.name))?;
+        let service = verbs_rdmacm(icfg, &dev)?;
         // Only the first queue is attached: its QPN is the hardware address
         // groups deliver to; the others receive what is sent to their QPN.
         let attach = VerbsAttach::new(vec![p.mcast_handle()]);
         mcast.push((Arc::new(service), Arc::new(attach)));
-        let mut queues = vec![p];
-        for q in 1..icfg.queues {
-            queues.push(
-                VerbsProvider::new(
-                    &dev,
-                    VerbsQpConfig {
-                        qkey: icfg.qkey,
-                        rx_depth: cfg.dataplane.rx_ring_size,
-                        pkey,
-                    },
-                    pool.cache(cfg.dataplane.mempool_cache as usize),
-                )
-                .map_err(|e| format!("interface {} queue {q}: verbs: {e}", icfg.name))?,
-            );
-        }
-        providers.push(queues);
+        providers.push(verbs_queues(cfg, icfg, &dev, pool, p, pkey)?);
     }
     let mut built = build_queues(cfg, providers, pool)?;
     let ahs = dev.ah_table();
@@ -393,6 +388,56 @@ pub fn build_verbs(cfg: &Config) -> Result<Built<VerbsProvider>, String> {
     })?;
     built.verbs = Some(VerbsWiring { device: dev, mcast });
     Ok(built)
+}
+
+/// The rdma_cm service an interface joins its groups through. RoCE:
+/// rdma_cm binds to the interface's IP address; InfiniBand: to the port's
+/// GID (AF_IB), and joins the IPoIB MGIDs themselves.
+pub fn verbs_rdmacm(icfg: &Interface, dev: &VerbsDevice) -> Result<RdmaCmService, String> {
+    let link = LinkLayer::from_raw(dev.port_info().link_layer);
+    let local = match link {
+        LinkLayer::Ethernet => CmAddr::Ip(verbs_local_ip(icfg, dev)?),
+        LinkLayer::InfiniBand => CmAddr::Ib {
+            gid: dev.gid().0,
+            pkey: icfg.pkey | 0x8000,
+        },
+    };
+    let defaults = IgmpDefaults {
+        qkey: icfg.qkey,
+        mtu: icfg.mtu.saturating_add(4),
+        pkey: icfg.pkey,
+        ..IgmpDefaults::default()
+    };
+    RdmaCmService::new(local, link, defaults)
+        .map_err(|e| format!("interface {}: rdma_cm on {local}: {e}", icfg.name))
+}
+
+/// An interface's queues on a verbs device: `first` (from `verbs_qp`), then
+/// one more UD QP with its own CQs per further queue, on the same P_Key.
+pub fn verbs_queues(
+    cfg: &Config,
+    icfg: &Interface,
+    dev: &Arc<VerbsDevice>,
+    pool: &'static Mempool,
+    first: VerbsProvider,
+    pkey: Option<(u16, u16)>,
+) -> Result<Vec<VerbsProvider>, String> {
+    let mut queues = vec![first];
+    for q in 1..icfg.queues {
+        queues.push(
+            VerbsProvider::new(
+                dev,
+                VerbsQpConfig {
+                    qkey: icfg.qkey,
+                    rx_depth: cfg.dataplane.rx_ring_size,
+                    pkey,
+                },
+                pool.cache(cfg.dataplane.mempool_cache as usize),
+            )
+            .map_err(|e| format!("interface {} queue {q}: verbs: {e}", icfg.name))?,
+        );
+    }
+    Ok(queues)
 }
 
 /// The device settings of `provider.verbs`.

@@ -637,6 +637,77 @@ fn rocev2_generator_and_sink_in_one_process_over_loopback() {
     );
 }
 
+/// `queues = 2` on rocev2: the two streams of ib0 leave through its two
+/// queues (one on each lcore), ib1's queues share its QPN and address and
+/// the kernel hands each sender to one of them; every stream is counted
+/// exactly once, whichever queue received it.
+#[test]
+fn rocev2_queues_spread_streams_over_lcores_and_count_each_exactly() {
+    let port = 20_000 + (std::process::id() % 20_000) as u16 + 1;
+    let text = std::fs::read_to_string(rocev2_loopback_config(port))
+        .unwrap()
+        .replace("lcores = [0]", "lcores = [0, 1]")
+        .replace("mtu = 1020\n", "mtu = 1020\nqueues = 2\n");
+    let cfg = tmp("rocev2_queues.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let json = tmp("rocev2_queues.json");
+    let out = ipoibd(&[
+        "-q",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--to",
+        "10.0.0.2",
+        "--to",
+        "10.0.0.2",
+        "--count",
+        "3000",
+        "--rate-pps",
+        "30000",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&doc, &schema(), "$", &mut errors);
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let phase = &doc["phases"][0];
+    for stream in phase["streams"].as_array().unwrap() {
+        assert_eq!(stream["tx_packets"], 3000);
+        let rx = &stream["receivers"][0];
+        assert_eq!(rx["iface"], "ib1");
+        assert_eq!(
+            [
+                &rx["unique"],
+                &rx["lost"],
+                &rx["duplicates"],
+                &rx["announced"]
+            ],
+            [3000, 0, 0, 3000].map(Value::from).each_ref(),
+            "{stream}"
+        );
+    }
+    let ports = phase["ports"].as_array().unwrap();
+    let queues = |i: usize| ports[i]["queues"].as_array().unwrap().clone();
+    let (q0, q1) = (queues(0), queues(1));
+    assert_eq!(q0.len(), 2);
+    assert_eq!(
+        (&q0[0]["lcore"], &q0[1]["lcore"]),
+        (&Value::from(0), &Value::from(1))
+    );
+    // Each stream and its end copies left through its own queue.
+    for q in &q0 {
+        assert_eq!(q["tx_packets"], 3000 + 8, "{q}");
+    }
+    let rx: u64 = q1.iter().map(|q| q["rx_packets"].as_u64().unwrap()).sum();
+    assert_eq!(rx, ports[1]["xstats"]["rx_good_packets"].as_u64().unwrap());
+    assert_eq!(rx, 2 * (3000 + 8));
+}
+
 #[test]
 fn rocev2_and_sink_role_reject_what_they_cannot_do() {
     let cfg = rocev2_loopback_config(4791);

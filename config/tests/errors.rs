@@ -830,7 +830,7 @@ fn verbs_keys_are_checked() {
 }
 
 #[test]
-fn queues_need_an_lcore_each_and_the_verbs_provider() {
+fn queues_need_an_lcore_each_and_the_verbs_or_rocev2_provider() {
     let verbs = "[provider]\nkind = \"verbs\"\n";
     let src = format!("[dataplane]\nlcores = [0, 1]\n{verbs}{IFACE}queues = 3\n");
     check(
@@ -848,9 +848,15 @@ fn queues_need_an_lcore_each_and_the_verbs_provider() {
         "2",
         0,
         "interface[0].queues",
-        &["provider.kind = \"verbs\""],
+        &["provider.kind = \"verbs\" or \"rocev2\""],
     );
     let ok = format!("[dataplane]\nlcores = [0, 1]\n{verbs}{IFACE}queues = 2\n");
+    let c = ipoib_config::from_str(&ok, "q.toml").unwrap();
+    assert_eq!(c.interfaces[0].queues, 2);
+    let rocev2 = "[provider]\nkind = \"rocev2\"\n";
+    let ok = format!(
+        "[dataplane]\nlcores = [0, 1]\n{rocev2}{IFACE}local_ip = \"10.9.0.1\"\nqueues = 2\n"
+    );
     let c = ipoib_config::from_str(&ok, "q.toml").unwrap();
     assert_eq!(c.interfaces[0].queues, 2);
 }

@@ -1,10 +1,13 @@
 //! Builds the hosts of one phase: interfaces with static neighbours and
 //! multicast routes, one TX ring per stream, a generator per stream and a
-//! sink per interface, on the lcores the configuration names.
+//! sink per interface queue, on the lcores the configuration names. An
+//! interface with `queues = N` runs N queues on N lcores; each stream is
+//! sent whole by one queue (round robin), so its packets keep their order.
 
 use super::plan::PlannedStream;
 use crate::wiring::fabric_qpn;
 use ipoib_config::{Config, Interface};
+use ipoib_control::rdmacm::VerbsAttach;
 use ipoib_dataplane::lcore::{Iface, IfaceConfig, IfaceWiring, Lcore, NeighEntry, NeighTable};
 use ipoib_dataplane::mem::{Mbuf, Mempool};
 use ipoib_dataplane::pktgen::{GenCounters, Generator, Replay, Sink, SinkLive, DEFAULT_WINDOW};
@@ -14,10 +17,13 @@ use ipoib_dataplane::provider::rocev2::Rocev2Provider;
 use ipoib_dataplane::provider::verbs::{VerbsDevice, VerbsProvider};
 use ipoib_dataplane::provider::{AhAttr, PortAttr, Provider};
 use ipoib_dataplane::ring::spsc;
-use ipoib_dataplane::stats::IfaceStats;
-use ipoib_dataplane::tables::{published, JoinRequestQueue, McastRoute, McastState, McastTable};
+use ipoib_dataplane::stats::{IfaceStats, StatsSnapshot};
+use ipoib_dataplane::tables::{
+    published, JoinRequestQueue, McastRoute, McastState, McastTable, Published,
+};
 use ipoib_dataplane::wire::{mgid_for_ip, Gid};
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Link-local multicast scope, as the datapath's interfaces use.
@@ -62,16 +68,81 @@ const VERBS_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// kernel while a shared core runs something else, instead of dropping.
 const ROCEV2_RCVBUF: usize = 32 << 20;
 
+/// One queue of an interface: its lcore, counters and sink.
+pub struct PortQueue {
+    pub lcore: usize,
+    pub stats: Arc<IfaceStats>,
+    pub sink: Arc<SinkLive>,
+}
+
 /// What the run loop and the report need of one interface.
 pub struct Port {
     pub name: String,
     pub addrs: Vec<IpAddr>,
     pub groups: Vec<IpAddr>,
-    pub stats: Arc<IfaceStats>,
+    /// Queue 0 first (the interface's address and multicast attach).
+    pub queues: Vec<PortQueue>,
     pub fabric_port: Option<usize>,
-    pub sink: Arc<SinkLive>,
-    /// The interface's QP as peers address it.
+    /// The interface's QP (queue 0's) as peers address it.
     pub qp: PortAttr,
+    /// The multicast routes its queues send with, and where they ask for
+    /// send-only joins (filled by the control plane on verbs).
+    pub mcast: Published<McastTable>,
+    pub join_requests: Arc<JoinRequestQueue>,
+}
+
+impl Port {
+    /// The interface's counters: every queue's added up.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut total = StatsSnapshot::default();
+        for q in &self.queues {
+            total += q.stats.snapshot();
+        }
+        total
+    }
+
+    /// Streams seen and ended, added over the queues' sinks.
+    pub fn streams_seen_ended(&self) -> (u64, u64) {
+        self.queues.iter().fold((0, 0), |(s, e), q| {
+            (
+                s + q.sink.streams_seen.load(Ordering::Relaxed),
+                e + q.sink.streams_ended.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Probe reflections received, added over the queues' sinks.
+    pub fn reflections(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|q| q.sink.reflections.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The highest round-trip p99 and maximum among the queues' sinks (ns).
+    pub fn rtt_p99_ns(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|q| q.sink.rtt_p99_ns.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+    pub fn rtt_max_ns(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|q| q.sink.rtt_max_ns.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The highest latency p99 among the queues' sinks (ns).
+    pub fn latency_p99_ns(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|q| q.sink.latency_p99_ns.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 pub struct Rig<P: Provider> {
@@ -80,6 +151,8 @@ pub struct Rig<P: Provider> {
     /// Per planned stream, in the same order.
     pub gens: Vec<Arc<GenCounters>>,
     pub fabric: Option<Arc<Fabric>>,
+    /// Multicast memberships held through the phase (verbs), left at its end.
+    pub joins: Option<super::joins::Joins>,
 }
 
 impl<P: Provider> Rig<P> {
@@ -136,7 +209,7 @@ pub fn fabric_rig(
     let qps = (0..cfg.interfaces.len())
         .map(|i| fabric.open(i).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut rig = rig(cfg, pool, qps, streams, nstreams)?;
+    let mut rig = rig(cfg, pool, one_queue(qps), streams, nstreams, true)?;
     for (i, p) in rig.ports.iter_mut().enumerate() {
         p.fabric_port = Some(i);
     }
@@ -167,38 +240,70 @@ pub fn null_rig(
             NullProvider::new(port, NullMode::Sink, pool.cache(cache), 0)
         })
         .collect();
-    rig(cfg, pool, providers, streams, nstreams)
+    rig(cfg, pool, one_queue(providers), streams, nstreams, true)
 }
 
-/// One rocev2 QP per interface, bound to its `local_ip`, with its
-/// full-member groups joined over IGMP (no SA: joins are the host's).
+/// Each interface's providers as its only queue.
+fn one_queue<P>(providers: Vec<P>) -> Vec<Vec<P>> {
+    providers.into_iter().map(|p| vec![p]).collect()
+}
+
+/// One rocev2 QP per interface queue, bound to its `local_ip`, with its
+/// full-member groups joined over IGMP on queue 0 (no SA: joins are the
+/// host's). A queue shares queue 0's QPN and address: the kernel picks
+/// the queue of each sender (source address and port) by hash.
 pub fn rocev2_rig(
     cfg: &Config,
     pool: &'static Mempool,
     streams: &[PlannedStream],
     nstreams: usize,
 ) -> Result<Rig<Rocev2Provider>, String> {
-    let mut providers = Vec::new();
+    let mut queues = Vec::new();
     for i in &cfg.interfaces {
-        let p = crate::wiring::rocev2_provider(cfg, i, pool)?;
-        if let Err(e) = p.set_recv_buffer(ROCEV2_RCVBUF) {
-            tracing::warn!("{}: cannot size the receive buffer: {e}", i.name);
+        if i.queues > 1 {
+            if let Some(o) = cfg
+                .interfaces
+                .iter()
+                .find(|o| o.name != i.name && o.local_ip == i.local_ip)
+            {
+                // Their QPN steering program and the queues' shared QPN
+                // cannot both pick the socket.
+                return Err(format!(
+                    "interface {}: queues = {} on rocev2 needs a local_ip of its own, \
+                     but {} has {} too",
+                    i.name,
+                    i.queues,
+                    o.name,
+                    i.local_ip.map_or("none".to_string(), |a| a.to_string())
+                ));
+            }
+        }
+        let mut qs = Vec::new();
+        for q in 0..i.queues {
+            let p = crate::wiring::rocev2_queue(cfg, i, pool, q)?;
+            if let Err(e) = p.set_recv_buffer(ROCEV2_RCVBUF) {
+                tracing::warn!("{}: cannot size the receive buffer: {e}", i.name);
+            }
+            qs.push(p);
         }
         for g in &i.groups {
-            let sock = p
+            let sock = qs[0]
                 .mcast_socket()
                 .ok_or_else(|| format!("{}: group {g}: no multicast socket", i.name))?;
             sock.join(*g)
                 .map_err(|e| format!("{}: join {g}: {e}", i.name))?;
         }
-        providers.push(p);
+        queues.push(qs);
     }
-    crate::wiring::steer_shared_addresses(&providers)?;
-    rig(cfg, pool, providers, streams, nstreams)
+    let firsts: Vec<&Rocev2Provider> = queues.iter().map(|q| &q[0]).collect();
+    crate::wiring::steer_shared_addresses_of(&firsts)?;
+    rig(cfg, pool, queues, streams, nstreams, true)
 }
 
-/// One UD QP per interface on the configured RDMA device. Full-member
-/// groups are not joined: a verbs sink measures unicast streams.
+/// One UD QP per interface queue on the configured RDMA device. Each
+/// interface joins its full-member groups, and send-only the groups its
+/// streams send to, through rdma_cm before anything is sent; queue 0 is
+/// attached to the groups. The memberships are left at the end of the phase.
 pub fn verbs_rig(
     cfg: &Config,
     pool: &'static Mempool,
@@ -207,13 +312,20 @@ pub fn verbs_rig(
 ) -> Result<Rig<VerbsProvider>, String> {
     let dev =
         VerbsDevice::open(&crate::wiring::verbs_config(cfg), pool).map_err(|e| e.to_string())?;
-    // One QP per interface: pktgen runs each interface on one lcore.
-    let providers = cfg
-        .interfaces
-        .iter()
-        .map(|i| crate::wiring::verbs_qp(cfg, i, &dev, pool).map(|(p, _)| p))
-        .collect::<Result<Vec<_>, _>>()?;
-    rig(cfg, pool, providers, streams, nstreams)
+    let mut queues = Vec::new();
+    let mut mcast = Vec::new();
+    for i in &cfg.interfaces {
+        let (p, pkey) = crate::wiring::verbs_qp(cfg, i, &dev, pool)?;
+        let service = crate::wiring::verbs_rdmacm(i, &dev)?;
+        mcast.push((
+            Arc::new(service),
+            Arc::new(VerbsAttach::new(vec![p.mcast_handle()])),
+        ));
+        queues.push(crate::wiring::verbs_queues(cfg, i, &dev, pool, p, pkey)?);
+    }
+    let mut rig = rig(cfg, pool, queues, streams, nstreams, false)?;
+    rig.joins = Some(super::joins::Joins::start(cfg, mcast, &rig.ports, streams)?);
+    Ok(rig)
 }
 
 /// Multicast groups an interface sends to: its groups, its send-only groups
@@ -262,21 +374,38 @@ fn peers(cfg: &Config, qps: &[PortAttr], idx: usize) -> Vec<(IpAddr, u32, Gid)> 
         .collect()
 }
 
+/// The lcores of a phase: each interface's queues (queue 0 first) on the
+/// lcores `queue_lcore` names, a sink per queue, and each stream on one
+/// queue of its interface. `static_mcast`: every multicast destination is
+/// routed up front (the fabric, rocev2, null); otherwise the control plane
+/// publishes the routes of the groups it joined (verbs).
 fn rig<P: Provider>(
     cfg: &Config,
     pool: &'static Mempool,
-    providers: Vec<P>,
+    queues: Vec<Vec<P>>,
     streams: &[PlannedStream],
     nstreams: usize,
+    static_mcast: bool,
 ) -> Result<Rig<P>, String> {
     let d = &cfg.dataplane;
     let mut lcores: Vec<Lcore<P>> = (0..d.lcores.len())
         .map(|id| Lcore::new(id, pool.cache(d.mempool_cache as usize)))
         .collect();
+    let n_lcores = lcores.len();
     let mut ports = Vec::new();
     let mut gens = vec![None; streams.len()];
-    let qps: Vec<PortAttr> = providers.iter().map(|p| p.port()).collect();
-    for (idx, (icfg, mut provider)) in cfg.interfaces.iter().zip(providers).enumerate() {
+    let qps: Vec<PortAttr> = queues
+        .iter()
+        .map(|q| {
+            q.first()
+                .map(|p| p.port())
+                .ok_or("an interface has no queue")
+        })
+        .collect::<Result<_, _>>()?;
+    for (idx, (icfg, queues)) in cfg.interfaces.iter().zip(queues).enumerate() {
+        let mut queues = queues;
+        let nq = queues.len();
+        let provider = &mut queues[0];
         let mut neigh = Vec::new();
         for n in &icfg.neighbours {
             let ah = provider
@@ -303,11 +432,22 @@ fn rig<P: Provider>(
                 .map_err(|e| format!("interface {}: neighbour {ip}: {e}", icfg.name))?;
             neigh.push((ip, NeighEntry { ah, qpn }));
         }
-        let lcore = lcores
-            .get_mut(icfg.lcore)
-            .ok_or_else(|| format!("interface {}: no lcore {}", icfg.name, icfg.lcore))?;
-        let mut tx_in = Vec::new();
-        for (k, s) in streams.iter().enumerate().filter(|(_, s)| s.iface == idx) {
+        let neigh = published(NeighTable::new(neigh));
+        let mcast = published(if static_mcast {
+            mcast_table(icfg, idx, streams)?
+        } else {
+            McastTable::default()
+        });
+        let join_requests = Arc::new(JoinRequestQueue::new(cfg.control.request_queue as usize));
+        let siblings: Vec<u32> = queues.iter().map(|p| p.port().qpn).collect();
+        // Each stream whole on one queue, round robin over the queues.
+        let mut tx_in: Vec<Vec<_>> = (0..nq).map(|_| Vec::new()).collect();
+        let mine = streams.iter().enumerate().filter(|(_, s)| s.iface == idx);
+        for (j, (k, s)) in mine.enumerate() {
+            let q = j % nq;
+            let lcore = lcores
+                .get_mut(crate::wiring::queue_lcore(icfg, q, n_lcores))
+                .ok_or_else(|| format!("interface {}: no lcore {}", icfg.name, icfg.lcore))?;
             let (prod, cons) = spsc::channel::<Mbuf>(d.tx_ring_size as usize);
             let named = |e: String| format!("stream {}: {e}", s.name);
             if let Some(r) = &s.replay {
@@ -321,35 +461,53 @@ fn rig<P: Provider>(
                 gens[k] = Some(g.counters());
                 lcore.add_source(g);
             }
-            tx_in.push(cons);
+            tx_in[q].push(cons);
         }
-        let (rx_out, rx) = spsc::channel::<Mbuf>(d.rx_ring_size as usize);
-        let mut sink = Sink::new(rx, nstreams, DEFAULT_WINDOW);
-        // Latency probes go back to their senders through this interface.
-        let (reflect, reflect_in) = spsc::channel::<Mbuf>(REFLECT_RING);
-        sink.reflect_to(reflect);
-        tx_in.push(reflect_in);
-        let live = sink.live();
-        lcore.add_sink(sink);
-        let stats = Arc::new(IfaceStats::default());
-        lcore.add_iface(Iface::new(
-            IfaceConfig {
-                name: icfg.name.clone(),
-                ifindex: idx as u16,
-                mtu: icfg.mtu,
-                pkey: icfg.pkey,
-                scope: SCOPE,
-            },
-            provider,
-            IfaceWiring {
-                tx_in,
-                rx_out: Some(rx_out),
-                neigh: published(NeighTable::new(neigh)),
-                mcast: published(mcast_table(icfg, idx, streams)?),
-                join_requests: Arc::new(JoinRequestQueue::new(cfg.control.request_queue as usize)),
-                stats: stats.clone(),
-            },
-        ));
+        let mut port_queues = Vec::new();
+        for (q, (provider, tx_in)) in queues.into_iter().zip(tx_in).enumerate() {
+            let lc = crate::wiring::queue_lcore(icfg, q, n_lcores);
+            let lcore = lcores
+                .get_mut(lc)
+                .ok_or_else(|| format!("interface {}: no lcore {}", icfg.name, icfg.lcore))?;
+            let (rx_out, rx) = spsc::channel::<Mbuf>(d.rx_ring_size as usize);
+            let mut sink = Sink::new(rx, nstreams, DEFAULT_WINDOW);
+            // Latency probes go back to their senders through this queue.
+            let (reflect, reflect_in) = spsc::channel::<Mbuf>(REFLECT_RING);
+            sink.reflect_to(reflect);
+            let mut tx_in = tx_in;
+            tx_in.push(reflect_in);
+            let live = sink.live();
+            lcore.add_sink(sink);
+            let stats = Arc::new(IfaceStats::default());
+            let mut iface = Iface::new(
+                IfaceConfig {
+                    name: icfg.name.clone(),
+                    ifindex: idx as u16,
+                    mtu: icfg.mtu,
+                    pkey: icfg.pkey,
+                    scope: SCOPE,
+                },
+                provider,
+                IfaceWiring {
+                    tx_in,
+                    rx_out: Some(rx_out),
+                    neigh: neigh.clone(),
+                    mcast: mcast.clone(),
+                    join_requests: join_requests.clone(),
+                    stats: stats.clone(),
+                },
+            );
+            if nq > 1 {
+                // A sibling queue's looped-back multicast is our own.
+                iface.set_siblings(&siblings);
+            }
+            lcore.add_iface(iface);
+            port_queues.push(PortQueue {
+                lcore: lc,
+                stats,
+                sink: live,
+            });
+        }
         ports.push(Port {
             name: icfg.name.clone(),
             addrs: icfg
@@ -359,10 +517,11 @@ fn rig<P: Provider>(
                 .chain(icfg.ipv6.iter().map(|c| IpAddr::V6(c.addr)))
                 .collect(),
             groups: icfg.groups.clone(),
-            stats,
+            queues: port_queues,
             fabric_port: None,
-            sink: live,
             qp: qps[idx],
+            mcast,
+            join_requests,
         });
     }
     let gens = gens
@@ -374,5 +533,6 @@ fn rig<P: Provider>(
         ports,
         gens,
         fabric: None,
+        joins: None,
     })
 }

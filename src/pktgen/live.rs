@@ -5,7 +5,6 @@ use super::assemble::Port;
 use ipoib_dataplane::provider::fabric::Fabric;
 use ipoib_dataplane::stats::StatsSnapshot;
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub struct LiveScreen {
@@ -43,7 +42,7 @@ impl LiveScreen {
             );
         }
         for (i, p) in ports.iter().enumerate() {
-            let now = p.stats.snapshot();
+            let now = p.snapshot();
             let last = &self.last[i];
             let rate = |a: u64, b: u64| (a - b) as f64 / secs;
             let fabric_drops = match (fabric, p.fabric_port) {
@@ -51,8 +50,8 @@ impl LiveScreen {
                 _ => 0,
             };
             let drops = now.total_drops() + fabric_drops;
-            let p99 = p.sink.latency_p99_ns.load(Ordering::Relaxed) as f64 / 1e3;
-            let rtt = p.sink.rtt_p99_ns.load(Ordering::Relaxed) as f64 / 1e3;
+            let p99 = p.latency_p99_ns() as f64 / 1e3;
+            let rtt = p.rtt_p99_ns() as f64 / 1e3;
             let (txp, rxp) = (
                 rate(now.tx_packets, last.tx_packets) / 1e6,
                 rate(now.rx_packets, last.rx_packets) / 1e6,

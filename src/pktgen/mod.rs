@@ -7,6 +7,7 @@
 
 mod args;
 mod assemble;
+mod joins;
 mod live;
 mod outcome;
 mod output;

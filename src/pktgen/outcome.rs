@@ -76,8 +76,11 @@ impl StreamOutcome {
 #[derive(Debug, Clone)]
 pub struct PortOutcome {
     pub iface: String,
+    /// Every queue's counters added up.
     pub stats: StatsSnapshot,
     pub fabric: Option<PortCounters>,
+    /// Per queue (queue 0 first): its lcore index and counters.
+    pub queues: Vec<(usize, StatsSnapshot)>,
 }
 
 #[derive(Debug, Clone)]

@@ -90,7 +90,20 @@ fn phase_json(p: &PhaseOutcome) -> Value {
                     "drops": drops,
                 })
             });
-            json!({"iface": port.iface, "xstats": xstats, "fabric": fabric})
+            let queues: Vec<Value> = port
+                .queues
+                .iter()
+                .map(|(lcore, q)| {
+                    json!({
+                        "lcore": lcore,
+                        "tx_packets": q.tx_packets,
+                        "tx_bytes": q.tx_bytes,
+                        "rx_packets": q.rx_packets,
+                        "rx_bytes": q.rx_bytes,
+                    })
+                })
+                .collect();
+            json!({"iface": port.iface, "xstats": xstats, "fabric": fabric, "queues": queues})
         })
         .collect();
     json!({
@@ -208,6 +221,11 @@ pub fn to_csv(r: &RunOutcome) -> String {
             let iface = port["iface"].as_str().unwrap_or("");
             for (k, v) in port["xstats"].as_object().into_iter().flatten() {
                 row(phase, "port", "", iface, k, v);
+            }
+            for (q, qv) in port["queues"].as_array().into_iter().flatten().enumerate() {
+                for (k, v) in qv.as_object().into_iter().flatten() {
+                    row(phase, "queue", "", iface, &format!("q{q}_{k}"), v);
+                }
             }
             if let Some(f) = port["fabric"].as_object() {
                 for (k, v) in f {

@@ -7,7 +7,7 @@ use super::live::LiveScreen;
 use super::outcome::{PhaseOutcome, PortOutcome, Receiver, RttOutcome, Sample, StreamOutcome};
 use super::plan::{PlannedStream, SinkRole};
 use ipoib_dataplane::lcore::{spawn_lcores, Lcore, Pinning};
-use ipoib_dataplane::pktgen::{GenCounters, GenSnapshot, Sink, StreamResult};
+use ipoib_dataplane::pktgen::{GenCounters, GenSnapshot, RttResult, Sink, StreamResult};
 use ipoib_dataplane::provider::Provider;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -48,10 +48,8 @@ pub struct PhaseRun<'a> {
 /// Sink role: every stream seen has announced its end, on every interface.
 fn all_ended(ports: &[Port]) -> bool {
     let (seen, ended) = ports.iter().fold((0, 0), |(s, e), p| {
-        (
-            s + p.sink.streams_seen.load(Ordering::Relaxed),
-            e + p.sink.streams_ended.load(Ordering::Relaxed),
-        )
+        let (ps, pe) = p.streams_seen_ended();
+        (s + ps, e + pe)
     });
     seen > 0 && ended == seen
 }
@@ -72,15 +70,8 @@ fn await_reflections(
         .sum();
     let start = Instant::now();
     while probes > 0 && !stop.load(Ordering::Relaxed) {
-        let back: u64 = ports
-            .iter()
-            .map(|p| p.sink.reflections.load(Ordering::Relaxed))
-            .sum();
-        let max_rtt = ports
-            .iter()
-            .map(|p| p.sink.rtt_max_ns.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0);
+        let back: u64 = ports.iter().map(|p| p.reflections()).sum();
+        let max_rtt = ports.iter().map(|p| p.rtt_max_ns()).max().unwrap_or(0);
         let limit = match back {
             0 => REFLECT_WAIT_NONE,
             _ => (Duration::from_nanos(max_rtt) * 3 + SETTLE).min(REFLECT_WAIT_MAX),
@@ -90,6 +81,85 @@ fn await_reflections(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// The round trips of one stream's probes, over the sinks of its
+/// interface's queues (a reflection comes back to whichever queue the
+/// peer reaches): reflections added, histograms merged, the clock offset
+/// of the queue that saw the most.
+fn merged_rtt(sinks: &[&Sink], id: u16) -> (RttResult, Vec<(f64, u64)>) {
+    let mut held = sinks
+        .iter()
+        .filter_map(|s| Some((s.rtt(id)?, s.rtt_histogram(id)?)));
+    let Some((mut res, first)) = held.next() else {
+        return (RttResult::default(), Vec::new());
+    };
+    let mut hist = first.clone();
+    let mut most = res.reflections;
+    for (r, h) in held {
+        if r.reflections > most {
+            (most, res.clock_offset_ns) = (r.reflections, r.clock_offset_ns);
+        }
+        res.reflections += r.reflections;
+        let _ = hist.add(h);
+    }
+    res.latency = ipoib_dataplane::pktgen::LatencySummary::of(&hist);
+    let curve = CURVE
+        .iter()
+        .filter(|_| !hist.is_empty())
+        .map(|&q| (q, hist.value_at_quantile(q)))
+        .collect();
+    (res, curve)
+}
+
+/// One stream's records in the sinks of an interface's queues, as one: a
+/// stream is sent by one queue and each sender reaches one queue, so one
+/// sink holds it and its figures are exact. Should it arrive on several,
+/// the counts are added (a packet received on two queues then counts
+/// twice as unique) and a warning says so.
+fn merged(port: &str, sinks: &[&Sink], id: u16) -> Option<(StreamResult, Vec<(f64, u64)>)> {
+    let mut held = sinks
+        .iter()
+        .filter_map(|s| Some((s.result(id)?, s.histogram(id)?)));
+    let (mut res, first) = held.next()?;
+    let mut hist = first.clone();
+    let mut queues = usize::from(res.rx_packets + res.warmup_packets + res.end_packets > 0);
+    for (r, h) in held {
+        if r.rx_packets + r.warmup_packets + r.end_packets == 0 {
+            continue;
+        }
+        if queues == 0 {
+            (res, hist) = (r, h.clone());
+            queues = 1;
+            continue;
+        }
+        queues += 1;
+        res.rx_packets += r.rx_packets;
+        res.rx_bytes += r.rx_bytes;
+        res.unique += r.unique;
+        res.duplicates += r.duplicates;
+        res.reordered += r.reordered;
+        res.late += r.late;
+        res.warmup_packets += r.warmup_packets;
+        res.end_packets += r.end_packets;
+        res.max_seq = res.max_seq.max(r.max_seq);
+        res.announced = res.announced.or(r.announced);
+        res.sender = res.sender.or(r.sender);
+        let _ = hist.add(h);
+    }
+    if queues > 1 {
+        tracing::warn!(
+            "stream {id} arrived on {queues} queues of {port}: packets received on two queues \
+             are not seen as duplicates, nor reordering between the queues"
+        );
+        res.latency = ipoib_dataplane::pktgen::LatencySummary::of(&hist);
+    }
+    let curve = CURVE
+        .iter()
+        .filter(|_| !hist.is_empty())
+        .map(|&q| (q, hist.value_at_quantile(q)))
+        .collect();
+    Some((res, curve))
 }
 
 /// Polls every lcore in turn until a few passes in a row move nothing, so
@@ -108,6 +178,7 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
         ports,
         gens,
         fabric,
+        joins,
     } = rig;
     let lcore_stop = Arc::new(AtomicBool::new(false));
     let (handles, pinning) = spawn_lcores(lcores, r.cores, lcore_stop.clone())
@@ -129,7 +200,7 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
     let mut timeline = Vec::new();
     let totals = || {
         ports.iter().fold((0u64, 0u64), |(t, r), p| {
-            let s = p.stats.snapshot();
+            let s = p.snapshot();
             (t + s.tx_packets, r + s.rx_packets)
         })
     };
@@ -213,17 +284,23 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
     }
 
     let sinks: Vec<_> = lcores.iter().flat_map(|l| l.sinks()).collect();
-    // Sinks were added one per interface, in interface order on each lcore;
-    // match them to ports through their live counters.
-    let sink_of = |port: usize| {
-        sinks
+    // Sinks were added one per interface queue; match them to ports
+    // through their live counters.
+    let sinks_of = |port: usize| -> Vec<&Sink> {
+        ports[port]
+            .queues
             .iter()
-            .find(|s| Arc::ptr_eq(&s.live(), &ports[port].sink))
-            .copied()
+            .filter_map(|q| {
+                sinks
+                    .iter()
+                    .find(|s| Arc::ptr_eq(&s.live(), &q.sink))
+                    .copied()
+            })
+            .collect()
     };
     let mut streams = Vec::new();
     if let Some(role) = r.sink_role {
-        streams = remote_streams(role, &ports, &sink_of);
+        streams = remote_streams(role, &ports, &sinks_of);
     }
     for (k, s) in r.streams.iter().enumerate() {
         let sent = gens[k].snapshot();
@@ -237,10 +314,8 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
         // Replayed packets carry no stamp of this run: nothing to measure.
         let measured = s.replay.is_none();
         for (pi, p) in ports.iter().enumerate().filter(|_| measured) {
-            let Some(sink) = sink_of(pi) else { continue };
-            let res: StreamResult = match sink.result(s.spec.id) {
-                Some(res) => res,
-                None => continue,
+            let Some((res, latency_curve)) = merged(&p.name, &sinks_of(pi), s.spec.id) else {
+                continue;
             };
             // Expected receivers appear even when nothing arrived: the
             // destination's owner, or a full member of the group.
@@ -249,16 +324,6 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
             if res.rx_packets + res.warmup_packets == 0 && !expected {
                 continue;
             }
-            let latency_curve = sink
-                .histogram(s.spec.id)
-                .map(|h| {
-                    CURVE
-                        .iter()
-                        .filter(|_| !h.is_empty())
-                        .map(|&q| (q, h.value_at_quantile(q)))
-                        .collect()
-                })
-                .unwrap_or_default();
             receivers.push(Receiver {
                 latency_curve,
                 iface: p.name.clone(),
@@ -267,13 +332,7 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
             });
         }
         let rtt = s.spec.probe_pps.map(|_| {
-            let sink = sink_of(s.iface);
-            let result = sink.and_then(|k| k.rtt(s.spec.id)).unwrap_or_default();
-            let curve = sink
-                .and_then(|k| k.rtt_histogram(s.spec.id))
-                .filter(|h| !h.is_empty())
-                .map(|h| CURVE.iter().map(|&q| (q, h.value_at_quantile(q))).collect())
-                .unwrap_or_default();
+            let (result, curve) = merged_rtt(&sinks_of(s.iface), s.spec.id);
             RttOutcome {
                 probes: sent.probes,
                 lost: sent.probes.saturating_sub(result.reflections),
@@ -305,6 +364,8 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
             receivers,
         });
     }
+    // Every membership is left (and the QPs detached) while the QPs exist.
+    let left = joins.map_or(Ok(()), |j| j.leave());
     for l in &mut lcores {
         l.drain();
     }
@@ -312,15 +373,21 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
         .iter()
         .map(|p| PortOutcome {
             iface: p.name.clone(),
-            stats: p.stats.snapshot(),
+            stats: p.snapshot(),
             fabric: match (&fabric, p.fabric_port) {
                 (Some(f), Some(k)) => f.counters(k),
                 _ => None,
             },
+            queues: p
+                .queues
+                .iter()
+                .map(|q| (q.lcore, q.stats.snapshot()))
+                .collect(),
         })
         .collect();
     drop(lcores);
     drop(fabric);
+    left?;
     Ok(PhaseOutcome {
         name: r.name.to_string(),
         seconds,
@@ -337,22 +404,18 @@ pub fn run_phase<P: PktgenProvider>(r: &PhaseRun<'_>, rig: Rig<P>) -> Result<Pha
 fn remote_streams<'s>(
     role: SinkRole,
     ports: &[Port],
-    sink_of: &dyn Fn(usize) -> Option<&'s Sink>,
+    sinks_of: &dyn Fn(usize) -> Vec<&'s Sink>,
 ) -> Vec<StreamOutcome> {
     let mut out = Vec::new();
     for id in 0..role.streams {
         let mut receivers = Vec::new();
         for (pi, p) in ports.iter().enumerate() {
-            let Some(sink) = sink_of(pi) else { continue };
-            let Some(res) = sink.result(id) else { continue };
+            let Some((res, latency_curve)) = merged(&p.name, &sinks_of(pi), id) else {
+                continue;
+            };
             if res.rx_packets + res.warmup_packets + res.end_packets == 0 {
                 continue;
             }
-            let latency_curve = sink
-                .histogram(id)
-                .filter(|h| !h.is_empty())
-                .map(|h| CURVE.iter().map(|&q| (q, h.value_at_quantile(q))).collect())
-                .unwrap_or_default();
             receivers.push(Receiver {
                 latency_curve,
                 iface: p.name.clone(),

@@ -256,11 +256,11 @@ fn interface(
                     "an integer in 1..={most} (one lcore per queue: dataplane.lcores has {lcores})"
                 ),
             )?;
-            if queues > 1 && provider.kind != ProviderKind::Verbs {
+            if queues > 1 && !matches!(provider.kind, ProviderKind::Verbs | ProviderKind::Rocev2) {
                 return Err(ctx.invalid(
                     &v.span(),
                     &key("queues"),
-                    "1 (several queues need provider.kind = \"verbs\")",
+                    "1 (several queues need provider.kind = \"verbs\" or \"rocev2\")",
                 ));
             }
             queues
