@@ -320,3 +320,24 @@ fn pcap_option_captures_one_interface() {
     assert_eq!(code, 2);
     assert!(err.contains("--pcap"), "{err}");
 }
+
+#[test]
+fn rocev2_queues_are_for_pktgen_only() {
+    let cfg = temp_file(
+        "rocev2_queues.toml",
+        "[dataplane]\nlcores = [0, 1]\nhugepages = \"off\"\n\n[provider]\nkind = \"rocev2\"\n\n\
+         [[interface]]\nname = \"ib0\"\nport = 1\nlocal_ip = \"127.0.0.1\"\nipv4 = [\"10.0.0.1/24\"]\nqueues = 2\n",
+    );
+    let (code, _out, err) = ipoibd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--no-socket",
+        "--duration",
+        "0.1",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("interface ib0: queues = 2") && err.contains("only `ipoibd pktgen`"),
+        "{err}"
+    );
+}

@@ -728,6 +728,18 @@ fn rocev2_and_sink_role_reject_what_they_cannot_do() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
     }
+    // Queues share their QPN: a steering program by QPN cannot serve them.
+    let text = std::fs::read_to_string(cfg)
+        .unwrap()
+        .replace("lcores = [0]", "lcores = [0, 1]")
+        .replace("mtu = 1020\n", "mtu = 1020\nqueues = 2\n")
+        .replace("127.0.0.2", "127.0.0.1");
+    let shared = tmp("rocev2_shared.toml");
+    std::fs::write(&shared, text).unwrap();
+    let out = ipoibd(&["-q", "--config", shared.to_str().unwrap(), "--count", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs a local_ip of its own"), "{err}");
     let out = ipoibd(&["--config", cfg, "--sink", "--dry-run"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("sink role: stream ids 0..16"));

@@ -12,7 +12,10 @@
 # where the kernel has no sch_netem), the
 # generator's round-trip latency (probes reflected by the sink, timed on
 # a's clock) must land near 20 ms, and the clock offset it estimates shows
-# the asymmetry (half the delay). Namespaces and processes are always
+# the asymmetry (half the delay). A last run gives both interfaces
+# `queues = 2` on two lcores: a's two streams leave through one queue
+# each, b's queues share its QPN and address (the kernel picks one for a's
+# packets), and each stream is still counted exactly once. Namespaces and processes are always
 # removed, also on failure. Skips (exit 0) with a reason without root or `ip`.
 #   tests/netns_pktgen.sh            builds ipoibd, then runs
 #   IPOIBD=path/to/ipoibd tests/netns_pktgen.sh
@@ -47,14 +50,19 @@ CONF
 }
 config 1 2 >"$WORK/a.toml"
 config 2 1 >"$WORK/b.toml"
+# The same hosts with two queues on two lcores.
+for h in a b; do
+    sed -e 's/^lcores = \[0\]/lcores = [0, 1]/' -e 's/^mtu = 1020$/mtu = 1020\nqueues = 2/' \
+        "$WORK/$h.toml" >"$WORK/$h.q.toml"
+done
 
 COUNT=20000
-# run NAME [GENERATOR FLAGS]: a sink in b, then a paced generator in a;
-# both must exit 0.
+# run NAME [GENERATOR FLAGS]: a sink in b, then a paced generator in a
+# (configurations $WORK/{a,b}$RUN_CFG.toml); both must exit 0.
 run() {
     local name=$1
     shift
-    ip netns exec "${tag}b" "$IPOIBD" pktgen --config "$WORK/b.toml" --sink -q \
+    ip netns exec "${tag}b" "$IPOIBD" pktgen --config "$WORK/b${RUN_CFG:-}.toml" --sink -q \
         --duration 60 --json "$WORK/$name.sink.json" >"$WORK/$name.sink.out" 2>&1 &
     local sink=$!
     PIDS+=("$sink")
@@ -64,7 +72,7 @@ run() {
         [ $SECONDS -lt $deadline ] || fail "$name: the sink never got ready"
         sleep 0.05
     done
-    ip netns exec "${tag}a" "$IPOIBD" pktgen --config "$WORK/a.toml" -q \
+    ip netns exec "${tag}a" "$IPOIBD" pktgen --config "$WORK/a${RUN_CFG:-}.toml" -q \
         --to 10.0.0.2 --count "${RUN_COUNT:-$COUNT}" --rate-pps "${RUN_RATE:-100000}" "$@" \
         --json "$WORK/$name.gen.json" >"$WORK/$name.gen.out" 2>&1 \
         || fail "$name: the generator exited with status $?"
@@ -189,6 +197,31 @@ assert 0.999 * delay <= one["p50"] <= delay + 30e6, "one-way p50"
 assert off is not None and abs(off - delay / 2) <= 5e6, f"offset {off} ns"
 PY
 echo "round trip over rocev2 with ${DELAY_MS} ms one way: ok"
+
+# Two queues each side, two streams: one per generator queue, all exact.
+RUN_CFG=.q run queues --to 10.0.0.2
+python3 - "$WORK/queues.gen.json" "$WORK/queues.sink.json" "$COUNT" <<'PY' || fail "queues run"
+import json, sys
+gen, sink = (json.load(open(p)) for p in sys.argv[1:3])
+count = int(sys.argv[3])
+gs = gen["phases"][0]["streams"]
+ss = {t["id"]: t for t in sink["phases"][0]["streams"]}
+assert len(gs) == 2 and len(ss) == 2, f"{len(gs)} streams sent, {len(ss)} seen"
+for g in gs:
+    r = ss[g["id"]]["receivers"][0]
+    assert g["tx_packets"] == count == r["announced"], f"stream {g['id']}: {g['tx_packets']} sent"
+    assert r["unique"] == count and r["lost"] == 0 and r["duplicates"] == 0, f"stream {g['id']}: {r}"
+gq = gen["phases"][0]["ports"][0]["queues"]
+sq = sink["phases"][0]["ports"][0]["queues"]
+assert [q["lcore"] for q in gq] == [0, 1] == [q["lcore"] for q in sq], f"queues {gq} {sq}"
+# Each stream (and its end copies) left through its own queue.
+end = gs[0]["end_packets"]
+assert [q["tx_packets"] for q in gq] == [count + end] * 2, f"generator queues {gq}"
+rx = sink["phases"][0]["ports"][0]["xstats"]["rx_good_packets"]
+assert sum(q["rx_packets"] for q in sq) == rx == 2 * (count + end), f"sink queues {sq}, rx {rx}"
+print(f"queues: generator queues sent {[q['tx_packets'] for q in gq]}, "
+      f"sink queues received {[q['rx_packets'] for q in sq]}; both streams whole")
+PY
 
 # 10% loss between a and b: netem on the bridge's port to b where the
 # kernel has it, else nftables at b's input.

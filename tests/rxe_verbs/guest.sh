@@ -9,7 +9,10 @@
 #   pktgen-sink  `ipoibd pktgen --sink`: leaves its QPN and GID on the
 #         host's board (IPOIB_BOARD=host:port) and measures what arrives
 #   pktgen-gen   reads the sink's QPN and GID from the board and runs
-#         `ipoibd pktgen` to PEER_IPOIB (PKTGEN_ARGS: count, rate, size)
+#         `ipoibd pktgen` to PEER_IPOIB (PKTGEN_ARGS: count, rate, size,
+#         more --to); PKTGEN_GROUPS and PKTGEN_SENDONLY (comma-separated)
+#         are the interface's groups and sendonly lists in either pktgen
+#         role, joined through rdma_cm and left at the end
 #   bench-recv / bench-send  (benches/verbs_vs_perftest.sh) ib_send_bw -c UD
 #         with BENCH_SIZE-byte messages, then a pktgen stream of the same UD
 #         message size as fast as it goes into a pktgen sink
@@ -99,6 +102,14 @@ mtu = $((RXE_VM_MTU - 4))
 ipv4 = ["${IPOIB_ADDR:?}/24"]
 queues = $QUEUES
 CONF
+    # A comma-separated list as a TOML array of strings.
+    toml_list() { echo "[\"${1//,/\", \"}\"]"; }
+    case $ROLE in
+    pktgen-*)
+        [ -n "${PKTGEN_GROUPS:-}" ] && echo "groups = $(toml_list "$PKTGEN_GROUPS")"
+        [ -n "${PKTGEN_SENDONLY:-}" ] && echo "sendonly = $(toml_list "$PKTGEN_SENDONLY")"
+        ;;
+    esac
     case $ROLE in
     recv) echo "groups = [\"$GROUP\"]" ;;
     pktgen-gen | bench-send)
@@ -146,6 +157,8 @@ pktgen_sink() {
         # "pktgen sink: ready on 1 interface(s): ib0 qpn 0x11 gid ::ffff:10.99.0.2"
         addr=$(sed -n 's/^pktgen sink: ready .*: ib0 qpn \([0-9a-fx]*\) gid \([^ ,]*\).*/\1 \2/p' pktgen.out)
         mark "sink_address $addr"
+        # Memberships are joined before "ready": one rdma_cm id each.
+        ok "cm_ids_running $(cm_ids) rdma_cm ids while measuring"
         [ "$(board put sink "$addr")" = ok ] || bad "board the sink's address was not taken"
     else
         bad "sink_ready the sink never got ready: $(cat pktgen.out)"
@@ -166,6 +179,16 @@ pktgen_gen() {
 json_line() { [ -f "$2" ] && mark "json $1 $(tr -d ' \n' <"$2")"; }
 
 cm_ids() { rdma res show cm_id 2>/dev/null | grep -c "ps UDP"; }
+
+# After a pktgen run with groups: every membership left, no rdma_cm id.
+pktgen_left() {
+    [ -n "${PKTGEN_GROUPS:-}${PKTGEN_SENDONLY:-}" ] || return 0
+    local line left
+    line=$(grep -E "^pktgen: rdma_cm ib0: " pktgen.out)
+    echo "$line" | grep -q "outstanding=0" && ok "pktgen_balanced $line" || bad "pktgen_balanced ${line:-no rdma_cm line}"
+    left=$(cm_ids)
+    [ "$left" = 0 ] && ok "pktgen_cm_ids_after no rdma_cm id left" || bad "pktgen_cm_ids_after $left rdma_cm ids left"
+}
 
 case $ROLE in
 bench-recv)
@@ -205,6 +228,7 @@ pktgen-sink)
     rc=$?
     echo "----- pktgen.out"; cat pktgen.out; echo "----- end"
     json_line sink sink.json
+    pktgen_left
     [ "$rc" = 0 ] && ok "sink_exit pktgen sink exited 0" || bad "sink_exit pktgen sink exited $rc"
     exit $((fails > 0))
     ;;
@@ -214,6 +238,7 @@ pktgen-gen)
     rc=$?
     echo "----- pktgen.out"; cat pktgen.out; echo "----- end"
     json_line gen gen.json
+    pktgen_left
     [ "$rc" = 0 ] && ok "gen_exit pktgen generator exited 0" || bad "gen_exit pktgen generator exited $rc"
     exit $((fails > 0))
     ;;
