@@ -300,10 +300,11 @@ pub fn rocev2_rig(
     rig(cfg, pool, queues, streams, nstreams, true)
 }
 
-/// One UD QP per interface queue on the configured RDMA device. Each
-/// interface joins its full-member groups, and send-only the groups its
-/// streams send to, through rdma_cm before anything is sent; queue 0 is
-/// attached to the groups. The memberships are left at the end of the phase.
+/// One UD QP per interface queue on the configured RDMA device. When any
+/// multicast is configured or sent to, each interface joins its
+/// full-member groups, and send-only the groups its streams send to,
+/// through rdma_cm before anything is sent; queue 0 is attached to the
+/// groups. The memberships are left at the end of the phase.
 pub fn verbs_rig(
     cfg: &Config,
     pool: &'static Mempool,
@@ -312,19 +313,30 @@ pub fn verbs_rig(
 ) -> Result<Rig<VerbsProvider>, String> {
     let dev =
         VerbsDevice::open(&crate::wiring::verbs_config(cfg), pool).map_err(|e| e.to_string())?;
+    // Unicast alone needs no rdma_cm (nor the broadcast group).
+    let multicast = cfg.interfaces.iter().any(|i| !i.groups.is_empty())
+        || streams.iter().any(|s| s.to.is_multicast())
+        || streams.iter().any(|s| match &s.spec.mode {
+            ipoib_dataplane::pktgen::Mode::Sequence(ts) => ts.iter().any(|t| t.dst.is_multicast()),
+            _ => false,
+        });
     let mut queues = Vec::new();
     let mut mcast = Vec::new();
     for i in &cfg.interfaces {
         let (p, pkey) = crate::wiring::verbs_qp(cfg, i, &dev, pool)?;
-        let service = crate::wiring::verbs_rdmacm(i, &dev)?;
-        mcast.push((
-            Arc::new(service),
-            Arc::new(VerbsAttach::new(vec![p.mcast_handle()])),
-        ));
+        if multicast {
+            let service = crate::wiring::verbs_rdmacm(i, &dev)?;
+            mcast.push((
+                Arc::new(service),
+                Arc::new(VerbsAttach::new(vec![p.mcast_handle()])),
+            ));
+        }
         queues.push(crate::wiring::verbs_queues(cfg, i, &dev, pool, p, pkey)?);
     }
     let mut rig = rig(cfg, pool, queues, streams, nstreams, false)?;
-    rig.joins = Some(super::joins::Joins::start(cfg, mcast, &rig.ports, streams)?);
+    if multicast {
+        rig.joins = Some(super::joins::Joins::start(cfg, mcast, &rig.ports, streams)?);
+    }
     Ok(rig)
 }
 
