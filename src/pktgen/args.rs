@@ -22,7 +22,8 @@ pub struct PktgenArgs {
     /// Sink role: generate nothing, measure what arrives on every interface
     /// from generators in other processes or hosts; stops once every stream
     /// seen has announced its end and the interfaces are quiet, at
-    /// --duration seconds, or on SIGINT/SIGTERM.
+    /// --duration seconds, or on SIGINT/SIGTERM. Latency probes (a
+    /// generator's --latency rtt) are reflected back to their sender.
     #[arg(long, conflicts_with_all = ["scenario", "to", "pcap", "count", "warmup"])]
     pub sink: bool,
     /// Sink role: stream ids 0..N are measured (default 16).

@@ -59,6 +59,9 @@ impl GenCounters {
     }
 }
 
+/// Probes owed after a gap that may still follow one a burst.
+const PROBE_BACKLOG: u64 = 8;
+
 /// Packets due since `start` at a constant rate: bursts leave exactly when
 /// the monotonic clock says they are owed, so long-run error stays below one packet.
 #[derive(Debug, Clone, Copy)]
@@ -300,13 +303,18 @@ impl Generator {
         // At most one probe a burst, its first packet, once one is due.
         let probe = !warm && now >= self.next_probe_ns && !self.burst.is_empty();
         if probe {
-            // On schedule while bursts come often; after a gap, no catch-up.
-            let due = self.next_probe_ns.saturating_add(self.probe_every_ns);
-            self.next_probe_ns = if due > now {
-                due
+            // On schedule from the first: after a gap (the lcore lost its
+            // core) the probes owed follow one a burst, as the data catches
+            // up, but never more than a few.
+            let from = if self.probes == 0 {
+                now
             } else {
-                now.saturating_add(self.probe_every_ns)
+                self.next_probe_ns
             };
+            let backlog = PROBE_BACKLOG.saturating_mul(self.probe_every_ns);
+            self.next_probe_ns = from
+                .saturating_add(self.probe_every_ns)
+                .max(now.saturating_sub(backlog));
             self.probes += 1;
         }
         let mut stamp = Stamp {
