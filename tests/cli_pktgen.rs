@@ -1024,6 +1024,7 @@ fn round_trips_of_reflected_probes_account_for_loss_both_ways() {
     assert_eq!(n(&rx["lost"]), injected("ib0"), "probes leave loss exact");
     assert_eq!(n(&rx["unique"]) + n(&rx["lost"]), sent);
     let (arrived, back) = (n(&rx["probes"]), n(&rtt["reflections"]));
+    assert_eq!(n(&rx["reflect_drops"]), 0);
     assert!(arrived <= probes && back > 0);
     assert_eq!(
         n(&rtt["lost"]),

@@ -207,6 +207,11 @@ fn reflections_that_cannot_go_are_counted_and_freed() {
     let kept = back.len() as u64;
     assert_eq!(kept, 1, "the return ring holds one");
     assert_eq!(b.reflect_drops(), probes - kept);
+    assert_eq!(
+        b.result(2).unwrap().reflect_drops,
+        probes - kept,
+        "per stream"
+    );
     assert_eq!(b.result(2).unwrap().unique, 64);
     // The one reflection that went is lost on the way: nothing comes back.
     drop(back.pop());

@@ -42,6 +42,7 @@ fn receiver_json(r: &Receiver, sent: u64) -> Value {
         "announced": s.announced,
         "end_packets": s.end_packets,
         "probes": s.probes,
+        "reflect_drops": s.reflect_drops,
         "latency_ns": latency_json(&s.latency),
     })
 }

@@ -80,6 +80,9 @@ pub struct StreamResult {
     /// Latency probes among the measured packets (each reflected to its
     /// sender when the sink has a return ring).
     pub probes: u64,
+    /// Probes not reflected: the return ring full, the buffer shared, or
+    /// not unicast both ways.
+    pub reflect_drops: u64,
     pub latency: LatencySummary,
 }
 
@@ -134,6 +137,7 @@ struct StreamState {
     end_packets: u64,
     sender: Option<EndReport>,
     probes: u64,
+    reflect_drops: u64,
     rtt: Histogram<u64>,
     reflections: u64,
     /// Smallest round trip that carried the peer's time, and the offset it gives.
@@ -197,6 +201,7 @@ impl Sink {
                 end_packets: 0,
                 sender: None,
                 probes: 0,
+                reflect_drops: 0,
                 rtt: histogram(),
                 reflections: 0,
                 best_rtt: u64::MAX,
@@ -309,12 +314,24 @@ impl Sink {
             if ok {
                 self.reflect.push(self.burst.swap_remove(i));
             } else {
+                unreflected(&mut self.streams, self.burst[i].data());
                 self.reflect_drops += 1;
             }
         }
         tx.enqueue_burst(&mut self.reflect);
+        for m in self.reflect.iter() {
+            unreflected(&mut self.streams, m.data());
+        }
         self.reflect_drops += self.reflect.len() as u64;
         cache.free_burst(&mut self.reflect);
+    }
+}
+
+/// Counts a probe (or its reflection: the stamp keeps the stream) that did
+/// not go back against its stream.
+fn unreflected(streams: &mut [StreamState], pkt: &[u8]) {
+    if let Some(s) = Stamp::from_ip(pkt).and_then(|st| streams.get_mut(usize::from(st.stream))) {
+        s.reflect_drops += 1;
     }
 }
 
@@ -468,6 +485,7 @@ impl Sink {
             end_packets: s.end_packets,
             sender: s.sender,
             probes: s.probes,
+            reflect_drops: s.reflect_drops,
             latency: LatencySummary::of(&s.hist),
         })
     }
