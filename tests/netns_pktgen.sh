@@ -196,6 +196,12 @@ assert 0.999 * delay <= l["min"] <= l["p50"] <= delay + 30e6, f"rtt p50 {l['p50'
 assert 0.999 * delay <= one["p50"] <= delay + 30e6, "one-way p50"
 assert off is not None and abs(off - delay / 2) <= 5e6, f"offset {off} ns"
 PY
+# The generator's summary presents the round trip as the latency to trust
+# (its sink is elsewhere); the sink's says what its one-way figure is.
+grep -q "round trip (one clock: the latency to trust" "$WORK/rtt.gen.out" \
+    || fail "the generator's summary does not present the round trip"
+grep -q "one-way latency here is this host's clock" "$WORK/rtt.sink.out" \
+    || fail "the sink's summary does not label its one-way latency"
 echo "round trip over rocev2 with ${DELAY_MS} ms one way: ok"
 
 # Two queues each side, two streams: one per generator queue, all exact.
