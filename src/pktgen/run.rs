@@ -86,7 +86,7 @@ fn await_reflections(
 /// The round trips of one stream's probes, over the sinks of its
 /// interface's queues (a reflection comes back to whichever queue the
 /// peer reaches): reflections added, histograms merged, the clock offset
-/// of the queue that saw the most.
+/// of the queue that saw the smallest round trip (as within one queue).
 fn merged_rtt(sinks: &[&Sink], id: u16) -> (RttResult, Vec<(f64, u64)>) {
     let mut held = sinks
         .iter()
@@ -95,10 +95,10 @@ fn merged_rtt(sinks: &[&Sink], id: u16) -> (RttResult, Vec<(f64, u64)>) {
         return (RttResult::default(), Vec::new());
     };
     let mut hist = first.clone();
-    let mut most = res.reflections;
+    let mut best = res.latency.min;
     for (r, h) in held {
-        if r.reflections > most {
-            (most, res.clock_offset_ns) = (r.reflections, r.clock_offset_ns);
+        if r.clock_offset_ns.is_some() && (r.latency.min < best || res.clock_offset_ns.is_none()) {
+            (best, res.clock_offset_ns) = (r.latency.min, r.clock_offset_ns);
         }
         res.reflections += r.reflections;
         let _ = hist.add(h);
@@ -142,6 +142,8 @@ fn merged(port: &str, sinks: &[&Sink], id: u16) -> Option<(StreamResult, Vec<(f6
         res.late += r.late;
         res.warmup_packets += r.warmup_packets;
         res.end_packets += r.end_packets;
+        res.probes += r.probes;
+        res.reflect_drops += r.reflect_drops;
         res.max_seq = res.max_seq.max(r.max_seq);
         res.announced = res.announced.or(r.announced);
         res.sender = res.sender.or(r.sender);
