@@ -29,6 +29,7 @@ mod rx_gro;
 mod slots;
 mod socket;
 mod tx;
+mod tx_staged;
 
 pub use counters::{DropReason, Rocev2Counters};
 pub use ipid::recover_ipv4_id;
@@ -135,6 +136,8 @@ pub struct Rocev2Provider {
     icrc_headers: pseudo::HeadersCache,
     /// The BTH and DETH last sent (PSN aside), and what they were made of.
     tx_headers: (Option<tx::HeadersKey>, [u8; tx::HEADERS_LEN]),
+    /// Where short messages are written whole before they are sent.
+    tx_stage: tx_staged::TxStage,
     pub counters: Rocev2Counters,
     /// `counters` as last published for other threads (after each burst).
     published: Arc<ProviderXstats>,
@@ -192,6 +195,7 @@ impl Rocev2Provider {
             gro: cfg.gro.then(|| rx_gro::GroRx::new(cfg.local)),
             icrc_headers: pseudo::HeadersCache::default(),
             tx_headers: (None, [0; tx::HEADERS_LEN]),
+            tx_stage: tx_staged::TxStage::new(),
             published: ProviderXstats::new("rocev2_", &Rocev2Counters::names()),
             counters: Rocev2Counters::default(),
         })

@@ -1,9 +1,11 @@
-//! Send: BTH and DETH (and ImmDt for SEND_ONLY_WITH_IMMEDIATE) go into the
-//! headroom, pad bytes and the ICRC into the tailroom, and the whole burst leaves with one
-//! `sendmmsg` (with UDP GSO, runs of equal-sized messages to one destination
-//! are one message each).
+//! Send: short messages are staged (`tx_staged.rs`); longer ones go
+//! zero-copy: BTH and DETH (and ImmDt for SEND_ONLY_WITH_IMMEDIATE) go into
+//! the headroom, pad bytes and the ICRC into the tailroom, and the whole
+//! burst leaves with one `sendmmsg` (with UDP GSO, runs of equal-sized
+//! messages to one destination are one message each).
 
 use super::socket::to_storage;
+use super::tx_staged::STAGED_MAX;
 use super::{addr, pseudo, Rocev2Ah, Rocev2Provider, MAX_BURST};
 use crate::mem::Mbuf;
 use crate::provider::{SendWr, MCAST_QPN};
@@ -34,14 +36,37 @@ enum Prepared {
 
 /// Most segments in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS is 64
 /// on older kernels).
-const MAX_GSO_SEGMENTS: usize = 64;
+pub(super) const MAX_GSO_SEGMENTS: usize = 64;
 /// Most bytes of UDP payload one GSO send may carry.
-const MAX_GSO_BYTES: usize = 65_000;
+pub(super) const MAX_GSO_BYTES: usize = 65_000;
 
 impl Rocev2Provider {
     /// Sends from the front of `wrs`; with `imm`, every message is a
-    /// SEND_ONLY_WITH_IMMEDIATE carrying it.
+    /// SEND_ONLY_WITH_IMMEDIATE carrying it. Returns how many requests were
+    /// consumed (sent, or dropped and counted); the rest stay as they came.
     pub(super) fn send_burst<const N: usize>(
+        &mut self,
+        wrs: &mut ArrayVec<SendWr<Rocev2Ah>, N>,
+        imm: Option<u32>,
+    ) -> usize {
+        let short = |wr: &SendWr<Rocev2Ah>| wr.mbuf.len() <= STAGED_MAX;
+        let prefix = wrs
+            .iter()
+            .take(MAX_BURST)
+            .take_while(|wr| short(wr))
+            .count();
+        if prefix == 0 {
+            return self.send_zero_copy(wrs, imm);
+        }
+        let consumed = self.send_staged(wrs, imm);
+        if consumed < prefix || wrs.is_empty() {
+            return consumed;
+        }
+        consumed + self.send_zero_copy(wrs, imm)
+    }
+
+    /// Sends from the front of `wrs` from the mbufs themselves.
+    fn send_zero_copy<const N: usize>(
         &mut self,
         wrs: &mut ArrayVec<SendWr<Rocev2Ah>, N>,
         imm: Option<u32>,
@@ -241,28 +266,8 @@ impl Rocev2Provider {
         };
         // The headers of a burst's messages differ in their PSN alone, mostly:
         // they are emitted once per destination, Q_Key, padding and opcode.
-        let key = (opcode, dest_qpn, qkey, pad);
-        if self.tx_headers.0 != Some(key) {
-            let bth = BthRepr {
-                opcode,
-                pkey: self.cfg.pkey,
-                dest_qpn,
-                psn: 0,
-                pad_count: pad,
-                ..BthRepr::default()
-            };
-            let deth = DethRepr {
-                qkey,
-                src_qpn: self.cfg.qpn,
-            };
-            let (b, d) = self.tx_headers.1.split_at_mut(bth::HEADER_LEN);
-            if bth.emit(&mut bth::Packet::new_unchecked(b)).is_err()
-                || deth.emit(&mut deth::Packet::new_unchecked(d)).is_err()
-            {
-                self.tx_headers.0 = None;
-                return Prepared::Unsendable;
-            }
-            self.tx_headers.0 = Some(key);
+        if !self.headers_template((opcode, dest_qpn, qkey, pad)) {
+            return Prepared::Unsendable;
         }
         if !write_headers(m, &self.tx_headers.1, psn, imm) {
             return Prepared::Unsendable;
@@ -277,6 +282,25 @@ impl Rocev2Provider {
         }
         Prepared::Ready
     }
+}
+
+/// The BTH and DETH of `key` (PSN 0) from a QP with `pkey` and `src_qpn`.
+pub(super) fn emit_headers(key: HeadersKey, pkey: u16, src_qpn: u32) -> Option<[u8; HEADERS_LEN]> {
+    let (opcode, dest_qpn, qkey, pad) = key;
+    let bth = BthRepr {
+        opcode,
+        pkey,
+        dest_qpn,
+        psn: 0,
+        pad_count: pad,
+        ..BthRepr::default()
+    };
+    let deth = DethRepr { qkey, src_qpn };
+    let mut out = [0u8; HEADERS_LEN];
+    let (b, d) = out.split_at_mut(bth::HEADER_LEN);
+    bth.emit(&mut bth::Packet::new_unchecked(b)).ok()?;
+    deth.emit(&mut deth::Packet::new_unchecked(d)).ok()?;
+    Some(out)
 }
 
 /// Prepends the BTH and DETH of `template` with `psn` (and the ImmDt).
