@@ -86,3 +86,42 @@ fn plain_senders_and_bad_frames_are_handled_as_without_gro() {
         .expect("send");
     assert!(poll_until(&mut b, WAIT, |b| b.counters.rx_bad_icrc == 1));
 }
+
+/// Segments of one buffer are checked one by one: a segment whose DETH
+/// differs from its neighbours' (another Q_Key) is a counted drop, and the
+/// segments around it, before and after, still come up.
+#[test]
+fn a_segment_unlike_its_neighbours_is_checked_on_its_own() {
+    let port = free_port("127.0.11.8");
+    let mut a = qp("127.0.11.8", 0xd1, port, true, false);
+    let mut b = qp("127.0.11.9", 0xd2, port, false, true);
+    let ah = ah_to(&mut a, ip("127.0.11.9"));
+    let mut cache = cache();
+    let mut wrs: ipoib_dataplane::provider::Burst<ipoib_dataplane::provider::SendWr<_>> =
+        ipoib_dataplane::provider::Burst::new();
+    for i in 0..8 {
+        let mut m = cache.alloc().expect("mbuf");
+        m.append(100)
+            .expect("room")
+            .copy_from_slice(&payload(i, 100));
+        wrs.push(ipoib_dataplane::provider::SendWr {
+            mbuf: m,
+            ah,
+            remote_qpn: 0xd2,
+            remote_qkey: if i == 3 { 0x1234 } else { QKEY },
+        });
+    }
+    while !wrs.is_empty() {
+        a.post_send(&mut wrs);
+    }
+    assert_eq!(a.counters.tx_gso_sends, 1, "one run: {:?}", a.counters);
+    let got = recv_n(&mut b, 7, WAIT);
+    let data: Vec<Vec<u8>> = got.into_iter().map(|g| g.data).collect();
+    let want: Vec<Vec<u8>> = (0..8)
+        .filter(|&i| i != 3)
+        .map(|i| payload(i, 100))
+        .collect();
+    assert_eq!(data, want, "b: {:?}", b.counters);
+    assert_eq!(b.counters.rx_qkey_mismatch, 1);
+    assert_eq!(b.counters.rx_gro_buffers, 1, "b: {:?}", b.counters);
+}

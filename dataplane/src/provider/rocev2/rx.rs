@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 
 /// What a datagram that passed every check delivers.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Accepted {
     pub(super) headers_len: usize,
     pub(super) trailer_len: usize,
