@@ -92,3 +92,39 @@ fn short_and_long_messages_in_one_burst_arrive_in_order() {
         assert_eq!(b.counters.rx_drops(), 0, "gso {gso}: {:?}", b.counters);
     }
 }
+
+/// A caller that offers several GSO runs of short messages at once has them
+/// all sent in one call, in order.
+#[test]
+fn several_runs_of_short_messages_leave_in_one_call() {
+    let port = free_port("127.0.10.5");
+    let cfg = Rocev2Config {
+        port,
+        multicast: false,
+        gso: true,
+        ..Rocev2Config::new(ip("127.0.10.5"), 0x95)
+    };
+    let mut a = Rocev2Provider::new(cfg, pool().cache(512)).expect("sender");
+    let mut b = provider("127.0.10.6", 0x96, port, false);
+    b.set_recv_buffer(8 << 20).expect("receive buffer");
+    let ah = ah_to(&mut a, ip("127.0.10.6"));
+    let sent: Vec<Vec<u8>> = (0..300).map(|i| payload(i, 64)).collect();
+    let mut c = pool().cache(512);
+    let mut wrs: arrayvec::ArrayVec<SendWr<_>, 512> = arrayvec::ArrayVec::new();
+    for p in &sent {
+        let mut m = c.alloc().expect("mbuf");
+        m.append(p.len()).expect("room").copy_from_slice(p);
+        wrs.push(SendWr {
+            mbuf: m,
+            ah,
+            remote_qpn: 0x96,
+            remote_qkey: QKEY,
+        });
+    }
+    let consumed = a.post_send(&mut wrs);
+    assert_eq!(consumed, 300, "a: {:?}", a.counters);
+    assert_eq!(a.counters.tx_gso_sends, 5, "runs of 64: {:?}", a.counters);
+    let got = recv_n(&mut b, sent.len(), Duration::from_secs(5));
+    let data: Vec<Vec<u8>> = got.into_iter().map(|g| g.data).collect();
+    assert_eq!(data, sent, "b: {:?}", b.counters);
+}

@@ -5,7 +5,7 @@
 //! messages to one destination are one message each).
 
 use super::socket::to_storage;
-use super::tx_staged::STAGED_MAX;
+use super::tx_staged::{STAGED_BURST, STAGED_MAX};
 use super::{addr, pseudo, Rocev2Ah, Rocev2Provider, MAX_BURST};
 use crate::mem::Mbuf;
 use crate::provider::{SendWr, MCAST_QPN};
@@ -52,7 +52,7 @@ impl Rocev2Provider {
         let short = |wr: &SendWr<Rocev2Ah>| wr.mbuf.len() <= STAGED_MAX;
         let prefix = wrs
             .iter()
-            .take(MAX_BURST)
+            .take(STAGED_BURST)
             .take_while(|wr| short(wr))
             .count();
         if prefix == 0 {

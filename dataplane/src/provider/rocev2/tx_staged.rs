@@ -22,6 +22,9 @@ use std::os::fd::AsRawFd;
 
 /// Messages up to this long are staged.
 pub(super) const STAGED_MAX: usize = 256;
+/// Most messages one call stages: eight full GSO runs, so a caller that
+/// offers that many pays one system call for them all.
+pub(super) const STAGED_BURST: usize = 8 * MAX_GSO_SEGMENTS;
 /// Room for one staged message: headers, message, pad, ICRC.
 const SLOT: usize = HEADERS_LEN + IMMDT_LEN + STAGED_MAX + 3 + ICRC_LEN;
 
@@ -33,7 +36,7 @@ pub(super) struct TxStage {
 impl TxStage {
     pub(super) fn new() -> TxStage {
         TxStage {
-            bytes: vec![0u8; MAX_BURST * SLOT].into_boxed_slice(),
+            bytes: vec![0u8; STAGED_BURST * SLOT].into_boxed_slice(),
         }
     }
 }
@@ -72,7 +75,7 @@ impl Rocev2Provider {
         let mut icrc: Option<IcrcHeaders> = None;
         let (mut n, mut off, mut dropped) = (0, 0, 0);
         let mut psn = self.psn;
-        while n < wrs.len().min(MAX_BURST) {
+        while n < wrs.len().min(STAGED_BURST) {
             let wr = &wrs[n];
             let len = wr.mbuf.len();
             if len > STAGED_MAX {
@@ -110,6 +113,9 @@ impl Rocev2Provider {
                         && wrs[r.first].remote_qpn == wr.remote_qpn
                 });
             if !joins {
+                if runs.is_full() {
+                    break;
+                }
                 let dst = addr::socket_addr(wr.ah.dst, self.cfg.port);
                 icrc = pseudo::headers(self.tx_addr, dst, wire);
                 runs.push(Run {
