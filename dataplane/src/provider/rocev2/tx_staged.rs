@@ -136,7 +136,9 @@ impl Rocev2Provider {
             }
             let (payload, tail) = rest.split_at_mut(len);
             payload.copy_from_slice(wr.mbuf.data());
-            tail[..usize::from(pad)].fill(0);
+            if pad > 0 {
+                tail[..usize::from(pad)].fill(0);
+            }
             // Segment k of a GSO send carries IPv4 ID k (a lone message, 0).
             let value = icrc.as_mut().and_then(|h| {
                 h.set_ipv4_id(run.count as u16);
@@ -235,10 +237,13 @@ impl Rocev2Provider {
 
     /// Makes `tx_headers` the BTH and DETH of `key` (PSN aside); false
     /// when they cannot be emitted.
+    #[inline]
     pub(super) fn headers_template(&mut self, key: HeadersKey) -> bool {
-        if self.tx_headers.0 == Some(key) {
-            return true;
-        }
+        self.tx_headers.0 == Some(key) || self.emit_template(key)
+    }
+
+    #[inline(never)]
+    fn emit_template(&mut self, key: HeadersKey) -> bool {
         self.tx_headers.0 = None;
         let Some(headers) = super::tx::emit_headers(key, self.cfg.pkey, self.cfg.qpn) else {
             return false;
