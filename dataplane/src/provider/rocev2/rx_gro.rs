@@ -169,7 +169,7 @@ impl Rocev2Provider {
                     let known = same.as_ref().and_then(|(h, a)| {
                         let icrc_at = seg_len - ICRC_LEN;
                         let ok = SameHeaders::of(p) == Some(*h)
-                            && icrc_matches(headers.as_mut(), p, icrc_at, ip_id);
+                            && icrc_matches(headers.as_ref(), p, icrc_at, ip_id);
                         ok.then_some(Accepted {
                             nonzero_ip_id: ip_id != 0,
                             ..*a
@@ -241,11 +241,12 @@ impl SameHeaders {
 }
 
 /// The ICRC at `icrc_at` is the one `headers` give with IPv4 ID `ip_id`.
-fn icrc_matches(headers: Option<&mut IcrcHeaders>, p: &[u8], icrc_at: usize, ip_id: u16) -> bool {
+fn icrc_matches(headers: Option<&IcrcHeaders>, p: &[u8], icrc_at: usize, ip_id: u16) -> bool {
     let (Some(h), Some(found)) = (headers, p.get(icrc_at..icrc_at + ICRC_LEN)) else {
         return false;
     };
-    h.set_ipv4_id(ip_id);
-    h.icrc(&p[..icrc_at]).ok().map(u32::to_le_bytes)
+    h.icrc_with_ipv4_id(&p[..icrc_at], ip_id)
+        .ok()
+        .map(u32::to_le_bytes)
         == Some([found[0], found[1], found[2], found[3]])
 }

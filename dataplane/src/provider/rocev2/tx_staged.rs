@@ -140,9 +140,9 @@ impl Rocev2Provider {
                 tail[..usize::from(pad)].fill(0);
             }
             // Segment k of a GSO send carries IPv4 ID k (a lone message, 0).
-            let value = icrc.as_mut().and_then(|h| {
-                h.set_ipv4_id(run.count as u16);
-                h.icrc(&slot[..wire - ICRC_LEN]).ok()
+            let value = icrc.as_ref().and_then(|h| {
+                h.icrc_with_ipv4_id(&slot[..wire - ICRC_LEN], run.count as u16)
+                    .ok()
             });
             let Some(value) = value else {
                 // Families differ: nothing can carry this message.

@@ -239,7 +239,17 @@ impl IcrcHeaders {
     /// identification set; `None` where the identification moved in a
     /// header with options (the tables assume none).
     fn register(&self) -> Option<u32> {
-        let delta = self.id ^ self.built_id;
+        self.register_with(self.id)
+    }
+
+    /// As `register`, with IPv4 identification `id` (ignored for IPv6).
+    #[inline]
+    fn register_with(&self, id: u16) -> Option<u32> {
+        let delta = if self.bytes[0] >> 4 == 4 {
+            id ^ self.built_id
+        } else {
+            0
+        };
         if delta == 0 {
             Some(self.prefix)
         } else if self.len == IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN {
@@ -263,6 +273,14 @@ impl IcrcHeaders {
     /// these headers. `Truncated` when shorter than a BTH.
     #[inline]
     pub fn icrc(&self, transport: &[u8]) -> Result<u32> {
+        self.icrc_with_ipv4_id(transport, self.id)
+    }
+
+    /// As `icrc` with the IPv4 identification `id` instead of the one set
+    /// (ignored for IPv6): the segments of one GSO send without a write
+    /// per segment.
+    #[inline]
+    pub fn icrc_with_ipv4_id(&self, transport: &[u8], id: u16) -> Result<u32> {
         if transport.len() < bth::HEADER_LEN {
             return Err(Error::Truncated);
         }
@@ -270,13 +288,15 @@ impl IcrcHeaders {
         // packet is folded where it lies, its masked bits set on the way in.
         #[cfg(target_arch = "x86_64")]
         if self.clmul && (16..=ONE_LANE_MAX).contains(&transport.len()) {
-            if let Some(register) = self.register() {
+            if let Some(register) = self.register_with(id) {
                 // SAFETY: the CPU has the instructions (checked when the
                 // headers were built) and the transport has 16 bytes.
                 return Ok(!unsafe { clmul::fold_short(register, transport, VARIANT_MASK) });
             }
         }
-        Ok(self.icrc_long(transport))
+        let mut h = *self;
+        h.set_ipv4_id(id);
+        Ok(h.icrc_long(transport))
     }
 
     /// `icrc` for long transports (and without carry-less multiply).
@@ -444,15 +464,20 @@ mod tests {
             ip[0] = 0x40 | (ip_len / 4) as u8;
             let udp = &data[40..48];
             let mut reused = IcrcHeaders::new(&ip, udp).unwrap();
+            let built = reused;
             for id in [0u16, 1, 0x1234, 0xffff, 0x0807] {
                 ip[4..6].copy_from_slice(&id.to_be_bytes());
                 reused.set_ipv4_id(id);
                 for len in [12, 15, 16, 17, 40, 100, 256, 257, 600] {
                     let transport = &data[..len];
+                    let want = icrc_by_definition(&ip, udp, transport);
+                    let what = format!("IP header {ip_len} bytes, ID {id:#x}, transport {len}");
+                    assert_eq!(reused.icrc(transport).unwrap(), want, "{what}");
+                    // Without setting it, from headers built with another ID.
                     assert_eq!(
-                        reused.icrc(transport).unwrap(),
-                        icrc_by_definition(&ip, udp, transport),
-                        "IP header {ip_len} bytes, ID {id:#x}, transport {len}"
+                        built.icrc_with_ipv4_id(transport, id).unwrap(),
+                        want,
+                        "{what}"
                     );
                 }
             }
