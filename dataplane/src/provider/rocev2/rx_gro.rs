@@ -162,6 +162,17 @@ impl Rocev2Provider {
             // the same BTH and DETH (PSN aside) passes them too.
             let mut same: Option<(SameHeaders, Accepted)> = None;
             while off < st.len && !out.is_full() {
+                if let (Some(s), Some(h), None) = (same.as_ref(), headers.as_ref(), imms.as_ref()) {
+                    let run = &g.buf[base..base + st.len];
+                    let at = (&mut off, &mut index);
+                    if !self.drain_same(run, st.segment, at, s, h, &grh, out) {
+                        g.staged[i].off = off;
+                        return false;
+                    }
+                    if off >= st.len || out.is_full() {
+                        break;
+                    }
+                }
                 let seg_len = st.segment.min(st.len - off);
                 let p = &g.buf[base + off..base + off + seg_len];
                 let ip_id = u16::try_from(index).unwrap_or(0);
@@ -218,6 +229,68 @@ impl Rocev2Provider {
             g.staged[i].off = off;
         }
         true
+    }
+}
+
+impl Rocev2Provider {
+    /// Hands up the full-size segments of `run` from `at` (offset, index)
+    /// while their BTH and DETH are those of `same` (PSN aside) and their
+    /// ICRC is right: only the ICRC is checked, counters are added once.
+    /// Stops at the first segment that differs (for the caller to check in
+    /// full); false when it stopped for want of an mbuf.
+    #[allow(clippy::too_many_arguments)]
+    fn drain_same<const N: usize>(
+        &mut self,
+        run: &[u8],
+        segment: usize,
+        at: (&mut usize, &mut usize),
+        same: &(SameHeaders, Accepted),
+        headers: &IcrcHeaders,
+        grh: &GrhTemplate,
+        out: &mut ArrayVec<RecvCompletion, N>,
+    ) -> bool {
+        let (off, index) = at;
+        let (h, a) = *same;
+        let icrc_at = segment - ICRC_LEN;
+        let keep = segment - a.headers_len - a.trailer_len;
+        let (mut packets, mut bytes, mut nonzero_id) = (0u64, 0u64, 0u64);
+        let mut fed = true;
+        while *off + segment <= run.len() && !out.is_full() {
+            let p = &run[*off..*off + segment];
+            let ip_id = u16::try_from(*index).unwrap_or(0);
+            if SameHeaders::of(p) != Some(h) || !icrc_matches(Some(headers), p, icrc_at, ip_id) {
+                break;
+            }
+            let Some(mut m) = self.cache.alloc() else {
+                self.counters.rx_no_mbuf += 1;
+                fed = false;
+                break;
+            };
+            let Some(d) = m.append(keep) else {
+                // Left to the caller, which counts the drop.
+                self.cache.free(m);
+                break;
+            };
+            d.copy_from_slice(&p[a.headers_len..a.headers_len + keep]);
+            let has_grh = grh.put(&mut m);
+            packets += 1;
+            bytes += m.len() as u64;
+            nonzero_id += u64::from(ip_id != 0);
+            out.push(RecvCompletion {
+                mbuf: m,
+                src_qpn: a.src_qpn,
+                slid: 0,
+                multicast: a.multicast,
+                has_grh,
+            });
+            *off += segment;
+            *index += 1;
+        }
+        self.counters.rx_packets += packets;
+        self.counters.rx_bytes += bytes;
+        self.counters.rx_multicast += if a.multicast { packets } else { 0 };
+        self.counters.rx_nonzero_ip_id += nonzero_id;
+        fed
     }
 }
 
