@@ -128,3 +128,47 @@ fn several_runs_of_short_messages_leave_in_one_call() {
     let data: Vec<Vec<u8>> = got.into_iter().map(|g| g.data).collect();
     assert_eq!(data, sent, "b: {:?}", b.counters);
 }
+
+/// A request no socket can carry (an IPv6 destination from an IPv4 QP) is a
+/// counted error; the messages around it, to the same peer, still go.
+#[test]
+fn an_unsendable_request_between_two_sendable_ones_is_counted() {
+    let port = free_port("127.0.10.7");
+    let cfg = Rocev2Config {
+        port,
+        multicast: false,
+        gso: true,
+        ..Rocev2Config::new(ip("127.0.10.7"), 0x97)
+    };
+    let mut a = Rocev2Provider::new(cfg, cache()).expect("sender");
+    let mut b = provider("127.0.10.8", 0x98, port, false);
+    let ah = ah_to(&mut a, ip("127.0.10.8"));
+    let v6 = ipoib_dataplane::provider::rocev2::Rocev2Ah {
+        dst: ip("::1"),
+        multicast: false,
+    };
+    let mut c = cache();
+    let mut wrs: Burst<SendWr<_>> = Burst::new();
+    for (i, to) in [ah, v6, ah].into_iter().enumerate() {
+        let mut m = c.alloc().expect("mbuf");
+        m.append(64).expect("room").copy_from_slice(&payload(i, 64));
+        wrs.push(SendWr {
+            mbuf: m,
+            ah: to,
+            remote_qpn: 0x98,
+            remote_qkey: QKEY,
+        });
+    }
+    while !wrs.is_empty() {
+        a.post_send(&mut wrs);
+    }
+    assert_eq!(a.counters.tx_errors, 1, "a: {:?}", a.counters);
+    let got = recv_n(&mut b, 2, Duration::from_secs(5));
+    let data: Vec<Vec<u8>> = got.into_iter().map(|g| g.data).collect();
+    assert_eq!(
+        data,
+        vec![payload(0, 64), payload(2, 64)],
+        "b: {:?}",
+        b.counters
+    );
+}

@@ -145,9 +145,13 @@ impl Rocev2Provider {
                     .ok()
             });
             let Some(value) = value else {
-                // Families differ: nothing can carry this message.
+                // Families differ: nothing can carry this message. A run
+                // it opened goes, and the previous run's headers come back.
                 if run.count == 0 {
                     runs.pop();
+                    icrc = runs
+                        .last()
+                        .and_then(|r| pseudo::headers(self.tx_addr, r.dst, r.wire));
                 }
                 let wr = wrs.remove(n);
                 self.cache.free(wr.mbuf);
