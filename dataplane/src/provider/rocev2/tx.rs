@@ -160,23 +160,7 @@ impl Rocev2Provider {
         // SAFETY: the first `runs.len()` messages point at live mbuf data,
         // address and control slots (linked just above); the kernel only
         // reads them.
-        let rc = unsafe {
-            libc::sendmmsg(
-                self.tx.as_raw_fd(),
-                self.tx_slots.msgs.as_mut_ptr(),
-                runs.len() as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        let (sent_runs, failed_runs) = if rc >= 0 {
-            (rc as usize, 0)
-        } else {
-            match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => (0, 0),
-                // The first message was refused (unreachable, too big): drop it.
-                _ => (0, 1),
-            }
-        };
+        let (sent_runs, failed_runs) = unsafe { self.send_linked(runs.len()) };
         let wrs_of = |r: usize| runs[..r].iter().map(|&(_, c)| c).sum::<usize>();
         let sent = wrs_of(sent_runs);
         let failed = wrs_of(sent_runs + failed_runs) - sent;
@@ -199,6 +183,29 @@ impl Rocev2Provider {
         // Next to the send system call, publishing costs nothing.
         self.publish();
         dropped + sent + failed
+    }
+
+    /// One non-blocking `sendmmsg` of the first `count` linked messages:
+    /// how many went, and how many were refused for good (the first unsent
+    /// one, on an error other than a full socket: unreachable, too big).
+    ///
+    /// # Safety
+    /// The first `count` messages of `tx_slots` point at memory that stays
+    /// alive and unchanged during the call.
+    pub(super) unsafe fn send_linked(&mut self, count: usize) -> (usize, usize) {
+        let rc = libc::sendmmsg(
+            self.tx.as_raw_fd(),
+            self.tx_slots.msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        );
+        if rc >= 0 {
+            return (rc as usize, 0);
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => (0, 0),
+            _ => (0, 1),
+        }
     }
 
     /// Strips headers and ICRC from requests `from..to` again.

@@ -18,7 +18,6 @@ use crate::wire::roce::{
 };
 use arrayvec::ArrayVec;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 
 /// Messages up to this long are staged.
 pub(super) const STAGED_MAX: usize = 256;
@@ -194,23 +193,7 @@ impl Rocev2Provider {
         // SAFETY: the first `runs.len()` messages point at the stage, alive
         // and unchanged during the call, and at this QP's address and
         // control slots; the kernel only reads them.
-        let rc = unsafe {
-            libc::sendmmsg(
-                self.tx.as_raw_fd(),
-                self.tx_slots.msgs.as_mut_ptr(),
-                runs.len() as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        let (sent_runs, failed_runs) = if rc >= 0 {
-            (rc as usize, 0)
-        } else {
-            match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => (0, 0),
-                // The first send was refused (unreachable, too big): drop it.
-                _ => (0, 1),
-            }
-        };
+        let (sent_runs, failed_runs) = unsafe { self.send_linked(runs.len()) };
         let count = |rs: &[Run]| rs.iter().map(|r| r.count).sum::<usize>();
         let sent = count(&runs[..sent_runs]);
         let failed = count(&runs[sent_runs..sent_runs + failed_runs]);
