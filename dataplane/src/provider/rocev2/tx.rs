@@ -231,9 +231,10 @@ impl Rocev2Provider {
         imm: Option<u32>,
         headers_len: usize,
     ) -> Prepared {
-        let m = &mut wr.mbuf;
         // The payload is padded to a multiple of 4, as IBA asks and rxe does.
-        let pad = pad_count_for(m.len());
+        let pad = pad_count_for(wr.mbuf.len());
+        let key = self.headers_key(wr, opcode_for(imm), pad);
+        let m = &mut wr.mbuf;
         let tail = usize::from(pad) + ICRC_LEN;
         if m.is_shared() || m.headroom() < headers_len || m.tailroom() < tail {
             let Some(mut copy) = self.cache.alloc() else {
@@ -255,25 +256,9 @@ impl Rocev2Provider {
         if m.len() > usize::from(self.cfg.max_msg) {
             return Prepared::Unsendable;
         }
-        // A controlled Q_Key in the request means "use the QP's own".
-        let qkey = if wr.remote_qkey & CONTROLLED_QKEY_BIT != 0 {
-            self.cfg.qkey
-        } else {
-            wr.remote_qkey
-        };
-        let dest_qpn = if wr.ah.multicast {
-            MCAST_QPN
-        } else {
-            wr.remote_qpn
-        };
-        let opcode = if imm.is_some() {
-            OPCODE_UD_SEND_ONLY_WITH_IMMEDIATE
-        } else {
-            OPCODE_UD_SEND_ONLY
-        };
         // The headers of a burst's messages differ in their PSN alone, mostly:
         // they are emitted once per destination, Q_Key, padding and opcode.
-        if !self.headers_template((opcode, dest_qpn, qkey, pad)) {
+        if !self.headers_template(key) {
             return Prepared::Unsendable;
         }
         if !write_headers(m, &self.tx_headers.1, psn, imm) {
@@ -288,6 +273,34 @@ impl Rocev2Provider {
             }
         }
         Prepared::Ready
+    }
+}
+
+/// The opcode of a UD send, with or without immediate data.
+pub(super) fn opcode_for(imm: Option<u32>) -> u8 {
+    if imm.is_some() {
+        OPCODE_UD_SEND_ONLY_WITH_IMMEDIATE
+    } else {
+        OPCODE_UD_SEND_ONLY
+    }
+}
+
+impl Rocev2Provider {
+    /// What the BTH and DETH of `wr` are made of, the PSN aside.
+    #[inline]
+    pub(super) fn headers_key(&self, wr: &SendWr<Rocev2Ah>, opcode: u8, pad: u8) -> HeadersKey {
+        // A controlled Q_Key in the request means "use the QP's own".
+        let qkey = if wr.remote_qkey & CONTROLLED_QKEY_BIT != 0 {
+            self.cfg.qkey
+        } else {
+            wr.remote_qkey
+        };
+        let dest_qpn = if wr.ah.multicast {
+            MCAST_QPN
+        } else {
+            wr.remote_qpn
+        };
+        (opcode, dest_qpn, qkey, pad)
     }
 }
 

@@ -7,15 +7,12 @@
 //! cost more than the iovecs it saves.
 
 use super::socket::to_storage;
-use super::tx::{HeadersKey, HEADERS_LEN, MAX_GSO_BYTES, MAX_GSO_SEGMENTS};
+use super::tx::{opcode_for, HeadersKey, HEADERS_LEN, MAX_GSO_BYTES, MAX_GSO_SEGMENTS};
 use super::{addr, pseudo, Rocev2Ah, Rocev2Provider, MAX_BURST};
-use crate::provider::{SendWr, MCAST_QPN};
+use crate::provider::SendWr;
 use crate::wire::roce::bth::{self, PSN_MASK};
-use crate::wire::roce::deth::CONTROLLED_QKEY_BIT;
 use crate::wire::roce::frame::pad_count_for;
-use crate::wire::roce::{
-    IcrcHeaders, ICRC_LEN, IMMDT_LEN, OPCODE_UD_SEND_ONLY, OPCODE_UD_SEND_ONLY_WITH_IMMEDIATE,
-};
+use crate::wire::roce::{IcrcHeaders, ICRC_LEN, IMMDT_LEN};
 use arrayvec::ArrayVec;
 use std::net::SocketAddr;
 
@@ -62,11 +59,7 @@ impl Rocev2Provider {
         imm: Option<u32>,
     ) -> usize {
         let headers_len = HEADERS_LEN + if imm.is_some() { IMMDT_LEN } else { 0 };
-        let opcode = if imm.is_some() {
-            OPCODE_UD_SEND_ONLY_WITH_IMMEDIATE
-        } else {
-            OPCODE_UD_SEND_ONLY
-        };
+        let opcode = opcode_for(imm);
         let max_msg = usize::from(self.cfg.max_msg);
         let gso = self.cfg.gso;
         let mut stage = std::mem::take(&mut self.tx_stage.bytes);
@@ -81,18 +74,7 @@ impl Rocev2Provider {
                 break;
             }
             let pad = pad_count_for(len);
-            // A controlled Q_Key in the request means "use the QP's own".
-            let qkey = if wr.remote_qkey & CONTROLLED_QKEY_BIT != 0 {
-                self.cfg.qkey
-            } else {
-                wr.remote_qkey
-            };
-            let dest_qpn = if wr.ah.multicast {
-                MCAST_QPN
-            } else {
-                wr.remote_qpn
-            };
-            if len > max_msg || !self.headers_template((opcode, dest_qpn, qkey, pad)) {
+            if len > max_msg || !self.headers_template(self.headers_key(wr, opcode, pad)) {
                 let wr = wrs.remove(n);
                 self.cache.free(wr.mbuf);
                 self.counters.tx_errors += 1;
