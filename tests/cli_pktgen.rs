@@ -94,6 +94,19 @@ fn validate(v: &Value, s: &Value, path: &str, errors: &mut Vec<String>) {
     }
 }
 
+/// The `--json` report at `path`, checked against the documented schema.
+fn valid_report(path: &std::path::Path) -> Value {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&doc, &schema(), "$", &mut errors);
+    assert!(
+        errors.is_empty(),
+        "schema violations:\n{}",
+        errors.join("\n")
+    );
+    doc
+}
+
 fn schema() -> Value {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/pktgen/schema.json"),
@@ -147,14 +160,7 @@ fn json_and_csv_carry_exact_loss_on_the_fabric() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("(no leak)"), "{stdout}");
 
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&doc, &schema(), "$", &mut errors);
-    assert!(
-        errors.is_empty(),
-        "schema violations:\n{}",
-        errors.join("\n")
-    );
+    let doc = valid_report(&json);
 
     let phase = &doc["phases"][0];
     let stream = &phase["streams"][0];
@@ -369,10 +375,7 @@ fn a_pcap_replays_every_pass_to_its_destination() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&doc, &schema(), "$", &mut errors);
-    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let doc = valid_report(&json);
     let phase = &doc["phases"][0];
     let s = &phase["streams"][0];
     assert_eq!(
@@ -616,10 +619,7 @@ fn rocev2_generator_and_sink_in_one_process_over_loopback() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&doc, &schema(), "$", &mut errors);
-    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let doc = valid_report(&json);
     assert_eq!(doc["provider"], "rocev2");
     let stream = &doc["phases"][0]["streams"][0];
     assert_eq!(stream["tx_packets"], 5000);
@@ -671,10 +671,7 @@ fn rocev2_queues_spread_streams_over_lcores_and_count_each_exactly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&doc, &schema(), "$", &mut errors);
-    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let doc = valid_report(&json);
     let phase = &doc["phases"][0];
     for stream in phase["streams"].as_array().unwrap() {
         assert_eq!(stream["tx_packets"], 3000);
@@ -919,10 +916,7 @@ fn a_sink_in_another_process_counts_a_rocev2_stream_exactly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(sink.wait().unwrap().success(), "the sink exits 0");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&sink_json).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&doc, &schema(), "$", &mut errors);
-    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let doc = valid_report(&sink_json);
     let streams = doc["phases"][0]["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 1);
     let (s, rx) = (&streams[0], &streams[0]["receivers"][0]);
@@ -999,14 +993,7 @@ fn round_trips_of_reflected_probes_account_for_loss_both_ways() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("round trip: probes"), "{stdout}");
     assert!(stdout.contains("1-way p50"), "{stdout}");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&doc, &schema(), "$", &mut errors);
-    assert!(
-        errors.is_empty(),
-        "schema violations:\n{}",
-        errors.join("\n")
-    );
+    let doc = valid_report(&json);
     let n = |v: &Value| v.as_u64().unwrap();
     let phase = &doc["phases"][0];
     let stream = &phase["streams"][0];
