@@ -37,11 +37,10 @@ impl TxStage {
     }
 }
 
-/// Messages that leave as one send: from request `first`, `count` of
-/// `wire` bytes each at `off` in the stage.
+/// Messages that leave as one send: `count` of `wire` bytes each at `off`
+/// in the stage.
 #[derive(Clone, Copy)]
 struct Run {
-    first: usize,
     count: usize,
     off: usize,
     wire: usize,
@@ -61,94 +60,95 @@ impl Rocev2Provider {
         let headers_len = HEADERS_LEN + if imm.is_some() { IMMDT_LEN } else { 0 };
         let opcode = opcode_for(imm);
         let max_msg = usize::from(self.cfg.max_msg);
-        let gso = self.cfg.gso;
         let mut stage = std::mem::take(&mut self.tx_stage.bytes);
         let mut runs: ArrayVec<Run, MAX_BURST> = ArrayVec::new();
-        let mut icrc: Option<IcrcHeaders> = None;
         let (mut n, mut off, mut dropped) = (0, 0, 0);
         let mut psn = self.psn;
-        while n < wrs.len().min(STAGED_BURST) {
+        // One run per turn: its first request is checked, the ones like it
+        // follow it, then each is written and gets its ICRC.
+        while n < wrs.len().min(STAGED_BURST) && !runs.is_full() {
+            let limit = wrs.len().min(STAGED_BURST);
             let wr = &wrs[n];
             let len = wr.mbuf.len();
             if len > STAGED_MAX {
                 break;
             }
             let pad = pad_count_for(len);
-            if len > max_msg || !self.headers_template(self.headers_key(wr, opcode, pad)) {
-                let wr = wrs.remove(n);
-                self.cache.free(wr.mbuf);
-                self.counters.tx_errors += 1;
-                dropped += 1;
-                continue;
-            }
             let wire = headers_len + len + usize::from(pad) + ICRC_LEN;
-            // With GSO, equal-sized messages to one destination QP share a
-            // send (a receiver may pick the socket for a whole GSO datagram
-            // by its first BTH: P_Key children share an address).
-            let joins = gso
-                && runs.last().is_some_and(|r| {
-                    r.wire == wire
-                        && r.count < MAX_GSO_SEGMENTS
-                        && (r.count + 1) * wire <= MAX_GSO_BYTES
-                        && wrs[r.first].ah.dst == wr.ah.dst
-                        && wrs[r.first].remote_qpn == wr.remote_qpn
-                });
-            if !joins {
-                if runs.is_full() {
-                    break;
-                }
-                let dst = addr::socket_addr(wr.ah.dst, self.cfg.port);
-                icrc = pseudo::headers(self.tx_addr, dst, wire);
-                runs.push(Run {
-                    first: n,
-                    count: 0,
-                    off,
-                    wire,
-                    dst,
-                });
-            }
-            let Some(run) = runs.last_mut() else { break };
-            let slot = &mut stage[off..off + wire];
-            let (headers, rest) = slot.split_at_mut(headers_len);
-            headers[..HEADERS_LEN].copy_from_slice(&self.tx_headers.1);
-            bth::Packet::new_unchecked(&mut headers[..bth::HEADER_LEN]).set_ack_req_psn(false, psn);
-            if let Some(imm) = imm {
-                headers[HEADERS_LEN..].copy_from_slice(&imm.to_be_bytes());
-            }
-            let (payload, tail) = rest.split_at_mut(len);
-            payload.copy_from_slice(wr.mbuf.data());
-            if pad > 0 {
-                tail[..usize::from(pad)].fill(0);
-            }
-            // Segment k of a GSO send carries IPv4 ID k (a lone message, 0).
-            let value = icrc.as_ref().and_then(|h| {
-                h.icrc_with_ipv4_id(&slot[..wire - ICRC_LEN], run.count as u16)
-                    .ok()
-            });
-            let Some(value) = value else {
-                // Families differ: nothing can carry this message. A run
-                // it opened goes, and the previous run's headers come back.
-                if run.count == 0 {
-                    runs.pop();
-                    icrc = runs
-                        .last()
-                        .and_then(|r| pseudo::headers(self.tx_addr, r.dst, r.wire));
-                }
+            let dst = addr::socket_addr(wr.ah.dst, self.cfg.port);
+            let key = self.headers_key(wr, opcode, pad);
+            let headers = pseudo::headers(self.tx_addr, dst, wire)
+                .filter(|_| len <= max_msg && self.headers_template(key));
+            let Some(headers) = headers else {
+                // Too long, or families differ: nothing can carry it.
                 let wr = wrs.remove(n);
                 self.cache.free(wr.mbuf);
                 self.counters.tx_errors += 1;
                 dropped += 1;
                 continue;
             };
-            slot[wire - ICRC_LEN..].copy_from_slice(&value.to_le_bytes());
-            run.count += 1;
-            off += wire;
-            psn = (psn + 1) & PSN_MASK;
-            n += 1;
+            let mut count = 1 + self.run_length(&wrs[n..limit], wire);
+            // Stretches of one Q_Key (mostly the whole run): each its own
+            // headers, and ICRCs that go on from them.
+            let mut k = 0;
+            while k < count {
+                let qkey = wrs[n + k].remote_qkey;
+                let end = k
+                    + 1
+                    + wrs[n + k + 1..n + count]
+                        .iter()
+                        .take_while(|wr| wr.remote_qkey == qkey)
+                        .count();
+                if k > 0 && !self.headers_template(self.headers_key(&wrs[n + k], opcode, pad)) {
+                    count = k;
+                    break;
+                }
+                let mut at_k = headers;
+                at_k.set_ipv4_id(k as u16);
+                let stretch = Stretch {
+                    template: self.tx_headers.1,
+                    imm,
+                    headers_len,
+                    len,
+                    wire,
+                };
+                let slots = &mut stage[off + k * wire..off + end * wire];
+                stretch.write(slots, &wrs[n + k..n + end], at_k, psn, k);
+                k = end;
+            }
+            runs.push(Run {
+                count,
+                off,
+                wire,
+                dst,
+            });
+            n += count;
+            off += count * wire;
+            psn = (psn + count as u32) & PSN_MASK;
         }
         let consumed = self.send_runs(&stage, &runs, wrs, imm.is_some());
         self.tx_stage.bytes = stage;
         dropped + consumed
+    }
+
+    /// How many requests after the first of `wrs` go in its send: with
+    /// GSO, those of the same length to the same destination QP (a
+    /// receiver may pick the socket for a whole GSO datagram by its first
+    /// BTH: P_Key children share an address), as many as a send takes.
+    #[inline]
+    fn run_length(&self, wrs: &[SendWr<Rocev2Ah>], wire: usize) -> usize {
+        if !self.cfg.gso {
+            return 0;
+        }
+        let most = MAX_GSO_SEGMENTS.min(MAX_GSO_BYTES / wire).min(wrs.len());
+        let first = &wrs[0];
+        let len = first.mbuf.len();
+        wrs[1..most]
+            .iter()
+            .take_while(|wr| {
+                wr.mbuf.len() == len && wr.ah == first.ah && wr.remote_qpn == first.remote_qpn
+            })
+            .count()
     }
 
     /// One `sendmmsg` of the staged runs; frees what went (or failed for
@@ -219,5 +219,64 @@ impl Rocev2Provider {
         };
         self.tx_headers = (Some(key), headers);
         true
+    }
+}
+
+/// Messages of one length and one set of headers (the PSN aside), written
+/// one after the other.
+struct Stretch {
+    template: [u8; HEADERS_LEN],
+    imm: Option<u32>,
+    headers_len: usize,
+    len: usize,
+    wire: usize,
+}
+
+impl Stretch {
+    /// Writes the messages of `wrs` into `slots`, `wire` bytes each, as
+    /// segments `first`, `first + 1`, ... of a run behind `headers` (with
+    /// the IPv4 identification of segment `first` set) whose segment 0 has
+    /// PSN `psn`.
+    fn write(
+        &self,
+        slots: &mut [u8],
+        wrs: &[SendWr<Rocev2Ah>],
+        headers: IcrcHeaders,
+        psn: u32,
+        first: usize,
+    ) {
+        let (headers_len, len) = (self.headers_len, self.len);
+        let mut first_headers = [0u8; HEADERS_LEN + IMMDT_LEN];
+        let first_headers = &mut first_headers[..headers_len];
+        let psn = |k: usize| (psn + k as u32) & PSN_MASK;
+        write_headers(first_headers, &self.template, psn(first), self.imm);
+        let icrc = headers.run(first_headers);
+        for (i, (slot, wr)) in slots.chunks_exact_mut(self.wire).zip(wrs).enumerate() {
+            let k = first + i;
+            let (transport, icrc_bytes) = slot.split_at_mut(self.wire - ICRC_LEN);
+            let (bth_deth, rest) = transport.split_at_mut(headers_len);
+            write_headers(bth_deth, &self.template, psn(k), self.imm);
+            let (payload, pad) = rest.split_at_mut(len);
+            payload.copy_from_slice(wr.mbuf.data());
+            if !pad.is_empty() {
+                pad.fill(0);
+            }
+            // Segment k of a GSO send carries IPv4 ID k (a lone message, 0).
+            // (It cannot fail: the transport holds its headers.)
+            let value = icrc.icrc(transport, k as u16, psn(k)).unwrap_or(0);
+            icrc_bytes.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+}
+
+/// Writes the BTH and DETH of `template` with `psn` (and the ImmDt) into
+/// `headers`, which has room for exactly them.
+#[inline]
+fn write_headers(headers: &mut [u8], template: &[u8; HEADERS_LEN], psn: u32, imm: Option<u32>) {
+    let (bth_deth, immdt) = headers.split_at_mut(HEADERS_LEN);
+    bth_deth.copy_from_slice(template);
+    bth::Packet::new_unchecked(&mut bth_deth[..bth::HEADER_LEN]).set_ack_req_psn(false, psn);
+    if let Some(imm) = imm {
+        immdt.copy_from_slice(&imm.to_be_bytes());
     }
 }

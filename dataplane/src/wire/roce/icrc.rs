@@ -21,7 +21,7 @@ const POLY: u32 = 0xEDB8_8320;
 /// Headers plus the first transport bytes, a multiple of 16 (the fold's step).
 const STAGE_LEN: usize = 256;
 
-const fn make_tables() -> [[u32; 256]; 8] {
+pub(super) const fn make_tables() -> [[u32; 256]; 8] {
     let mut tables = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
@@ -55,7 +55,7 @@ static TABLES: [[u32; 256]; 8] = make_tables();
 
 /// Bytes of masked IPv4 (no options) and UDP headers behind the low byte
 /// of the IPv4 identification.
-const BEHIND_IPV4_ID: usize = IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN - 6;
+pub(super) const BEHIND_IPV4_ID: usize = IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN - 6;
 
 /// What a byte of the IPv4 identification adds to the register after the
 /// headers (a CRC is linear): `[0]` for the high byte, `[1]` for the low
@@ -79,10 +79,10 @@ static ID_TABLES: [[u32; 256]; 2] = {
 };
 
 /// The BTH byte an ICRC masks, as a mask on the transport's first 16 bytes.
-const VARIANT_MASK: u128 = 0xff << (8 * bth::VARIANT_BYTE);
+pub(super) const VARIANT_MASK: u128 = 0xff << (8 * bth::VARIANT_BYTE);
 /// Transports up to this long fold in one lane (no set-up); longer ones in
 /// four (more bytes per cycle).
-const ONE_LANE_MAX: usize = 256;
+pub(super) const ONE_LANE_MAX: usize = 256;
 
 /// The register after the eight `0xff` bytes that stand in for the LRH
 /// (Linux rxe seeds its CRC register with this value, 0xdebb20e3).
@@ -122,7 +122,8 @@ impl Crc32 {
         self.update_tables(rest);
     }
 
-    fn update_tables(&mut self, data: &[u8]) {
+    /// `update` with the tables only (short inputs: no set-up).
+    pub(super) fn update_tables(&mut self, data: &[u8]) {
         let t = &TABLES;
         let mut crc = self.register;
         let mut chunks = data.chunks_exact(8);
@@ -146,6 +147,16 @@ impl Crc32 {
 
     pub const fn finish(&self) -> u32 {
         !self.register
+    }
+
+    /// Goes on from `register` (a CRC part-way through its input).
+    pub(super) const fn resume(register: u32) -> Self {
+        Crc32 { register }
+    }
+
+    /// The register, before the final inversion.
+    pub(super) const fn register(&self) -> u32 {
+        self.register
     }
 }
 
@@ -240,6 +251,19 @@ impl IcrcHeaders {
     /// header with options (the tables assume none).
     fn register(&self) -> Option<u32> {
         self.register_with(self.id)
+    }
+
+    /// What a run of messages behind these headers starts from: the
+    /// register with the identification set, that identification, and
+    /// whether later ones change the register (IPv4). `None` without
+    /// carry-less multiply, or for an IPv4 header with options (the
+    /// identification's tables assume none).
+    pub(super) fn run_start(&self) -> Option<(u32, u16, bool)> {
+        let ipv4 = self.bytes[0] >> 4 == 4;
+        if !self.clmul || (ipv4 && self.len != IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN) {
+            return None;
+        }
+        Some((self.register()?, self.id, ipv4))
     }
 
     /// As `register`, with IPv4 identification `id` (ignored for IPv6).

@@ -8,12 +8,14 @@ pub mod deth;
 pub mod ethernet;
 pub mod frame;
 pub mod icrc;
+mod icrc_run;
 
 pub use bth::Repr as BthRepr;
 pub use deth::Repr as DethRepr;
 pub use ethernet::Repr as EthernetRepr;
 pub use frame::{FrameError, IpRepr, Outer, RoceFrame, UdpChecksum};
 pub use icrc::{crc32, icrc, Crc32, IcrcHeaders, ICRC_LEN};
+pub use icrc_run::IcrcRun;
 
 /// The IANA port for RoCEv2.
 pub const ROCEV2_UDP_PORT: u16 = 4791;
