@@ -93,22 +93,32 @@ fn short_and_long_messages_in_one_burst_arrive_in_order() {
     }
 }
 
-/// A caller that offers several GSO runs of short messages at once has them
-/// all sent in one call, in order.
+/// A caller that offers several GSO runs at once has them all sent in one
+/// call, in order: short messages (staged) and long ones (sent where they
+/// lie, more than one `sendmmsg` batch of them).
 #[test]
-fn several_runs_of_short_messages_leave_in_one_call() {
-    let port = free_port("127.0.10.5");
+fn several_runs_leave_in_one_call() {
+    // 64 segments a send; 1000-byte messages take 1024 bytes of the
+    // 65000 a send may carry: 63 a send.
+    for (size, host, gso_sends) in [(64, 5, 5), (1000, 20, 5)] {
+        several_runs_in_one_call(size, host, gso_sends);
+    }
+}
+
+fn several_runs_in_one_call(size: usize, host: u8, gso_sends: u64) {
+    let (a_ip, b_ip) = (format!("127.0.10.{host}"), format!("127.0.10.{}", host + 1));
+    let port = free_port(&a_ip);
     let cfg = Rocev2Config {
         port,
         multicast: false,
         gso: true,
-        ..Rocev2Config::new(ip("127.0.10.5"), 0x95)
+        ..Rocev2Config::new(ip(&a_ip), 0x95)
     };
     let mut a = Rocev2Provider::new(cfg, pool().cache(512)).expect("sender");
-    let mut b = provider("127.0.10.6", 0x96, port, false);
+    let mut b = provider(&b_ip, 0x96, port, false);
     b.set_recv_buffer(8 << 20).expect("receive buffer");
-    let ah = ah_to(&mut a, ip("127.0.10.6"));
-    let sent: Vec<Vec<u8>> = (0..300).map(|i| payload(i, 64)).collect();
+    let ah = ah_to(&mut a, ip(&b_ip));
+    let sent: Vec<Vec<u8>> = (0..300).map(|i| payload(i, size)).collect();
     let mut c = pool().cache(512);
     let mut wrs: arrayvec::ArrayVec<SendWr<_>, 512> = arrayvec::ArrayVec::new();
     for p in &sent {
@@ -122,11 +132,15 @@ fn several_runs_of_short_messages_leave_in_one_call() {
         });
     }
     let consumed = a.post_send(&mut wrs);
-    assert_eq!(consumed, 300, "a: {:?}", a.counters);
-    assert_eq!(a.counters.tx_gso_sends, 5, "runs of 64: {:?}", a.counters);
+    assert_eq!(consumed, 300, "{size} bytes, a: {:?}", a.counters);
+    assert_eq!(
+        a.counters.tx_gso_sends, gso_sends,
+        "{size} bytes, a: {:?}",
+        a.counters
+    );
     let got = recv_n(&mut b, sent.len(), Duration::from_secs(5));
     let data: Vec<Vec<u8>> = got.into_iter().map(|g| g.data).collect();
-    assert_eq!(data, sent, "b: {:?}", b.counters);
+    assert_eq!(data, sent, "{size} bytes, b: {:?}", b.counters);
 }
 
 /// A request no socket can carry (an IPv6 destination from an IPv4 QP) is a

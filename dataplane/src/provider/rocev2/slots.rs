@@ -6,6 +6,9 @@ use std::mem::size_of;
 
 /// Most messages one `sendmmsg`/`recvmmsg` moves.
 pub const MAX_BURST: usize = 64;
+/// Most iovecs behind them: eight full GSO sends of messages sent where
+/// they lie, one iovec each.
+pub const MAX_IOVS: usize = 8 * MAX_BURST;
 /// The UDP GSO segment size control message (linux/udp.h).
 const UDP_SEGMENT: libc::c_int = 103;
 /// The UDP GRO segment size control message on receive (linux/udp.h).
@@ -16,7 +19,7 @@ const CMSG_WORDS: usize = 12;
 
 pub struct Slots {
     pub msgs: [libc::mmsghdr; MAX_BURST],
-    pub iovs: [libc::iovec; MAX_BURST],
+    pub iovs: [libc::iovec; MAX_IOVS],
     pub names: [libc::sockaddr_storage; MAX_BURST],
     pub cmsgs: [[u64; CMSG_WORDS]; MAX_BURST],
 }
@@ -31,10 +34,10 @@ impl Slots {
         // SAFETY: every field is plain old data (integers and raw pointers);
         // all zeroes is a valid value for each.
         let msgs: [libc::mmsghdr; MAX_BURST] = unsafe { std::mem::zeroed() };
-        let iovs: [libc::iovec; MAX_BURST] = [libc::iovec {
+        let iovs: [libc::iovec; MAX_IOVS] = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
-        }; MAX_BURST];
+        }; MAX_IOVS];
         Box::new(Slots {
             msgs,
             iovs,

@@ -4,6 +4,7 @@
 //! burst leaves with one `sendmmsg` (with UDP GSO, runs of equal-sized
 //! messages to one destination are one message each).
 
+use super::slots::MAX_IOVS;
 use super::socket::to_storage;
 use super::tx_staged::{STAGED_BURST, STAGED_MAX};
 use super::{addr, pseudo, Rocev2Ah, Rocev2Provider, MAX_BURST};
@@ -72,12 +73,38 @@ impl Rocev2Provider {
         imm: Option<u32>,
     ) -> usize {
         let headers_len = HEADERS_LEN + if imm.is_some() { IMMDT_LEN } else { 0 };
+        let gso = self.cfg.gso;
+        let limit = wrs.len().min(if gso { MAX_IOVS } else { MAX_BURST });
         let mut dropped = 0;
         let mut n = 0;
         let mut psn = self.psn;
-        while n < wrs.len().min(MAX_BURST) {
+        // Runs of messages that leave as one send, (first, count): one
+        // message each, or with GSO equal-sized messages to one destination
+        // QP (a receiver may pick the socket for a whole GSO datagram by
+        // its first BTH: P_Key children share an address).
+        let mut runs: ArrayVec<(usize, usize), MAX_BURST> = ArrayVec::new();
+        while n < limit {
+            let wr = &wrs[n];
+            let len = wr.mbuf.len();
+            let wire = headers_len + len + usize::from(pad_count_for(len)) + ICRC_LEN;
+            let joins = gso
+                && runs.last().is_some_and(|&(first, count)| {
+                    let head = &wrs[first];
+                    count < MAX_GSO_SEGMENTS
+                        && (count + 1) * wire <= MAX_GSO_BYTES
+                        && head.mbuf.len() == headers_len + len + usize::from(pad_count_for(len))
+                        && head.ah.dst == wr.ah.dst
+                        && head.remote_qpn == wr.remote_qpn
+                });
+            if !joins && runs.is_full() {
+                break;
+            }
             match self.prepare(&mut wrs[n], psn, imm, headers_len) {
                 Prepared::Ready => {
+                    match runs.last_mut() {
+                        Some(run) if joins => run.1 += 1,
+                        _ => runs.push((n, 1)),
+                    }
                     psn = (psn + 1) & PSN_MASK;
                     n += 1;
                 }
@@ -92,29 +119,6 @@ impl Rocev2Provider {
         }
         if n == 0 {
             return dropped;
-        }
-        // Runs of messages that leave as one send: one message each, or
-        // with GSO equal-sized messages to one destination QP (a receiver
-        // may pick the socket for a whole GSO datagram by its first BTH:
-        // P_Key children share an address).
-        let mut runs: ArrayVec<(usize, usize), MAX_BURST> = ArrayVec::new();
-        let mut at = 0;
-        while at < n {
-            let mut count = 1;
-            if self.cfg.gso {
-                let (dst, qpn, len) = (wrs[at].ah.dst, wrs[at].remote_qpn, wrs[at].mbuf.len());
-                while at + count < n
-                    && count < MAX_GSO_SEGMENTS
-                    && (count + 1) * (len + ICRC_LEN) <= MAX_GSO_BYTES
-                    && wrs[at + count].ah.dst == dst
-                    && wrs[at + count].remote_qpn == qpn
-                    && wrs[at + count].mbuf.len() == len
-                {
-                    count += 1;
-                }
-            }
-            runs.push((at, count));
-            at += count;
         }
         // The ICRCs: a GSO run's segments get IPv4 IDs 0, 1, 2, ...
         let mut unsendable = None;
