@@ -39,9 +39,10 @@ fn wide_available() -> bool {
     std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("vpclmulqdq")
 }
 
-/// Advances the CRC register (the uninverted running state) over the
-/// longest multiple-of-16 prefix of `data` (at least `MIN_LEN` bytes);
-/// returns the new register and the unprocessed tail.
+/// Advances the CRC register (the uninverted running state) over `data`
+/// (at least `MIN_LEN` bytes, else nothing is done); returns the new
+/// register and what is left for the tables (nothing, unless the CPU lacks
+/// the instructions).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn update(register: u32, data: &[u8]) -> (u32, &[u8]) {
     if data.len() < MIN_LEN {
@@ -60,9 +61,9 @@ pub(crate) fn update(register: u32, data: &[u8]) -> (u32, &[u8]) {
 }
 
 /// As `update` over `head` then `rest`, without copying them together (a
-/// packet's rebuilt headers, then the packet): the register over the
-/// longest multiple-of-16 prefix of the two, and what is left of `rest`.
-/// `None` where the CPU lacks the instructions.
+/// packet's rebuilt headers, then the packet): the register over the two,
+/// and what is left of `rest` for the tables (a tail shorter than a block
+/// where `rest` is that short). `None` where the CPU lacks the instructions.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn update_after<'a>(
     register: u32,
@@ -94,7 +95,12 @@ pub(crate) fn update_after<'a>(
 
 /// Four 128-bit lanes folded 64 bytes at a time.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "pclmulqdq", enable = "sse2", enable = "sse4.1")]
+#[target_feature(
+    enable = "pclmulqdq",
+    enable = "sse2",
+    enable = "ssse3",
+    enable = "sse4.1"
+)]
 unsafe fn fold_from<'a>(register: u32, head: &[u8; 64], data: &'a [u8]) -> (u32, &'a [u8]) {
     let h = head.as_ptr().cast::<arch::__m128i>();
     let mut x3 = arch::_mm_loadu_si128(h);
@@ -114,7 +120,7 @@ unsafe fn fold_from<'a>(register: u32, head: &[u8; 64], data: &'a [u8]) -> (u32,
         x1 = reduce128(x1, arch::_mm_loadu_si128(b.add(2)), k1k2);
         x0 = reduce128(x0, arch::_mm_loadu_si128(b.add(3)), k1k2);
     }
-    finish([x3, x2, x1, x0], &data[blocks * 64..])
+    finish([x3, x2, x1, x0], data, blocks * 64)
 }
 
 /// As `fold_from`, the four lanes in one 512-bit register.
@@ -124,6 +130,7 @@ unsafe fn fold_from<'a>(register: u32, head: &[u8; 64], data: &'a [u8]) -> (u32,
     enable = "vpclmulqdq",
     enable = "pclmulqdq",
     enable = "sse2",
+    enable = "ssse3",
     enable = "sse4.1"
 )]
 unsafe fn fold_wide<'a>(register: u32, head: &[u8; 64], data: &'a [u8]) -> (u32, &'a [u8]) {
@@ -146,35 +153,84 @@ unsafe fn fold_wide<'a>(register: u32, head: &[u8; 64], data: &'a [u8]) -> (u32,
         arch::_mm512_extracti32x4_epi32(x, 2),
         arch::_mm512_extracti32x4_epi32(x, 3),
     ];
-    finish(lanes, &data[blocks * 64..])
+    finish(lanes, data, blocks * 64)
 }
 
-/// Folds the four lanes (first bytes first) into one, then `data` 16 bytes
-/// at a time, and reduces to the register; returns it and what is left.
+/// Folds the four lanes (first bytes first) into one, then `data` from
+/// `from` on as `fold_blocks` does.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "pclmulqdq", enable = "sse2", enable = "sse4.1")]
-unsafe fn finish(lanes: [arch::__m128i; 4], data: &[u8]) -> (u32, &[u8]) {
+#[target_feature(
+    enable = "pclmulqdq",
+    enable = "sse2",
+    enable = "ssse3",
+    enable = "sse4.1"
+)]
+unsafe fn finish(lanes: [arch::__m128i; 4], data: &[u8], from: usize) -> (u32, &[u8]) {
     let [x3, x2, x1, x0] = lanes;
     let k3k4 = arch::_mm_set_epi64x(K4, K3);
     let mut x = reduce128(x3, x2, k3k4);
     x = reduce128(x, x1, k3k4);
     x = reduce128(x, x0, k3k4);
-    fold_blocks(x, data)
+    fold_blocks(x, data, from)
 }
 
-/// Folds `data` into the one lane `x` 16 bytes at a time and reduces to
-/// the register; returns it and the tail shorter than a block.
+/// Folds `data[from..]` into the one lane `x` (which holds everything
+/// before it) 16 bytes at a time, and its tail too where `data` has 16
+/// bytes, and reduces to the register; returns it and what is left: a tail
+/// shorter than a block where `data` is shorter than one, else nothing.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "pclmulqdq", enable = "sse2", enable = "sse4.1")]
-unsafe fn fold_blocks(mut x: arch::__m128i, data: &[u8]) -> (u32, &[u8]) {
+#[target_feature(
+    enable = "pclmulqdq",
+    enable = "sse2",
+    enable = "ssse3",
+    enable = "sse4.1"
+)]
+unsafe fn fold_blocks(mut x: arch::__m128i, data: &[u8], from: usize) -> (u32, &[u8]) {
     let k3k4 = arch::_mm_set_epi64x(K4, K3);
-    let blocks = data.len() / 16;
-    let p = data.as_ptr().cast::<arch::__m128i>();
+    let rest = &data[from..];
+    let blocks = rest.len() / 16;
+    let p = rest.as_ptr().cast::<arch::__m128i>();
     for i in 0..blocks {
-        // SAFETY: block i is inside `data`; the load is unaligned.
+        // SAFETY: block i is inside `rest`; the load is unaligned.
         x = reduce128(x, arch::_mm_loadu_si128(p.add(i)), k3k4);
     }
-    (reduce_lane(x), &data[blocks * 16..])
+    let tail = &rest[blocks * 16..];
+    if !tail.is_empty() && data.len() >= 16 {
+        return (reduce_lane(fold_tail(x, data)), &[]);
+    }
+    (reduce_lane(x), tail)
+}
+
+/// Folds the tail of `data` (its last `len % 16` bytes, at least one) into
+/// the lane `x` that holds everything before it.
+///
+/// # Safety
+/// The CPU has the instructions; `data` has at least 16 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(
+    enable = "pclmulqdq",
+    enable = "sse2",
+    enable = "ssse3",
+    enable = "sse4.1"
+)]
+unsafe fn fold_tail(x: arch::__m128i, data: &[u8]) -> arch::__m128i {
+    let r = data.len() % 16;
+    // The lane and the r-byte tail are 16 + r bytes: the lane's first r
+    // bytes (leading zeros change nothing), then its other bytes and the
+    // tail, read as the last 16 bytes of `data`.
+    let s = SHIFTS.as_ptr();
+    let high = arch::_mm_shuffle_epi8(x, arch::_mm_loadu_si128(s.add(r).cast()));
+    let low = arch::_mm_shuffle_epi8(x, arch::_mm_loadu_si128(s.add(16 + r).cast()));
+    let last = arch::_mm_loadu_si128(data.as_ptr().add(data.len() - 16).cast());
+    let tail = arch::_mm_and_si128(
+        last,
+        arch::_mm_loadu_si128(TOP_BYTES.as_ptr().add(r).cast()),
+    );
+    reduce128(
+        high,
+        arch::_mm_or_si128(low, tail),
+        arch::_mm_set_epi64x(K4, K3),
+    )
 }
 
 /// The register a lane leaves: 128 → 64 → 32 bits.
@@ -253,20 +309,8 @@ pub(crate) unsafe fn fold_short(register: u32, data: &[u8], first_or: u128) -> u
         x = reduce128(x, arch::_mm_loadu_si128(p.add(i)), k3k4);
         i += 1;
     }
-    let r = data.len() % 16;
-    if r > 0 {
-        // The lane and the r-byte tail are 16 + r bytes: the lane's first
-        // r bytes (leading zeros change nothing), then its other bytes and
-        // the tail, read as the last 16 bytes of `data`.
-        let s = SHIFTS.as_ptr();
-        let high = arch::_mm_shuffle_epi8(x, arch::_mm_loadu_si128(s.add(r).cast()));
-        let low = arch::_mm_shuffle_epi8(x, arch::_mm_loadu_si128(s.add(16 + r).cast()));
-        let last = arch::_mm_loadu_si128(data.as_ptr().add(data.len() - 16).cast());
-        let tail = arch::_mm_and_si128(
-            last,
-            arch::_mm_loadu_si128(TOP_BYTES.as_ptr().add(r).cast()),
-        );
-        x = reduce128(high, arch::_mm_or_si128(low, tail), k3k4);
+    if !data.len().is_multiple_of(16) {
+        x = fold_tail(x, data);
     }
     reduce_lane(x)
 }
@@ -314,7 +358,9 @@ mod tests {
             let rest = &data[64..64 + len];
             // SAFETY: the CPU has the instructions (checked above and below).
             let narrow = unsafe { fold_from(0xdebb_20e3, head, rest) };
-            assert_eq!(narrow.1.len(), len % 16, "tail at {len}");
+            // A tail is folded too where the data has a block before it.
+            let left = if len >= 16 { 0 } else { len % 16 };
+            assert_eq!(narrow.1.len(), left, "tail at {len}");
             if wide_available() {
                 let wide = unsafe { fold_wide(0xdebb_20e3, head, rest) };
                 assert_eq!(wide, narrow, "length {len}");
