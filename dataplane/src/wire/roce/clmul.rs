@@ -95,12 +95,7 @@ pub(crate) fn update_after<'a>(
 
 /// Four 128-bit lanes folded 64 bytes at a time.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(
-    enable = "pclmulqdq",
-    enable = "sse2",
-    enable = "ssse3",
-    enable = "sse4.1"
-)]
+#[target_feature(enable = "pclmulqdq,sse2,ssse3,sse4.1")]
 unsafe fn fold_from<'a>(register: u32, head: &[u8; 64], data: &'a [u8]) -> (u32, &'a [u8]) {
     let h = head.as_ptr().cast::<arch::__m128i>();
     let mut x3 = arch::_mm_loadu_si128(h);
@@ -125,14 +120,7 @@ unsafe fn fold_from<'a>(register: u32, head: &[u8; 64], data: &'a [u8]) -> (u32,
 
 /// As `fold_from`, the four lanes in one 512-bit register.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(
-    enable = "avx512f",
-    enable = "vpclmulqdq",
-    enable = "pclmulqdq",
-    enable = "sse2",
-    enable = "ssse3",
-    enable = "sse4.1"
-)]
+#[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq,sse2,ssse3,sse4.1")]
 unsafe fn fold_wide<'a>(register: u32, head: &[u8; 64], data: &'a [u8]) -> (u32, &'a [u8]) {
     let seed = arch::_mm512_zextsi128_si512(arch::_mm_cvtsi32_si128(register as i32));
     let mut x = arch::_mm512_xor_si512(arch::_mm512_loadu_si512(head.as_ptr().cast()), seed);
@@ -159,12 +147,7 @@ unsafe fn fold_wide<'a>(register: u32, head: &[u8; 64], data: &'a [u8]) -> (u32,
 /// Folds the four lanes (first bytes first) into one, then `data` from
 /// `from` on as `fold_blocks` does.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(
-    enable = "pclmulqdq",
-    enable = "sse2",
-    enable = "ssse3",
-    enable = "sse4.1"
-)]
+#[target_feature(enable = "pclmulqdq,sse2,ssse3,sse4.1")]
 unsafe fn finish(lanes: [arch::__m128i; 4], data: &[u8], from: usize) -> (u32, &[u8]) {
     let [x3, x2, x1, x0] = lanes;
     let k3k4 = arch::_mm_set_epi64x(K4, K3);
@@ -179,12 +162,7 @@ unsafe fn finish(lanes: [arch::__m128i; 4], data: &[u8], from: usize) -> (u32, &
 /// bytes, and reduces to the register; returns it and what is left: a tail
 /// shorter than a block where `data` is shorter than one, else nothing.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(
-    enable = "pclmulqdq",
-    enable = "sse2",
-    enable = "ssse3",
-    enable = "sse4.1"
-)]
+#[target_feature(enable = "pclmulqdq,sse2,ssse3,sse4.1")]
 unsafe fn fold_blocks(mut x: arch::__m128i, data: &[u8], from: usize) -> (u32, &[u8]) {
     let k3k4 = arch::_mm_set_epi64x(K4, K3);
     let rest = &data[from..];
@@ -207,12 +185,7 @@ unsafe fn fold_blocks(mut x: arch::__m128i, data: &[u8], from: usize) -> (u32, &
 /// # Safety
 /// The CPU has the instructions; `data` has at least 16 bytes.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(
-    enable = "pclmulqdq",
-    enable = "sse2",
-    enable = "ssse3",
-    enable = "sse4.1"
-)]
+#[target_feature(enable = "pclmulqdq,sse2,ssse3,sse4.1")]
 unsafe fn fold_tail(x: arch::__m128i, data: &[u8]) -> arch::__m128i {
     let r = data.len() % 16;
     // The lane and the r-byte tail are 16 + r bytes: the lane's first r
@@ -235,7 +208,7 @@ unsafe fn fold_tail(x: arch::__m128i, data: &[u8]) -> arch::__m128i {
 
 /// The register a lane leaves: 128 → 64 → 32 bits.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "pclmulqdq", enable = "sse2", enable = "sse4.1")]
+#[target_feature(enable = "pclmulqdq,sse2,sse4.1")]
 unsafe fn reduce_lane(x: arch::__m128i) -> u32 {
     let k3k4 = arch::_mm_set_epi64x(K4, K3);
     // 128 → 64 bits.
@@ -281,12 +254,7 @@ const SHIFTS: [u8; 48] = {
 /// # Safety
 /// The CPU has the instructions (`available`); `data` has at least 16 bytes.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(
-    enable = "pclmulqdq",
-    enable = "sse2",
-    enable = "ssse3",
-    enable = "sse4.1"
-)]
+#[target_feature(enable = "pclmulqdq,sse2,ssse3,sse4.1")]
 pub(crate) unsafe fn fold_short(register: u32, data: &[u8], first_or: u128) -> u32 {
     let mask = arch::_mm_set_epi64x((first_or >> 64) as i64, first_or as i64);
     let first = arch::_mm_or_si128(arch::_mm_loadu_si128(data.as_ptr().cast()), mask);
@@ -327,7 +295,7 @@ const TOP_BYTES: [u8; 32] = {
 };
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "pclmulqdq", enable = "sse2")]
+#[target_feature(enable = "pclmulqdq,sse2")]
 unsafe fn reduce128(a: arch::__m128i, b: arch::__m128i, keys: arch::__m128i) -> arch::__m128i {
     let t1 = arch::_mm_clmulepi64_si128(a, keys, 0x00);
     let t2 = arch::_mm_clmulepi64_si128(a, keys, 0x11);

@@ -21,7 +21,7 @@ const POLY: u32 = 0xEDB8_8320;
 /// Headers plus the first transport bytes, a multiple of 16 (the fold's step).
 const STAGE_LEN: usize = 256;
 
-pub(super) const fn make_tables() -> [[u32; 256]; 8] {
+const fn make_tables() -> [[u32; 256]; 8] {
     let mut tables = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
@@ -60,23 +60,25 @@ pub(super) const BEHIND_IPV4_ID: usize = IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN - 
 /// What a byte of the IPv4 identification adds to the register after the
 /// headers (a CRC is linear): `[0]` for the high byte, `[1]` for the low
 /// one, each followed by the rest of a 20-byte IPv4 and the UDP header.
-static ID_TABLES: [[u32; 256]; 2] = {
+static ID_TABLES: [[u32; 256]; 2] = [byte_effect(BEHIND_IPV4_ID + 1), byte_effect(BEHIND_IPV4_ID)];
+
+/// What a byte XOR-ed in adds to the register when `behind` bytes follow it.
+pub(super) const fn byte_effect(behind: usize) -> [u32; 256] {
     let t = make_tables();
-    let mut out = [[0u32; 256]; 2];
+    let mut out = [0u32; 256];
     let mut b = 0;
     while b < 256 {
         let mut crc = t[0][b];
         let mut zeros = 0;
-        while zeros < BEHIND_IPV4_ID {
+        while zeros < behind {
             crc = (crc >> 8) ^ t[0][(crc & 0xff) as usize];
             zeros += 1;
         }
-        out[1][b] = crc;
-        out[0][b] = (crc >> 8) ^ t[0][(crc & 0xff) as usize];
+        out[b] = crc;
         b += 1;
     }
     out
-};
+}
 
 /// The BTH byte an ICRC masks, as a mask on the transport's first 16 bytes.
 pub(super) const VARIANT_MASK: u128 = 0xff << (8 * bth::VARIANT_BYTE);

@@ -7,26 +7,8 @@
 //! that is four 16-byte blocks instead of five and a tail.
 
 use super::super::Result;
-use super::icrc::{make_tables, Crc32, IcrcHeaders, BEHIND_IPV4_ID, ONE_LANE_MAX};
+use super::icrc::{byte_effect, Crc32, IcrcHeaders, BEHIND_IPV4_ID, ONE_LANE_MAX};
 use super::{bth, clmul};
-
-/// What a byte XOR-ed in adds to the register when `behind` bytes follow it.
-const fn byte_effect(behind: usize) -> [u32; 256] {
-    let t = make_tables();
-    let mut out = [0u32; 256];
-    let mut b = 0;
-    while b < 256 {
-        let mut crc = t[0][b];
-        let mut zeros = 0;
-        while zeros < behind {
-            crc = (crc >> 8) ^ t[0][(crc & 0xff) as usize];
-            zeros += 1;
-        }
-        out[b] = crc;
-        b += 1;
-    }
-    out
-}
 
 /// Where a run's bytes change, for one length of transport headers (BTH,
 /// DETH and maybe ImmDt): the two bytes of the IPv4 identification, high
