@@ -186,3 +186,45 @@ fn an_unsendable_request_between_two_sendable_ones_is_counted() {
         b.counters
     );
 }
+
+/// Long messages (sent where they lie) longer than the QP's largest are
+/// counted errors wherever they stand in the burst, the last place too;
+/// the others, to the same peer, still go.
+#[test]
+fn overlong_messages_among_long_ones_are_counted() {
+    let port = free_port("127.0.10.22");
+    let cfg = Rocev2Config {
+        port,
+        multicast: false,
+        gso: true,
+        ..Rocev2Config::new(ip("127.0.10.22"), 0x99)
+    };
+    let max = usize::from(cfg.max_msg);
+    let mut a = Rocev2Provider::new(cfg, cache()).expect("sender");
+    let mut b = provider("127.0.10.23", 0x9a, port, false);
+    let ah = ah_to(&mut a, ip("127.0.10.23"));
+    let mut c = cache();
+    let mut wrs: Burst<SendWr<_>> = Burst::new();
+    let sizes = [1000, max + 1, 1000, 1000, max + 1];
+    for (i, &size) in sizes.iter().enumerate() {
+        let mut m = c.alloc().expect("mbuf");
+        m.append(size)
+            .expect("room")
+            .copy_from_slice(&payload(i, size));
+        wrs.push(SendWr {
+            mbuf: m,
+            ah,
+            remote_qpn: 0x9a,
+            remote_qkey: QKEY,
+        });
+    }
+    while !wrs.is_empty() {
+        a.post_send(&mut wrs);
+    }
+    assert_eq!(a.counters.tx_errors, 2, "a: {:?}", a.counters);
+    assert_eq!(a.counters.tx_packets, 3, "a: {:?}", a.counters);
+    let got = recv_n(&mut b, 3, Duration::from_secs(5));
+    let data: Vec<Vec<u8>> = got.into_iter().map(|g| g.data).collect();
+    let want: Vec<Vec<u8>> = [0, 2, 3].iter().map(|&i| payload(i, 1000)).collect();
+    assert_eq!(data, want, "b: {:?}", b.counters);
+}

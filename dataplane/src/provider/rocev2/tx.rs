@@ -74,7 +74,7 @@ impl Rocev2Provider {
     ) -> usize {
         let headers_len = HEADERS_LEN + if imm.is_some() { IMMDT_LEN } else { 0 };
         let gso = self.cfg.gso;
-        let limit = wrs.len().min(if gso { MAX_IOVS } else { MAX_BURST });
+        let most = if gso { MAX_IOVS } else { MAX_BURST };
         let mut dropped = 0;
         let mut n = 0;
         let mut psn = self.psn;
@@ -83,7 +83,8 @@ impl Rocev2Provider {
         // QP (a receiver may pick the socket for a whole GSO datagram by
         // its first BTH: P_Key children share an address).
         let mut runs: ArrayVec<(usize, usize), MAX_BURST> = ArrayVec::new();
-        while n < limit {
+        // (Dropped requests leave `wrs` shorter.)
+        while n < wrs.len().min(most) {
             let wr = &wrs[n];
             let len = wr.mbuf.len();
             let wire = headers_len + len + usize::from(pad_count_for(len)) + ICRC_LEN;
