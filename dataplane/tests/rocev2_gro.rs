@@ -18,6 +18,10 @@ fn qp(local: &str, qpn: u32, port: u16, gso: bool, gro: bool) -> Rocev2Provider 
         multicast: false,
         gso,
         gro,
+        // Strict: on loopback a GSO send comes up whole, segment k with
+        // IPv4 ID k, so every ICRC must match with the ID its place gives
+        // (a sender that covered the wrong ID fails here).
+        accept_nonzero_ip_id: !gro,
         ..Rocev2Config::new(ip(local), qpn)
     };
     Rocev2Provider::new(cfg, cache()).expect("rocev2 QP")
