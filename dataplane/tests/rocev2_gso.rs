@@ -95,7 +95,7 @@ fn short_and_long_messages_in_one_burst_arrive_in_order() {
 
 /// A caller that offers several GSO runs at once has them all sent in one
 /// call, in order: short messages (staged) and long ones (sent where they
-/// lie, more than one `sendmmsg` batch of them).
+/// lie, more than the 64 one `sendmmsg` once took).
 #[test]
 fn several_runs_leave_in_one_call() {
     // 64 segments a send; 1000-byte messages take 1024 bytes of the

@@ -41,8 +41,9 @@ fn wide_available() -> bool {
 
 /// Advances the CRC register (the uninverted running state) over `data`
 /// (at least `MIN_LEN` bytes, else nothing is done); returns the new
-/// register and what is left for the tables (nothing, unless the CPU lacks
-/// the instructions).
+/// register and what is left for the tables: a tail shorter than a block
+/// where less than a block follows the first 64 bytes, else nothing (all
+/// of `data` where the CPU lacks the instructions).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn update(register: u32, data: &[u8]) -> (u32, &[u8]) {
     if data.len() < MIN_LEN {
@@ -164,6 +165,7 @@ unsafe fn finish(lanes: [arch::__m128i; 4], data: &[u8], from: usize) -> (u32, &
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "pclmulqdq,sse2,ssse3,sse4.1")]
 unsafe fn fold_blocks(mut x: arch::__m128i, data: &[u8], from: usize) -> (u32, &[u8]) {
+    debug_assert!(from.is_multiple_of(16), "the lane ends on a block");
     let k3k4 = arch::_mm_set_epi64x(K4, K3);
     let rest = &data[from..];
     let blocks = rest.len() / 16;

@@ -38,7 +38,8 @@ static RUN_TABLES: [RunTables; 2] = [run_tables(SEND_HEADERS), run_tables(SEND_I
 
 /// The ICRCs of the messages of one run (see the module). Built from the
 /// first message's headers; each message's ICRC then costs a fold of its
-/// payload and five table lookups.
+/// payload and up to five table lookups. A message whose headers differ
+/// from the first's elsewhere than in the PSN gets its ICRC the long way.
 #[derive(Debug, Clone, Copy)]
 pub struct IcrcRun {
     headers: IcrcHeaders,
@@ -52,9 +53,34 @@ struct Fast {
     id: u16,
     psn: u32,
     ipv4: bool,
+    /// The first message's transport headers as `Same::of` reads them.
+    same: Same,
     /// Bytes of transport headers, and their tables.
     skip: usize,
     tables: &'static RunTables,
+}
+
+/// Transport headers but for the bytes the tables account for (the PSN)
+/// and the one the ICRC masks: the first 16 bytes, and the 8 before the
+/// payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Same(u128, u64);
+
+impl Same {
+    /// BTH byte 4 (masked by the ICRC) and bytes 9 to 11 (the PSN), as
+    /// bits of the first 16 bytes read little-endian.
+    const VARYING: u128 = (0xff << (8 * bth::VARIANT_BYTE)) | (0xff_ffff << (8 * 9));
+
+    /// `None` when `transport` is shorter than `skip` (at least 16) bytes.
+    #[inline]
+    fn of(transport: &[u8], skip: usize) -> Option<Same> {
+        let head: [u8; 16] = transport.get(..16)?.try_into().ok()?;
+        let last: [u8; 8] = transport.get(skip.checked_sub(8)?..skip)?.try_into().ok()?;
+        Some(Same(
+            u128::from_le_bytes(head) & !Self::VARYING,
+            u64::from_le_bytes(last),
+        ))
+    }
 }
 
 impl std::fmt::Debug for RunTables {
@@ -73,22 +99,24 @@ impl IcrcHeaders {
             SEND_IMM_HEADERS => Some(&RUN_TABLES[1]),
             _ => None,
         };
+        let skip = transport_headers.len();
         let fast = tables
             .zip(self.run_start())
-            .map(|(tables, (register, id, ipv4))| {
+            .zip(Same::of(transport_headers, skip))
+            .map(|((tables, (register, id, ipv4)), same)| {
                 let mut masked = [0u8; SEND_IMM_HEADERS];
-                let masked = &mut masked[..transport_headers.len()];
+                let masked = &mut masked[..skip];
                 masked.copy_from_slice(transport_headers);
                 masked[bth::VARIANT_BYTE] = 0xff;
                 let mut crc = Crc32::resume(register);
                 crc.update_tables(masked);
-                let psn = u32::from_be_bytes([0, masked[9], masked[10], masked[11]]);
                 Fast {
                     register: crc.register(),
                     id,
-                    psn,
+                    psn: psn_of(masked),
                     ipv4,
-                    skip: masked.len(),
+                    same,
+                    skip,
                     tables,
                 }
             });
@@ -99,25 +127,27 @@ impl IcrcHeaders {
     }
 }
 
+/// The PSN of a transport packet at least a BTH long.
+#[inline]
+fn psn_of(transport: &[u8]) -> u32 {
+    u32::from_be_bytes([0, transport[9], transport[10], transport[11]])
+}
+
 impl IcrcRun {
-    /// The ICRC of a message of the run: `transport` is its BTH up to, not
-    /// including, the ICRC, with the run's headers except for `psn`, sent
-    /// with IPv4 identification `id` (ignored for IPv6). `Truncated` when
-    /// shorter than a BTH.
+    /// The ICRC of a message of the run, `transport` its BTH up to, not
+    /// including, the ICRC, sent with IPv4 identification `id` (ignored for
+    /// IPv6). `Truncated` when shorter than a BTH.
     #[inline]
-    pub fn icrc(&self, transport: &[u8], id: u16, psn: u32) -> Result<u32> {
+    pub fn icrc(&self, transport: &[u8], id: u16) -> Result<u32> {
         #[cfg(target_arch = "x86_64")]
         if let Some(f) = &self.fast {
             if let Some(payload) = transport
                 .get(f.skip..)
                 .filter(|p| (16..=ONE_LANE_MAX).contains(&p.len()))
+                .filter(|_| Same::of(transport, f.skip) == Some(f.same))
             {
-                debug_assert_eq!(
-                    u32::from_be_bytes([0, transport[9], transport[10], transport[11]]),
-                    psn & bth::PSN_MASK
-                );
                 let t = f.tables;
-                let d = (psn ^ f.psn) as usize;
+                let d = (psn_of(transport) ^ f.psn) as usize;
                 let mut register = f.register
                     ^ t.psn[0][(d >> 16) & 0xff]
                     ^ t.psn[1][(d >> 8) & 0xff]
@@ -184,13 +214,40 @@ mod tests {
                             ip_k[4..6].copy_from_slice(&id.to_be_bytes());
                         }
                         assert_eq!(
-                            run.icrc(&transport, id, psn).unwrap(),
+                            run.icrc(&transport, id).unwrap(),
                             icrc(&ip_k, &udp, &transport).unwrap(),
                             "IP header {} bytes, transport headers {transport_headers}, payload {payload_len}, message {k}",
                             ip.len()
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// A message whose headers differ from the run's first elsewhere than
+    /// in the PSN (any byte, the AckReq bit, the ImmDt) still gets its own
+    /// ICRC.
+    #[test]
+    fn a_message_with_other_headers_gets_its_own_icrc() {
+        let udp = sample(8, 1);
+        let mut v4 = sample(20, 2);
+        v4[0] = 0x45;
+        for transport_headers in [SEND_HEADERS, SEND_IMM_HEADERS] {
+            let first = sample(transport_headers + 64, 7);
+            let run = IcrcHeaders::new(&v4, &udp)
+                .unwrap()
+                .run(&first[..transport_headers]);
+            for at in 0..transport_headers {
+                let mut other = first.clone();
+                other[at] ^= 0x80;
+                let mut ip = v4.clone();
+                ip[4..6].copy_from_slice(&3u16.to_be_bytes());
+                assert_eq!(
+                    run.icrc(&other, 3).unwrap(),
+                    icrc(&ip, &udp, &other).unwrap(),
+                    "transport headers {transport_headers}, byte {at} changed"
+                );
             }
         }
     }
@@ -226,6 +283,6 @@ mod tests {
         let run = IcrcHeaders::new(&v4, &sample(8, 1))
             .unwrap()
             .run(&sample(20, 0));
-        assert!(run.icrc(&sample(11, 0), 0, 0).is_err());
+        assert!(run.icrc(&sample(11, 0), 0).is_err());
     }
 }
