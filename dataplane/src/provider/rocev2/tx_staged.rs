@@ -263,7 +263,9 @@ impl Stretch {
             }
             // Segment k of a GSO send carries IPv4 ID k (a lone message, 0).
             // (It cannot fail: the transport holds its headers.)
-            let value = icrc.icrc(transport, k as u16).unwrap_or(0);
+            let value = icrc
+                .icrc_as_written(transport, k as u16, psn(k))
+                .unwrap_or(0);
             icrc_bytes.copy_from_slice(&value.to_le_bytes());
         }
     }
