@@ -4,21 +4,28 @@
 
 mod rocev2_common;
 
+use ipoib_dataplane::mem::LcoreCache;
 use ipoib_dataplane::provider::rocev2::{Rocev2Config, Rocev2Provider};
 use ipoib_dataplane::provider::{Burst, Provider, SendWr};
 use rocev2_common::*;
 use std::time::Duration;
 
-#[test]
-fn gso_runs_arrive_as_separate_messages_in_order() {
-    let port = free_port("127.0.10.1");
+/// A sender QP at `local` (no multicast), with GSO or without, and its
+/// mbuf cache.
+fn sender(local: &str, qpn: u32, port: u16, gso: bool, cache: LcoreCache) -> Rocev2Provider {
     let cfg = Rocev2Config {
         port,
         multicast: false,
-        gso: true,
-        ..Rocev2Config::new(ip("127.0.10.1"), 0x91)
+        gso,
+        ..Rocev2Config::new(ip(local), qpn)
     };
-    let mut a = Rocev2Provider::new(cfg, cache()).expect("GSO sender");
+    Rocev2Provider::new(cfg, cache).expect("sender")
+}
+
+#[test]
+fn gso_runs_arrive_as_separate_messages_in_order() {
+    let port = free_port("127.0.10.1");
+    let mut a = sender("127.0.10.1", 0x91, port, true, cache());
     let mut b = provider("127.0.10.2", 0x92, port, false);
     let ah = ah_to(&mut a, ip("127.0.10.2"));
     // Two runs of equal sizes, then a different size: three sends at least.
@@ -45,13 +52,7 @@ fn gso_runs_arrive_as_separate_messages_in_order() {
 fn short_and_long_messages_in_one_burst_arrive_in_order() {
     for gso in [true, false] {
         let port = free_port("127.0.10.3");
-        let cfg = Rocev2Config {
-            port,
-            multicast: false,
-            gso,
-            ..Rocev2Config::new(ip("127.0.10.3"), 0x93)
-        };
-        let mut a = Rocev2Provider::new(cfg, cache()).expect("sender");
+        let mut a = sender("127.0.10.3", 0x93, port, gso, cache());
         let mut b = provider("127.0.10.4", 0x94, port, false);
         let ah = ah_to(&mut a, ip("127.0.10.4"));
         let sizes = [64, 64, 64, 1000, 61, 62, 63, 256, 257, 256, 1500, 1, 1, 200];
@@ -108,13 +109,7 @@ fn several_runs_leave_in_one_call() {
 fn several_runs_in_one_call(size: usize, host: u8, gso_sends: u64) {
     let (a_ip, b_ip) = (format!("127.0.10.{host}"), format!("127.0.10.{}", host + 1));
     let port = free_port(&a_ip);
-    let cfg = Rocev2Config {
-        port,
-        multicast: false,
-        gso: true,
-        ..Rocev2Config::new(ip(&a_ip), 0x95)
-    };
-    let mut a = Rocev2Provider::new(cfg, pool().cache(512)).expect("sender");
+    let mut a = sender(&a_ip, 0x95, port, true, pool().cache(512));
     let mut b = provider(&b_ip, 0x96, port, false);
     b.set_recv_buffer(8 << 20).expect("receive buffer");
     let ah = ah_to(&mut a, ip(&b_ip));
@@ -148,13 +143,7 @@ fn several_runs_in_one_call(size: usize, host: u8, gso_sends: u64) {
 #[test]
 fn an_unsendable_request_between_two_sendable_ones_is_counted() {
     let port = free_port("127.0.10.7");
-    let cfg = Rocev2Config {
-        port,
-        multicast: false,
-        gso: true,
-        ..Rocev2Config::new(ip("127.0.10.7"), 0x97)
-    };
-    let mut a = Rocev2Provider::new(cfg, cache()).expect("sender");
+    let mut a = sender("127.0.10.7", 0x97, port, true, cache());
     let mut b = provider("127.0.10.8", 0x98, port, false);
     let ah = ah_to(&mut a, ip("127.0.10.8"));
     let v6 = ipoib_dataplane::provider::rocev2::Rocev2Ah {
@@ -193,14 +182,8 @@ fn an_unsendable_request_between_two_sendable_ones_is_counted() {
 #[test]
 fn overlong_messages_among_long_ones_are_counted() {
     let port = free_port("127.0.10.22");
-    let cfg = Rocev2Config {
-        port,
-        multicast: false,
-        gso: true,
-        ..Rocev2Config::new(ip("127.0.10.22"), 0x99)
-    };
-    let max = usize::from(cfg.max_msg);
-    let mut a = Rocev2Provider::new(cfg, cache()).expect("sender");
+    let max = usize::from(Rocev2Config::new(ip("127.0.10.22"), 0x99).max_msg);
+    let mut a = sender("127.0.10.22", 0x99, port, true, cache());
     let mut b = provider("127.0.10.23", 0x9a, port, false);
     let ah = ah_to(&mut a, ip("127.0.10.23"));
     let mut c = cache();
