@@ -334,12 +334,6 @@ fn write_headers(m: &mut Mbuf, template: &[u8; HEADERS_LEN], psn: u32, imm: Opti
     let Some(h) = m.prepend(len) else {
         return false;
     };
-    let (headers, immdt) = h.split_at_mut(HEADERS_LEN);
-    headers.copy_from_slice(template);
-    bth::Packet::new_unchecked(&mut headers[..bth::HEADER_LEN])
-        .set_ack_req_psn(false, psn & PSN_MASK);
-    if let Some(imm) = imm {
-        immdt.copy_from_slice(&imm.to_be_bytes());
-    }
+    super::tx_staged::write_headers(h, template, psn & PSN_MASK, imm);
     true
 }

@@ -274,7 +274,12 @@ impl Stretch {
 /// Writes the BTH and DETH of `template` with `psn` (and the ImmDt) into
 /// `headers`, which has room for exactly them.
 #[inline]
-fn write_headers(headers: &mut [u8], template: &[u8; HEADERS_LEN], psn: u32, imm: Option<u32>) {
+pub(super) fn write_headers(
+    headers: &mut [u8],
+    template: &[u8; HEADERS_LEN],
+    psn: u32,
+    imm: Option<u32>,
+) {
     let (bth_deth, immdt) = headers.split_at_mut(HEADERS_LEN);
     bth_deth.copy_from_slice(template);
     bth::Packet::new_unchecked(&mut bth_deth[..bth::HEADER_LEN]).set_ack_req_psn(false, psn);
